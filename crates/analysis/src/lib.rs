@@ -1,0 +1,1 @@
+//! Analyses over a plain-data sample: accounting identities, decompositions, VM figures.

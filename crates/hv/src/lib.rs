@@ -1,0 +1,1 @@
+//! Hypervisor backends (libvirt, QMP) behind one trait.

@@ -1,0 +1,1 @@
+//! Parsers for the kernel's memory files, and the one reader that opens them.

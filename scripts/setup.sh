@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install what memwarden needs on Debian 12 (idempotent; run as root).
+#   build:  pkg-config, libvirt-dev (the libvirt backend links libvirt.so.0)
+#   --test: also what the test suite runs against: QEMU, a minimal libvirtd, smem,
+#           busybox-static and cpio for the lab guests (see lab/README.md)
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(pkg-config libvirt-dev libvirt0)
+if [ "${1:-}" = --test ]; then
+  pkgs+=(busybox-static cpio smem python3
+         libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ] || apt-get update -q
+  # Debian 12's qemu-system-x86 (7.2) Breaks the backported qemu-utils 10 some images carry:
+  # take bookworm's qemu-utils alongside it.
+  extra=()
+  case " ${missing[*]} " in *" qemu-system-x86 "*) extra=(qemu-utils/bookworm) ;; esac
+  apt-get install -y -q --no-install-recommends --allow-downgrades "${missing[@]}" "${extra[@]}" \
+    || { apt-get update -q && apt-get install -y -q --no-install-recommends --allow-downgrades "${missing[@]}" "${extra[@]}"; }
+fi
