@@ -1,7 +1,30 @@
 //! memwarden: where host memory goes, what each VM really uses, and safe overcommit.
+//!
+//! `main` stays thin: parse arguments, run, print the error chain on one line.
 
+mod cli;
+mod commands;
+
+use std::io::ErrorKind;
 use std::process::ExitCode;
 
+use clap::Parser;
+
 fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let args = cli::Cli::parse();
+    match commands::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // A closed pipe (`memwarden procs | head`) is not a failure.
+            if err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<std::io::Error>())
+                .any(|e| e.kind() == ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("memwarden: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -62,12 +62,17 @@ pub struct SizeError {
 /// (`b`, `k`/`KiB`, `M`/`MiB`, `G`/`GiB`, `T`/`TiB`; `KB`, `MB`, `GB` are decimal as in virsh).
 /// A bare number is in `default_unit_bytes` units (virsh: KiB). Returns bytes.
 pub fn parse_size(input: &str, default_unit_bytes: u64) -> Result<u64, SizeError> {
-    let err = |why| SizeError { input: input.to_string(), why };
+    let err = |why| SizeError {
+        input: input.to_string(),
+        why,
+    };
     let s = input.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, suffix) = s.split_at(split);
     if num.is_empty() {
-        return Err(err("expected a number, optionally followed by a unit such as M or G"));
+        return Err(err(
+            "expected a number, optionally followed by a unit such as M or G",
+        ));
     }
     let n: u64 = num.parse().map_err(|_| err("number too large"))?;
     let mult = match suffix.trim() {
@@ -81,9 +86,14 @@ pub fn parse_size(input: &str, default_unit_bytes: u64) -> Result<u64, SizeError
         "GB" => 1000 * 1000 * 1000,
         "t" | "T" | "TiB" | "Ti" => 1024 * GIB,
         "TB" => 1000 * 1000 * 1000 * 1000,
-        _ => return Err(err("unknown unit (use B, K, M, G, T; KB/MB/GB are powers of 1000)")),
+        _ => {
+            return Err(err(
+                "unknown unit (use B, K, M, G, T; KB/MB/GB are powers of 1000)",
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| err("size overflows 64 bits"))
+    n.checked_mul(mult)
+        .ok_or_else(|| err("size overflows 64 bits"))
 }
 
 #[cfg(test)]

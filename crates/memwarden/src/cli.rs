@@ -1,0 +1,148 @@
+//! Command-line arguments, parsed plainly; resolution into runtime settings happens in commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "memwarden",
+    version,
+    about = "Where a KVM host's memory goes, and what each VM really uses"
+)]
+pub struct Cli {
+    /// Read a captured tree (DIR/proc, DIR/sys) instead of the live system.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Language of explanations.
+    #[arg(long, global = true, value_enum, default_value_t = Lang::En)]
+    pub lang: Lang,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    En,
+    Zh,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Where host memory goes: breakdown, identities, black hole, top processes.
+    Host(HostArgs),
+    /// Explain a /proc/meminfo field (or list all fields this host prints).
+    Explain(ExplainArgs),
+    /// Per-process memory by PSS, like smem.
+    Procs(ProcsArgs),
+    /// KSM state, settings and savings.
+    Ksm(JsonArgs),
+    /// Each VM's memory as the hypervisor and the guest report it.
+    Vms(VmsArgs),
+    /// Print a domain's balloon statistics exactly as `virsh dommemstat` does.
+    Dommemstat(DommemstatArgs),
+    /// Set the balloon statistics polling period (Nova's mem_stats_period_seconds).
+    StatsPeriod(StatsPeriodArgs),
+    /// Set a VM's balloon target, refusing unsafe targets unless --force.
+    Setmem(SetmemArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// How many processes to list by PSS.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// A meminfo field such as `Active(anon)`; omit to list every field.
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProcSort {
+    Pss,
+    Rss,
+    Swap,
+}
+
+#[derive(Debug, Args)]
+pub struct ProcsArgs {
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    #[arg(long, value_enum, default_value_t = ProcSort::Pss)]
+    pub sort: ProcSort,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where VMs are found; shared by every VM command.
+#[derive(Debug, Clone, Args)]
+pub struct HvArgs {
+    /// libvirt connection URI.
+    #[arg(
+        long,
+        value_name = "URI",
+        default_value = "qemu:///system",
+        env = "LIBVIRT_DEFAULT_URI"
+    )]
+    pub connect: String,
+    /// Use QMP sockets instead of libvirt (a path or a glob; repeatable).
+    #[arg(long, value_name = "PATH_OR_GLOB")]
+    pub qmp: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VmsArgs {
+    #[command(flatten)]
+    pub hv: HvArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DommemstatArgs {
+    #[command(flatten)]
+    pub hv: HvArgs,
+    pub domain: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsPeriodArgs {
+    #[command(flatten)]
+    pub hv: HvArgs,
+    /// Every running VM.
+    #[arg(long)]
+    pub all: bool,
+    /// DOMAIN SECONDS, or SECONDS with --all.
+    #[arg(num_args = 1..=2, required = true)]
+    pub args: Vec<String>,
+    /// Affect the running domain (default when neither flag is given).
+    #[arg(long)]
+    pub live: bool,
+    /// Affect the persistent configuration.
+    #[arg(long)]
+    pub config: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetmemArgs {
+    #[command(flatten)]
+    pub hv: HvArgs,
+    pub domain: String,
+    /// Target size: a number in KiB (as virsh), or with a unit: 512M, 2G.
+    pub size: String,
+    /// Skip the safety checks (below guest use + margin, above max).
+    #[arg(long)]
+    pub force: bool,
+}
