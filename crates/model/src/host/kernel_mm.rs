@@ -62,6 +62,9 @@ pub struct VmallocInfo {
     pub vmap_bytes: u64,
     /// Records that are neither (percpu areas, `user`, `vpages`...), by size column.
     pub other_bytes: u64,
+    /// `unpurged vm_area` records (freed lazily: address space only, no memory), by size column.
+    #[serde(default)]
+    pub unpurged_bytes: u64,
     /// Top callers of vmalloc by bytes, largest first (the reader keeps at most 20).
     pub top_callers: Vec<VmallocCaller>,
 }
