@@ -1,1 +1,124 @@
 //! Hypervisor backends (libvirt, QMP) behind one trait.
+//!
+//! Each backend fills [`memwarden_model::vm::VmSample`]s: balloon statistics in libvirt's tag
+//! form and as typed bytes, the balloon device's facts, the QEMU pid and the host's view of the
+//! QEMU process. Guest numbers are validated ([`tags::check`]) and never trusted blindly. A VM
+//! that vanishes while a sample is being taken is skipped, not fatal.
+//!
+//! Calls block (libvirt's API and our QMP client are synchronous): run them on a thread of
+//! their own in async code.
+
+pub mod host;
+pub mod libvirt;
+mod libvirt_ffi;
+pub mod qmp;
+pub mod tags;
+mod xml;
+
+use std::path::PathBuf;
+
+use memwarden_model::vm::{BalloonStats, VmSample};
+
+pub use libvirt::LibvirtBackend;
+pub use qmp::QmpBackend;
+
+/// Where a change applies, as libvirt's `--live` / `--config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    pub live: bool,
+    pub config: bool,
+}
+
+impl Scope {
+    pub const LIVE: Scope = Scope {
+        live: true,
+        config: false,
+    };
+}
+
+/// One backend: libvirt or a set of QMP sockets.
+pub trait Hypervisor {
+    /// Every running VM with its statistics, in as few calls as the backend allows (libvirt:
+    /// one bulk `virConnectGetAllDomainStats`). VMs that vanish mid-sample are left out.
+    fn list(&mut self) -> Result<Vec<VmSample>, Error>;
+    /// One VM, fully read.
+    fn sample(&mut self, name: &str) -> Result<VmSample, Error>;
+    /// One VM's balloon statistics through the per-domain call (`virDomainMemoryStats`), tags in
+    /// the order `virsh dommemstat` prints them.
+    fn memory_stats(&mut self, name: &str) -> Result<BalloonStats, Error>;
+    /// Sets the balloon target in bytes (libvirt rounds to KiB).
+    fn set_memory(&mut self, name: &str, bytes: u64, scope: Scope) -> Result<(), Error>;
+    /// Sets the guest statistics polling period in seconds (0 = off).
+    fn set_stats_period(&mut self, name: &str, seconds: u32, scope: Scope) -> Result<(), Error>;
+    /// The QEMU process id on the host, when it can be known.
+    fn qemu_pid(&mut self, name: &str) -> Result<Option<u32>, Error>;
+    /// Names of the running VMs.
+    fn names(&mut self) -> Result<Vec<String>, Error>;
+}
+
+/// Errors from the hypervisor backends. [`Error::is_gone`] tells "the VM went away" apart.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("libvirt {op} failed{}: {source}", on(.domain))]
+    Libvirt {
+        op: &'static str,
+        domain: Option<String>,
+        #[source]
+        source: virt::error::Error,
+    },
+    #[error("no running VM named {name:?} ({where_})")]
+    NoSuchVm { name: String, where_: String },
+    #[error("QMP {command} on {socket}: {class}: {desc}")]
+    QmpCommand {
+        socket: PathBuf,
+        command: String,
+        class: String,
+        desc: String,
+    },
+    #[error("QMP {socket}: {why}")]
+    QmpProtocol { socket: PathBuf, why: String },
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("VM {name:?} has no balloon device: {what} is impossible (add <memballoon model='virtio'/> or -device virtio-balloon)")]
+    NoBalloon { name: String, what: &'static str },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+fn on(d: &Option<String>) -> String {
+    d.as_ref().map(|d| format!(" on {d:?}")).unwrap_or_default()
+}
+
+impl Error {
+    /// The VM (or its QEMU process) went away while we were reading it: skip, do not fail.
+    pub fn is_gone(&self) -> bool {
+        use virt::error::ErrorNumber as N;
+        match self {
+            Error::Libvirt { source, .. } => {
+                source.code().is_any(vec![N::NoDomain, N::OperationInvalid])
+            }
+            Error::NoSuchVm { .. } => true,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, now.
+pub(crate) fn now_unix_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
