@@ -1,1 +1,5 @@
 //! Analyses over a plain-data sample: accounting identities, decompositions, VM figures.
+
+pub mod accounting;
+pub mod ksm;
+pub mod procs;

@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod render;
 
 use std::io::ErrorKind;
 use std::process::ExitCode;

@@ -1,0 +1,34 @@
+//! Where host memory goes: identities, decompositions, the black hole, modules.
+
+pub mod decompositions;
+pub mod identities;
+pub mod modules;
+pub mod terms;
+
+use memwarden_model::host::HostSample;
+use serde::Serialize;
+
+pub use decompositions::{Decomposition, Part};
+pub use identities::{IdentityResult, Verdict, IDENTITIES};
+
+/// Everything the accounting derives from one host sample.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostAccounting {
+    pub identities: Vec<IdentityResult>,
+    pub decompositions: Vec<Decomposition>,
+    /// The black hole: the LRU decomposition's unaccounted rest (the one with the fewest double
+    /// counts; the other two are shown beside it).
+    pub black_hole_bytes: i128,
+    pub modules: Option<modules::ModulesSummary>,
+}
+
+/// Runs every accounting analysis on `s`.
+pub fn analyse(s: &HostSample) -> HostAccounting {
+    let decompositions = decompositions::all(s);
+    HostAccounting {
+        identities: identities::evaluate_all(s),
+        black_hole_bytes: decompositions.first().map_or(0, |d| d.unaccounted_bytes),
+        decompositions,
+        modules: modules::summarize(s, 10),
+    }
+}

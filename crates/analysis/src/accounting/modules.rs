@@ -1,0 +1,68 @@
+//! Kernel modules: what lsmod says versus what vmalloc really gives them.
+
+use memwarden_model::host::HostSample;
+use memwarden_model::units::PAGE_SIZE;
+use serde::Serialize;
+
+/// What a module of `size_bytes` (lsmod's column) takes from vmalloc space: whole pages plus the
+/// guard page vmalloc puts after every area. 69417 bytes (floppy) → 16 pages + 1 = 73728.
+pub fn vmalloc_footprint(size_bytes: u64) -> u64 {
+    size_bytes
+        .div_ceil(PAGE_SIZE)
+        .saturating_add(1)
+        .saturating_mul(PAGE_SIZE)
+}
+
+/// Modules in total.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModulesSummary {
+    pub count: usize,
+    /// Σ lsmod size.
+    pub lsmod_bytes: u64,
+    /// Σ [`vmalloc_footprint`]: address space including guard pages.
+    pub footprint_bytes: u64,
+    /// Σ pages actually backing them (footprint minus the guard pages): what VmallocUsed counts.
+    pub backing_bytes: u64,
+    /// The largest modules, by size: (name, lsmod bytes, footprint).
+    pub largest: Vec<(String, u64, u64)>,
+}
+
+/// Summarises /proc/modules; `None` when it was not readable (no module support, or absent).
+pub fn summarize(s: &HostSample, top: usize) -> Option<ModulesSummary> {
+    let mods = s.modules.as_ref()?;
+    let mut largest: Vec<_> = mods
+        .iter()
+        .map(|m| {
+            (
+                m.name.clone(),
+                m.size_bytes,
+                vmalloc_footprint(m.size_bytes),
+            )
+        })
+        .collect();
+    largest.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let footprint: u64 = largest.iter().map(|m| m.2).sum();
+    let out = ModulesSummary {
+        count: mods.len(),
+        lsmod_bytes: largest.iter().map(|m| m.1).sum(),
+        footprint_bytes: footprint,
+        backing_bytes: footprint.saturating_sub(PAGE_SIZE * mods.len() as u64),
+        largest: largest.into_iter().take(top).collect(),
+    };
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floppy_module_takes_whole_pages_plus_a_guard_page() {
+        // /proc/modules on the reference host: "floppy 69417 0 - Live".
+        assert_eq!(vmalloc_footprint(69417), 73728);
+        assert_eq!(vmalloc_footprint(4096), 8192);
+        assert_eq!(vmalloc_footprint(1), 8192);
+        assert_eq!(vmalloc_footprint(0), 4096);
+        assert_eq!(vmalloc_footprint(u64::MAX), u64::MAX);
+    }
+}

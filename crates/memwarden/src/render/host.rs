@@ -1,0 +1,164 @@
+//! The human form of `memwarden host`.
+
+use std::fmt::Write;
+
+use memwarden_analysis::accounting::{HostAccounting, Verdict};
+use memwarden_analysis::procs::ProcTable;
+use memwarden_model::host::HostSample;
+use memwarden_model::units::{format_bytes, format_signed_bytes};
+
+use super::{percent, table};
+
+/// Renders the whole host report as text.
+pub fn render(s: &HostSample, acc: &HostAccounting, procs: &ProcTable) -> String {
+    let mut out = String::new();
+    let total = s.meminfo.get_or_zero("MemTotal");
+    let _ = writeln!(
+        out,
+        "Host memory: MemTotal {}, MemFree {}, MemAvailable {}  (kernel {})",
+        format_bytes(total),
+        format_bytes(s.meminfo.get_or_zero("MemFree")),
+        s.meminfo
+            .get("MemAvailable")
+            .map_or("-".into(), format_bytes),
+        s.kernel_release.as_deref().unwrap_or("unknown"),
+    );
+    let _ = writeln!(
+        out,
+        "Black hole (memory no counter in /proc accounts for): {} ({} of MemTotal)\n",
+        format_signed_bytes(acc.black_hole_bytes),
+        percent(acc.black_hole_bytes, total)
+    );
+
+    out.push_str(&decompositions(acc, total));
+    out.push_str(&identities(acc));
+    if let Some(psi) = &s.psi {
+        let _ = writeln!(
+            out,
+            "Pressure (PSI, % of time stalled on memory, avg10/60/300): some {:.2}/{:.2}/{:.2}{}\n",
+            psi.some.avg10,
+            psi.some.avg60,
+            psi.some.avg300,
+            psi.full.map_or(String::new(), |f| format!(
+                ", full {:.2}/{:.2}/{:.2}",
+                f.avg10, f.avg60, f.avg300
+            ))
+        );
+    }
+    if let Some(m) = &acc.modules {
+        let _ = writeln!(
+            out,
+            "Modules: {} loaded, lsmod total {}, vmalloc footprint {} (whole pages + a guard page each)\n",
+            m.count,
+            format_bytes(m.lsmod_bytes),
+            format_bytes(m.footprint_bytes)
+        );
+    }
+    out.push_str(&top_processes(procs));
+    let unknown: Vec<&str> = s
+        .meminfo
+        .entries
+        .iter()
+        .filter(|e| !is_known(&e.key))
+        .map(|e| e.key.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        let _ = writeln!(
+            out,
+            "Fields this memwarden does not know (kept in --json, not explained): {}\n",
+            unknown.join(", ")
+        );
+    }
+    for d in &s.degraded {
+        let _ = writeln!(out, "note: {d}");
+    }
+    out
+}
+
+fn decompositions(acc: &HostAccounting, total: u64) -> String {
+    let mut out = String::from("MemTotal, three ways:\n");
+    for d in &acc.decompositions {
+        let mut t = table(&["", d.name, "of MemTotal", "source"], &[1, 2]);
+        for p in &d.parts {
+            if p.bytes == 0 {
+                continue;
+            }
+            t.add_row(vec![
+                format!("  {}", p.label),
+                format_bytes(p.bytes),
+                percent(i128::from(p.bytes), total),
+                p.source.clone(),
+            ]);
+        }
+        t.add_row(vec![
+            "  unaccounted (X)".to_string(),
+            format_signed_bytes(d.unaccounted_bytes),
+            percent(d.unaccounted_bytes, total),
+            d.formula.to_string(),
+        ]);
+        let _ = writeln!(out, "{t}");
+        for c in &d.caveats {
+            let _ = writeln!(out, "    caveat: {c}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn identities(acc: &HostAccounting) -> String {
+    let mut t = table(
+        &["identity", "left", "right", "residual", "verdict"],
+        &[1, 2, 3],
+    );
+    let mut notes = String::new();
+    for r in &acc.identities {
+        let verdict = match r.verdict {
+            Verdict::Holds => "holds".to_string(),
+            Verdict::Explained => format!("explained (≤ {})", format_bytes(r.explainable_bytes)),
+            Verdict::Broken => "BROKEN".to_string(),
+            Verdict::NotApplicable => "n/a".to_string(),
+        };
+        t.add_row(vec![
+            r.name.to_string(),
+            r.left_bytes.map_or("-".into(), format_bytes),
+            r.right_bytes.map_or("-".into(), format_bytes),
+            r.residual_bytes.map_or("-".into(), format_signed_bytes),
+            verdict,
+        ]);
+        if matches!(
+            r.verdict,
+            Verdict::Explained | Verdict::Broken | Verdict::NotApplicable
+        ) {
+            let _ = writeln!(notes, "  {}: {} = {}; {}", r.name, r.left, r.right, r.note);
+        }
+    }
+    format!("Kernel identities:\n{t}\n{notes}\n")
+}
+
+fn top_processes(p: &ProcTable) -> String {
+    let mut t = table(
+        &["pid", "name", "USS", "PSS", "RSS", "swap"],
+        &[0, 2, 3, 4, 5],
+    );
+    for r in &p.rows {
+        t.add_row(vec![
+            r.pid.to_string(),
+            r.name.clone(),
+            format_bytes(r.uss_bytes),
+            format_bytes(r.pss_bytes),
+            format_bytes(r.rss_bytes),
+            format_bytes(r.swap_bytes),
+        ]);
+    }
+    format!(
+        "Top processes by PSS ({} processes, Σ PSS {}, {} without readable smaps):\n{t}\n\n",
+        p.total_processes,
+        format_bytes(p.total_pss_bytes),
+        p.unreadable
+    )
+}
+
+fn is_known(key: &str) -> bool {
+    // Until the glossary lands, every field is treated as known.
+    !key.is_empty()
+}
