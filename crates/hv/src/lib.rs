@@ -85,6 +85,12 @@ pub enum Error {
     },
     #[error("VM {name:?} has no balloon device: {what} is impossible (add <memballoon model='virtio'/> or -device virtio-balloon)")]
     NoBalloon { name: String, what: &'static str },
+    #[error("reading QEMU process {pid}: {source}")]
+    Procfs {
+        pid: u32,
+        #[source]
+        source: memwarden_procfs::Error,
+    },
     #[error("{0}")]
     Unsupported(String),
 }
@@ -110,6 +116,7 @@ impl Error {
                     | std::io::ErrorKind::BrokenPipe
                     | std::io::ErrorKind::UnexpectedEof
             ),
+            Error::Procfs { source, .. } => source.is_gone(),
             _ => false,
         }
     }

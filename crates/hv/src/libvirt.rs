@@ -19,6 +19,8 @@ use memwarden_model::vm::{
 
 use crate::libvirt_ffi::{self, Param};
 use crate::qmp::parse_guest_stats;
+use memwarden_procfs::HostReader;
+
 use crate::{host, now_unix_s, tags, xml, Error, Hypervisor, Scope};
 
 /// A libvirt connection.
@@ -29,8 +31,8 @@ pub struct LibvirtBackend {
     /// Read the newer QEMU stats (`stat-oom-kills`, ...) through `virDomainQemuMonitorCommand`.
     /// Off by default: libvirt marks a domain "tainted: custom-monitor" when it is used.
     pub monitor_passthrough: bool,
-    /// Root of /proc for the host view.
-    pub proc_root: PathBuf,
+    /// Reads the QEMU process (tests may point it at a captured tree).
+    pub reader: HostReader,
     /// Where libvirt's QEMU driver writes `NAME.pid`.
     pub pid_dir: PathBuf,
 }
@@ -56,7 +58,7 @@ impl LibvirtBackend {
             conn: Some(conn),
             uri: uri.to_string(),
             monitor_passthrough: false,
-            proc_root: PathBuf::from("/proc"),
+            reader: HostReader::live(),
             pid_dir: PathBuf::from("/run/libvirt/qemu"),
         })
     }
@@ -139,7 +141,7 @@ impl LibvirtBackend {
         vm.uuid = d.uuid_string().ok();
         vm.qemu_pid = self.pid_of(&name);
         if let Some(pid) = vm.qemu_pid {
-            match host::read_process(&self.proc_root, pid) {
+            match host::read_process(&self.reader, pid) {
                 Ok(p) => vm.host = Some(p),
                 Err(e) => vm.degraded.push(format!("QEMU process {pid}: {e}")),
             }

@@ -17,14 +17,16 @@ use memwarden_model::vm::{BalloonDevice, BalloonStats, VmBackend, VmSample, VmSt
 
 pub use client::{as_u64, parse_guest_stats, QmpClient};
 
+use memwarden_procfs::HostReader;
+
 use crate::{host, now_unix_s, tags, Error, Hypervisor, Scope};
 
 /// QEMU instances reached through their QMP sockets.
 #[derive(Debug, Clone)]
 pub struct QmpBackend {
     sockets: Vec<PathBuf>,
-    /// Root of /proc for the host view (tests may point it at a captured tree).
-    pub proc_root: PathBuf,
+    /// Reads the QEMU process (tests may point it at a captured tree).
+    pub reader: HostReader,
     pub timeout: Duration,
 }
 
@@ -47,7 +49,7 @@ impl QmpBackend {
         sockets.dedup();
         Ok(QmpBackend {
             sockets,
-            proc_root: PathBuf::from("/proc"),
+            reader: HostReader::live(),
             timeout: Duration::from_secs(5),
         })
     }
@@ -116,7 +118,7 @@ impl QmpBackend {
         }
         vm.device = balloon_device(c)?;
         if let Some(pid) = vm.qemu_pid {
-            match host::read_process(&self.proc_root, pid) {
+            match host::read_process(&self.reader, pid) {
                 Ok(p) => vm.host = Some(p),
                 Err(e) => vm.degraded.push(format!("QEMU process {pid}: {e}")),
             }
@@ -228,7 +230,7 @@ impl Hypervisor for QmpBackend {
         let dev = balloon_device(&mut c)?;
         let rss = c
             .peer_pid
-            .and_then(|p| host::read_process(&self.proc_root, p).ok())
+            .and_then(|p| host::read_process(&self.reader, p).ok())
             .and_then(|p| p.status.vm_rss)
             .map(|b| b / KIB);
         let max = c
