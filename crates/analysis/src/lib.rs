@@ -1,5 +1,6 @@
 //! Analyses over a plain-data sample: accounting identities, decompositions, VM figures.
 
 pub mod accounting;
+pub mod glossary;
 pub mod ksm;
 pub mod procs;
