@@ -204,21 +204,27 @@ impl HostReader {
     }
 
     /// smaps_rollup, or summed smaps when the kernel has no rollup (before 4.14); `None` for
-    /// kernel threads and zombies (empty file) and when permission is denied.
+    /// kernel threads and zombies (no mm: `ESRCH` or an empty file) and when permission is
+    /// denied.
     fn read_smaps(&self, dir: &Path) -> Result<Option<SmapsRollup>> {
         let rollup = dir.join("smaps_rollup");
         let (path, text, parse): (_, _, fn(&str) -> Result<SmapsRollup>) = match read_text(&rollup)
         {
             Ok(text) => (rollup, text, smaps_rollup::parse),
-            Err(e) if e.is_permission_denied() => return Ok(None),
             Err(e) if e.is_not_found() => {
                 let smaps = dir.join("smaps");
                 match read_text(&smaps) {
                     Ok(text) => (smaps, text, smaps_rollup::parse_smaps),
                     Err(e) if e.is_permission_denied() => return Ok(None),
+                    // Neither file while the process is still there: a kernel without
+                    // CONFIG_PROC_PAGE_MONITOR, or a capture that left them out.
+                    Err(e) if e.is_gone() => return still_there(dir).map(|()| None),
                     Err(e) => return Err(e),
                 }
             }
+            Err(e) if e.is_permission_denied() => return Ok(None),
+            // A kernel thread's smaps_rollup fails with ESRCH although the thread lives.
+            Err(e) if e.is_gone() => return still_there(dir).map(|()| None),
             Err(e) => return Err(e),
         };
         if text.trim().is_empty() {
@@ -227,24 +233,24 @@ impl HostReader {
         parse(&text).map(Some).map_err(|e| e.at(&path))
     }
 
-    /// ksm_stat and ksm_merging_pages; `None` when the kernel has neither.
+    /// ksm_stat and ksm_merging_pages; `None` when the kernel has neither, or the process has
+    /// no mm (kernel threads read both as empty).
     fn read_proc_ksm(&self, dir: &Path) -> Result<Option<ProcKsm>> {
-        let stat = match self.parse_file(&dir.join("ksm_stat"), ksm::parse_stat) {
-            Ok(s) => Some(s),
-            Err(e) if e.is_not_found() || e.is_permission_denied() => None,
+        let stat = match read_text(&dir.join("ksm_stat")) {
+            Ok(t) if t.trim().is_empty() => None,
+            Ok(t) => Some(ksm::parse_stat(&t).map_err(|e| e.at(&dir.join("ksm_stat")))?),
+            Err(e) if e.is_gone() || e.is_permission_denied() => None,
             Err(e) => return Err(e),
         };
-        let merging =
-            match self.parse_file(&dir.join("ksm_merging_pages"), ksm::parse_merging_pages) {
-                Ok(m) => Some(m),
-                Err(e) if e.is_not_found() || e.is_permission_denied() => None,
-                Err(e) => return Err(e),
-            };
-        if stat.is_none() || merging.is_none() {
-            // Missing because this kernel lacks the file, or because the process just exited?
-            let status = dir.join("status");
-            fs::metadata(&status).map_err(|e| Error::io(&status, e))?;
-        }
+        let merging_path = dir.join("ksm_merging_pages");
+        let merging = match read_text(&merging_path) {
+            Ok(t) if t.trim().is_empty() => None,
+            Ok(t) => Some(ksm::parse_merging_pages(&t).map_err(|e| e.at(&merging_path))?),
+            Err(e) if e.is_gone() || e.is_permission_denied() => None,
+            Err(e) => return Err(e),
+        };
+        // Missing because this kernel lacks the files, or because the process just exited?
+        still_there(dir)?;
         Ok(match (stat, merging) {
             (None, None) => None,
             (stat, merging) => {
@@ -310,6 +316,15 @@ impl HostReader {
     fn parse_file<T>(&self, path: &Path, parse: impl FnOnce(&str) -> Result<T>) -> Result<T> {
         parse(&read_text(path)?).map_err(|e| e.at(path))
     }
+}
+
+/// `Ok` while the process's directory still has its status file; the `NotFound` error (which
+/// [`Error::is_gone`] reports) once it has exited.
+fn still_there(dir: &Path) -> Result<()> {
+    let status = dir.join("status");
+    fs::metadata(&status)
+        .map(|_| ())
+        .map_err(|e| Error::io(&status, e))
 }
 
 /// `Some` on success; otherwise `None` and one line in `degraded`.

@@ -1,0 +1,138 @@
+//! `HostReader::live()` on this machine's real /proc and /sys.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use memwarden_procfs::{parse_meminfo, HostReader};
+
+#[test]
+fn live_host_reads_and_keeps_invariants() {
+    let host = HostReader::live().read_host().expect("live /proc reads");
+    common::check_sample("live", Path::new("/proc"), Path::new("/sys"), &host);
+
+    // Re-read meminfo: same keys in the same order (values move, the set of lines does not).
+    let again =
+        parse_meminfo(&fs::read_to_string("/proc/meminfo").expect("meminfo")).expect("parses");
+    let keys = |m: &memwarden_model::host::Meminfo| {
+        m.entries.iter().map(|e| e.key.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&host.meminfo), keys(&again));
+
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    assert_eq!(host.kernel_release.as_deref(), Some(release.trim()));
+
+    assert!(
+        host.processes
+            .iter()
+            .any(|p| p.smaps.as_ref().is_some_and(|s| s.pss > 0)),
+        "some process has smaps with pss > 0"
+    );
+    let me = std::process::id();
+    let mine = host
+        .processes
+        .iter()
+        .find(|p| p.pid == me)
+        .expect("this test process");
+    assert!(mine.cmdline.contains("live"), "cmdline {:?}", mine.cmdline);
+    assert!(mine.status.vm_rss.unwrap_or(0) > 0);
+    // Kernel threads (kthreadd is pid 2 outside a PID namespace) are listed, with no smaps
+    // (their smaps_rollup fails with ESRCH) and no KSM (empty files).
+    let kthreadd = host
+        .processes
+        .iter()
+        .find(|p| p.pid == 2)
+        .expect("pid 2 listed");
+    assert_eq!(kthreadd.name, "kthreadd");
+    assert!(kthreadd.smaps.is_none() && kthreadd.ksm.is_none() && kthreadd.cmdline.is_empty());
+    let kernel_threads = host
+        .processes
+        .iter()
+        .filter(|p| p.status.vm_rss.is_none())
+        .count();
+    assert!(kernel_threads > 1, "kernel threads are kept, not skipped");
+}
+
+#[test]
+fn live_vmalloc_pages_match_vmalloc_used() {
+    let r = HostReader::live();
+    let (Ok(v), Ok(m)) = (r.read_vmallocinfo(), r.read_meminfo()) else {
+        eprintln!("vmallocinfo not readable here: nothing to compare");
+        return;
+    };
+    let used = m.get("VmallocUsed").expect("VmallocUsed");
+    let diff = used.abs_diff(v.vmalloc_pages_bytes);
+    assert!(
+        diff <= 8 << 20,
+        "vmallocinfo pages {} vs VmallocUsed {used}",
+        v.vmalloc_pages_bytes
+    );
+    assert!(v.vmalloc_size_bytes >= v.vmalloc_pages_bytes);
+    assert!(v.top_callers.len() <= 20);
+    let sum: u64 = v.top_callers.iter().map(|c| c.bytes).sum();
+    assert!(sum <= v.vmalloc_pages_bytes);
+    assert!(v.top_callers.iter().all(|c| !c.caller.contains("+0x")));
+}
+
+#[test]
+fn live_process_of_self_and_a_vanished_pid() {
+    let r = HostReader::live();
+    let me = r.read_process(std::process::id()).expect("self");
+    let smaps = me.smaps.expect("own smaps_rollup");
+    assert!(smaps.pss > 0 && !smaps.from_smaps);
+    assert!(smaps.fields.iter().any(|(k, _)| k == "Rss"));
+    // A pid above pid_max cannot exist: reads as gone, not as some other failure.
+    let err = r.read_process(u32::MAX).expect_err("no such pid");
+    assert!(err.is_gone(), "{err}");
+}
+
+#[test]
+fn live_ksm_keeps_every_file() {
+    let r = HostReader::live();
+    match r.read_ksm() {
+        Ok(k) => {
+            let n = fs::read_dir("/sys/kernel/mm/ksm").expect("dir").count();
+            assert_eq!(k.files.len(), n);
+            assert!(k.run.is_some() && k.pages_sharing.is_some());
+        }
+        Err(e) => assert!(e.is_not_found(), "{e}"),
+    }
+}
+
+#[test]
+fn meminfo_missing_is_an_error_other_sources_degrade() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = HostReader::at_root(dir.path());
+    let e = r.read_host().expect_err("no meminfo");
+    assert!(
+        e.is_not_found() && e.path().ends_with("proc/meminfo"),
+        "{e}"
+    );
+
+    fs::create_dir_all(dir.path().join("proc")).expect("mkdir");
+    fs::write(
+        dir.path().join("proc/meminfo"),
+        "MemTotal: 1024 kB\nMemFree 12\n",
+    )
+    .expect("write");
+    let e = r.read_host().expect_err("malformed meminfo");
+    assert!(e.to_string().contains("meminfo line 2"), "{e}");
+
+    fs::write(
+        dir.path().join("proc/meminfo"),
+        "MemTotal: 1024 kB\nMemFree: 12 kB\n",
+    )
+    .expect("write");
+    let host = r.read_host().expect("meminfo alone is enough");
+    assert!(host.psi.is_none() && host.ksm.is_none() && host.vmstat.is_none());
+    assert!(host
+        .degraded
+        .iter()
+        .any(|d| d.contains("pressure/memory: not present")));
+    assert!(host
+        .degraded
+        .iter()
+        .any(|d| d.contains("kernel/mm/ksm: not present")));
+    assert!(host.processes.is_empty());
+}

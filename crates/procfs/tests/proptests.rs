@@ -1,0 +1,85 @@
+//! Property tests: meminfo render/parse roundtrip, and no parser panics on arbitrary input.
+
+use memwarden_model::host::{Meminfo, MeminfoEntry, MeminfoUnit};
+use memwarden_procfs as p;
+use proptest::prelude::*;
+
+fn entry() -> impl Strategy<Value = MeminfoEntry> {
+    let key = "[A-Za-z][A-Za-z0-9_()]{0,20}";
+    prop_oneof![
+        (key, 0u64..=(u64::MAX / 1024)).prop_map(|(key, kib)| MeminfoEntry {
+            key,
+            value: kib * 1024,
+            unit: MeminfoUnit::Bytes,
+        }),
+        (key, any::<u64>()).prop_map(|(key, value)| MeminfoEntry {
+            key,
+            value,
+            unit: MeminfoUnit::Count,
+        }),
+    ]
+}
+
+fn lines() -> impl Strategy<Value = String> {
+    // Kernel-file-like text: words, numbers, colons, `=`, units, odd bytes, newlines.
+    prop::collection::vec(
+        prop_oneof![
+            "[A-Za-z_()]{1,12}:? +[0-9]{1,22}( kB)?",
+            "(some|full) (avg10|avg60|avg300|total)=[0-9.a-z]{0,8}( [a-z0-9=.]{0,12}){0,4}",
+            "0x[0-9a-f]{1,16}-0x[0-9a-f]{1,16} +[0-9]{1,8}( [a-z_+/0-9x=\\[\\]-]{1,20}){0,5}",
+            "Node [0-9]{1,3} [A-Za-z]{1,8}: +[0-9]{1,8}( kB)?",
+            "\\PC{0,40}",
+        ],
+        0..12,
+    )
+    .prop_map(|v| v.join("\n"))
+}
+
+proptest! {
+    #[test]
+    fn meminfo_roundtrips(entries in prop::collection::vec(entry(), 0..60)) {
+        let m = Meminfo { entries };
+        let text = p::render_meminfo(&m);
+        prop_assert_eq!(p::parse_meminfo(&text).expect("rendered text parses"), m);
+    }
+
+    #[test]
+    fn parsers_never_panic(text in lines()) {
+        let _ = p::parse_meminfo(&text);
+        let _ = p::parse_node_meminfo(&text);
+        let _ = p::parse_vmstat(&text);
+        let _ = p::parse_psi(&text);
+        let _ = p::parse_vmallocinfo(&text);
+        let _ = p::parse_modules(&text);
+        let _ = p::parse_smaps_rollup(&text);
+        let _ = p::parse_smaps(&text);
+        let _ = p::parse_status(&text);
+        let _ = p::parse_ksm_stat(&text);
+        let _ = p::parse_ksm_merging_pages(&text);
+        let _ = p::selected_choice(&text);
+        let files = vec![("run".to_string(), text.clone()), ("enabled".to_string(), text.clone())];
+        let _ = p::ksm_sysfs(files.clone());
+        let _ = p::thp_sysfs(files.clone());
+        let _ = p::hugepages::pool(None, &text, &files);
+    }
+
+    #[test]
+    fn parsers_never_panic_on_any_string(text in "\\PC*") {
+        let _ = p::parse_meminfo(&text);
+        let _ = p::parse_vmallocinfo(&text);
+        let _ = p::parse_psi(&text);
+        let _ = p::parse_status(&text);
+        let _ = p::parse_smaps(&text);
+    }
+
+    #[test]
+    fn vmalloc_footprint_covers_the_size(size in any::<u64>()) {
+        let f = p::vmalloc_footprint(size);
+        prop_assert!(f >= size);
+        prop_assert_eq!(f % 4096, 0);
+        if size < u64::MAX - 8192 {
+            // Rounding adds 0..4095, the guard page 4096 more.
+            prop_assert!((4096..8192).contains(&(f - size)), "{} -> {}", size, f);
+        }
+    }
+}
