@@ -1,0 +1,210 @@
+//! `memwarden host`, `procs`, `ksm` end to end: on captured trees, on the live system, and on
+//! broken input (a clear one-line error, non-zero exit, no panic).
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn fixtures() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
+        .expect("fixtures/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("proc/meminfo").is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+fn memwarden() -> Command {
+    Command::cargo_bin("memwarden").expect("binary")
+}
+
+fn json(args: &[&str], root: Option<&Path>) -> serde_json::Value {
+    let mut c = memwarden();
+    if let Some(r) = root {
+        c.arg("--root").arg(r);
+    }
+    let out = c.args(args).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{args:?} {root:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
+
+#[test]
+fn host_json_keeps_every_meminfo_line_of_every_tree() {
+    for dir in fixtures() {
+        let v = json(&["host", "--json"], Some(&dir));
+        let text = std::fs::read_to_string(dir.join("proc/meminfo")).expect("meminfo");
+        let keys: Vec<&str> = text.lines().filter_map(|l| l.split(':').next()).collect();
+        let entries = v["sample"]["meminfo"]["entries"]
+            .as_array()
+            .expect("entries");
+        let got: Vec<&str> = entries
+            .iter()
+            .map(|e| e["key"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(got, keys, "{}", dir.display());
+        // MemTotal in bytes = kB × 1024, straight from the file.
+        let kb: u64 = text
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .expect("MemTotal");
+        assert_eq!(
+            entries[0]["value"].as_u64(),
+            Some(kb * 1024),
+            "{}",
+            dir.display()
+        );
+        assert_eq!(
+            v["accounting"]["decompositions"]
+                .as_array()
+                .map(Vec::len)
+                .unwrap_or(0)
+                >= 2,
+            true
+        );
+    }
+}
+
+#[test]
+fn host_text_names_the_black_hole_and_identities() {
+    let dir = &fixtures()[0];
+    let out = memwarden()
+        .arg("--root")
+        .arg(dir)
+        .arg("host")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "Black hole",
+        "by LRU",
+        "by page cache",
+        "anon LRU",
+        "file LRU",
+        "Top processes",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn live_host_json_reads_this_machine() {
+    let v = json(&["host", "--json"], None);
+    let live_total = std::fs::read_to_string("/proc/meminfo")
+        .expect("meminfo")
+        .lines()
+        .next()
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .expect("MemTotal");
+    assert_eq!(
+        v["sample"]["meminfo"]["entries"][0]["value"].as_u64(),
+        Some(live_total * 1024)
+    );
+    assert!(v["sample"]["processes"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty()));
+}
+
+#[test]
+fn procs_sorts_by_the_requested_key() {
+    for key in ["pss", "rss", "swap"] {
+        let v = json(&["procs", "--json", "--top", "50", "--sort", key], None);
+        let rows = v["rows"].as_array().expect("rows");
+        assert!(!rows.is_empty());
+        let field = format!("{key}_bytes");
+        let vals: Vec<u64> = rows
+            .iter()
+            .map(|r| r[&field].as_u64().expect("number"))
+            .collect();
+        assert!(
+            vals.windows(2).all(|w| w[0] >= w[1]),
+            "{key}: not sorted: {vals:?}"
+        );
+        let total_pss = v["total_pss_bytes"].as_u64().expect("total");
+        let shown: u64 = rows
+            .iter()
+            .map(|r| r["pss_bytes"].as_u64().unwrap_or(0))
+            .sum();
+        assert!(total_pss >= shown);
+    }
+}
+
+#[test]
+fn ksm_runs_on_every_tree() {
+    for dir in fixtures() {
+        let v = json(&["ksm", "--json"], Some(&dir));
+        let has_sysfs = dir.join("sys/kernel/mm/ksm/run").is_file();
+        assert_eq!(
+            v["report"]["available"].as_bool(),
+            Some(has_sysfs),
+            "{}",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn missing_meminfo_is_a_one_line_error_naming_the_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(tmp.path().join("proc")).expect("mkdir");
+    let out = memwarden()
+        .arg("--root")
+        .arg(tmp.path())
+        .arg("host")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("proc/meminfo"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn malformed_meminfo_names_the_line() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(tmp.path().join("proc")).expect("mkdir");
+    std::fs::write(
+        tmp.path().join("proc/meminfo"),
+        "MemTotal:  1000 kB\nMemFree 12\n",
+    )
+    .expect("write");
+    let out = memwarden()
+        .arg("--root")
+        .arg(tmp.path())
+        .arg("host")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("meminfo") && err.contains("line 2"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn unknown_meminfo_fields_are_kept() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(tmp.path().join("proc")).expect("mkdir");
+    std::fs::write(
+        tmp.path().join("proc/meminfo"),
+        "MemTotal:  1000 kB\nMemFree:  500 kB\nFutureThing:  7 kB\nFutureCount:  3\n",
+    )
+    .expect("write");
+    let v = json(&["host", "--json"], Some(tmp.path()));
+    let e = &v["sample"]["meminfo"]["entries"];
+    assert_eq!(e[2]["key"], "FutureThing");
+    assert_eq!(e[2]["value"].as_u64(), Some(7 * 1024));
+    assert_eq!(e[3]["unit"], "count");
+}
