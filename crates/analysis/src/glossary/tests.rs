@@ -267,3 +267,113 @@ fn balloon_names_of_libvirt_and_qemu_are_covered() {
     let names: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
     assert_eq!(missing(Kind::Balloon, &names), Vec::<String>::new());
 }
+
+/// Leading numbers of a version: "6.18.44-fc" -> [6, 18, 44], "2.6.12" -> [2, 6, 12].
+fn version(v: &str) -> Vec<u32> {
+    let end = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(v.len());
+    v[..end].split('.').map_while(|p| p.parse().ok()).collect()
+}
+
+/// A captured or live tree: its kernel release, meminfo keys and KSM file names.
+struct Tree {
+    name: String,
+    release: Vec<u32>,
+    meminfo: BTreeSet<String>,
+    ksm: Option<BTreeSet<String>>,
+}
+
+fn read_tree(name: String, proc_dir: &Path, sys_dir: &Path) -> Option<Tree> {
+    let release = fs::read_to_string(proc_dir.join("sys/kernel/osrelease")).ok()?;
+    let meminfo = colon_keys(&fs::read_to_string(proc_dir.join("meminfo")).ok()?);
+    let ksm = fs::read_dir(sys_dir.join("kernel/mm/ksm")).ok().map(|d| {
+        d.flatten()
+            .map(|f| f.file_name().to_string_lossy().into_owned())
+            .collect()
+    });
+    Some(Tree {
+        name,
+        release: version(release.trim()),
+        meminfo,
+        ksm,
+    })
+}
+
+fn all_trees() -> Vec<Tree> {
+    let mut trees: Vec<Tree> = read_tree("live".into(), Path::new("/proc"), Path::new("/sys"))
+        .into_iter()
+        .collect();
+    if let Ok(dirs) = fs::read_dir(fixtures_root()) {
+        for d in dirs.flatten() {
+            let p = d.path();
+            let name = p.display().to_string();
+            trees.extend(read_tree(name, &p.join("proc"), &p.join("sys")));
+        }
+    }
+    trees
+}
+
+/// Checks `since`/`until` against what a real kernel of a known release prints: a key present
+/// must not be newer than the kernel, and an unconditional key the kernel should have must be
+/// there.
+fn check_versions(kind: Kind, tree: &Tree, present: &BTreeSet<String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for e in entries(kind) {
+        let since = e.since.as_deref().map(version);
+        let until = e.until.as_deref().map(version);
+        let old_enough = since.as_ref().is_some_and(|s| *s <= tree.release);
+        let not_removed = !matches!(&until, Some(u) if tree.release >= *u);
+        let is_present = present.contains(&e.key);
+        if is_present && since.as_ref().is_some_and(|s| *s > tree.release) {
+            problems.push(format!("{} present but since = {:?}", e.key, e.since));
+        }
+        if is_present && !not_removed {
+            problems.push(format!("{} present but until = {:?}", e.key, e.until));
+        }
+        if !is_present && old_enough && not_removed && e.shown_if.is_none() {
+            problems.push(format!(
+                "{} absent but since = {:?} and unconditional",
+                e.key, e.since
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn since_and_until_match_real_kernels() {
+    let trees = all_trees();
+    assert!(
+        !trees.is_empty(),
+        "no tree with a kernel release found (not even the live one)"
+    );
+    for t in &trees {
+        assert!(
+            t.release.len() >= 2,
+            "{}: release {:?} not parsed",
+            t.name,
+            t.release
+        );
+        let mut problems = check_versions(Kind::Meminfo, t, &t.meminfo);
+        if let Some(ksm) = &t.ksm {
+            problems.extend(check_versions(Kind::Ksm, t, ksm));
+        }
+        assert!(
+            problems.is_empty(),
+            "{} ({:?}): {problems:#?}",
+            t.name,
+            t.release
+        );
+        eprintln!("{}: kernel {:?} agrees with since/until", t.name, t.release);
+    }
+}
+
+#[test]
+fn version_parse() {
+    assert_eq!(version("6.18.44-fc-v782"), vec![6, 18, 44]);
+    assert_eq!(version("6.1.0-28-amd64"), vec![6, 1, 0]);
+    assert_eq!(version("2.6.12"), vec![2, 6, 12]);
+    assert!(version("6.4") <= version("6.4.0"));
+    assert!(version("6.10") > version("6.9.12"));
+}
