@@ -204,3 +204,52 @@ fn unknown_meminfo_fields_are_kept() {
     assert_eq!(e[2]["value"].as_u64(), Some(7 * 1024));
     assert_eq!(e[3]["unit"], "count");
 }
+
+#[test]
+fn explain_gives_english_and_chinese_and_says_when_it_does_not_know() {
+    let en = memwarden()
+        .args(["explain", "Shmem"])
+        .output()
+        .expect("run");
+    assert!(en.status.success());
+    let en = String::from_utf8_lossy(&en.stdout);
+    assert!(en.contains("tmpfs") && en.contains("source:"), "{en}");
+    let zh = memwarden()
+        .args(["--lang", "zh", "explain", "Shmem"])
+        .output()
+        .expect("run");
+    let zh = String::from_utf8_lossy(&zh.stdout);
+    assert!(
+        zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+        "{zh}"
+    );
+    let unknown = memwarden()
+        .args(["explain", "NoSuchField"])
+        .output()
+        .expect("run");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not in memwarden's glossary"));
+}
+
+#[test]
+fn explain_lists_every_field_of_the_tree_and_flags_unknown_ones() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(tmp.path().join("proc")).expect("mkdir");
+    std::fs::write(
+        tmp.path().join("proc/meminfo"),
+        "MemTotal:  1000 kB\nFutureThing:  7 kB\n",
+    )
+    .expect("write");
+    let out = memwarden()
+        .arg("--root")
+        .arg(tmp.path())
+        .arg("explain")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("MemTotal") && text.contains("FutureThing"),
+        "{text}"
+    );
+    assert!(text.contains("unknown to memwarden"), "{text}");
+}

@@ -1,11 +1,109 @@
 //! `memwarden explain [FIELD]`: what a meminfo field counts, in English or Chinese.
+//!
+//! With a field: its entry (or, for a key the glossary lacks, a plain statement that memwarden
+//! keeps and shows it without explaining it). Without: every field this host (or `--root` tree)
+//! prints, with its value and a one-line meaning, then glossary fields this kernel does not print.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
+use memwarden_analysis::glossary::{self, Entry, Kind, Lang as GLang};
+use memwarden_model::host::MeminfoUnit;
+use memwarden_model::units::format_bytes;
 
+use super::host::read_host;
 use crate::cli::{ExplainArgs, Lang};
 
-pub fn explain(_root: Option<&Path>, _lang: Lang, _a: &ExplainArgs) -> Result<()> {
-    anyhow::bail!("not built yet")
+fn lang(l: Lang) -> GLang {
+    match l {
+        Lang::En => GLang::En,
+        Lang::Zh => GLang::Zh,
+    }
+}
+
+fn describe(e: &Entry, l: GLang, out: &mut String) {
+    let _ = writeln!(out, "{}", e.key);
+    let _ = writeln!(out, "  {}", e.text(l));
+    if let Some(o) = e.overlaps(l) {
+        let label = if l == GLang::Zh { "重叠" } else { "overlaps" };
+        let _ = writeln!(out, "  {label}: {o}");
+    }
+    let mut meta = vec![format!("unit: {}", e.unit)];
+    if let Some(s) = &e.since {
+        meta.push(format!("since {s}"));
+    }
+    if let Some(u) = &e.until {
+        meta.push(format!("removed in {u}"));
+    }
+    if let Some(c) = &e.shown_if {
+        meta.push(format!("shown if {c}"));
+    }
+    let _ = writeln!(out, "  {}", meta.join("; "));
+    let _ = writeln!(out, "  source: {}", e.source);
+}
+
+/// Looks a key up in every glossary, meminfo first.
+fn find(key: &str) -> Option<(Kind, &'static Entry)> {
+    Kind::ALL
+        .iter()
+        .find_map(|k| glossary::lookup(*k, key).map(|e| (*k, e)))
+}
+
+pub fn explain(root: Option<&Path>, l: Lang, a: &ExplainArgs) -> Result<()> {
+    let l = lang(l);
+    let mut out = String::new();
+    match &a.field {
+        Some(key) => match find(key) {
+            Some((_, e)) => describe(e, l, &mut out),
+            None => {
+                anyhow::bail!(
+                    "{key:?} is not in memwarden's glossary: if your kernel prints it, memwarden \
+                     keeps and shows it (memwarden host --json) but cannot explain it; \
+                     `memwarden explain` lists the fields it knows"
+                )
+            }
+        },
+        None => {
+            let s = read_host(root)?;
+            let first_line = |e: &Entry| {
+                let t = e.text(l);
+                let end = t.find(['.', '。']).map_or(t.len(), |i| {
+                    i + t[i..].chars().next().map_or(0, char::len_utf8)
+                });
+                t[..end].to_string()
+            };
+            let mut t = crate::render::table(&["field", "value", "meaning"], &[1]);
+            for entry in &s.meminfo.entries {
+                let value = match entry.unit {
+                    MeminfoUnit::Bytes => format_bytes(entry.value),
+                    MeminfoUnit::Count => entry.value.to_string(),
+                };
+                let meaning = glossary::lookup(Kind::Meminfo, &entry.key).map_or_else(
+                    || "(unknown to memwarden: kept and shown, not explained)".to_string(),
+                    first_line,
+                );
+                t.add_row(vec![entry.key.clone(), value, meaning]);
+            }
+            let _ = writeln!(out, "{t}");
+            let absent: Vec<&str> = glossary::entries(Kind::Meminfo)
+                .iter()
+                .filter(|e| !s.meminfo.contains(&e.key))
+                .map(|e| e.key.as_str())
+                .collect();
+            if !absent.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "\nKnown fields this kernel does not print: {}\n\
+                     `memwarden explain FIELD` gives the full entry (--lang zh for Chinese).",
+                    absent.join(", ")
+                );
+            }
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
 }

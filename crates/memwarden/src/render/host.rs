@@ -159,6 +159,5 @@ fn top_processes(p: &ProcTable) -> String {
 }
 
 fn is_known(key: &str) -> bool {
-    // Until the glossary lands, every field is treated as known.
-    !key.is_empty()
+    memwarden_analysis::glossary::lookup(memwarden_analysis::glossary::Kind::Meminfo, key).is_some()
 }
