@@ -4,3 +4,5 @@ pub mod accounting;
 pub mod glossary;
 pub mod ksm;
 pub mod procs;
+
+pub mod vm;
