@@ -45,6 +45,7 @@ pub fn render(s: &HostSample, acc: &HostAccounting, procs: &ProcTable) -> String
             ))
         );
     }
+    out.push_str(&kernel_features(s));
     if let Some(m) = &acc.modules {
         let _ = writeln!(
             out,
@@ -133,6 +134,84 @@ fn identities(acc: &HostAccounting) -> String {
         }
     }
     format!("Kernel identities:\n{t}\n{notes}\n")
+}
+
+/// vmalloc's top callers, hugetlb pools, THP mode, KSM, NUMA: one line each where present.
+fn kernel_features(s: &HostSample) -> String {
+    let mut out = String::new();
+    if let Some(v) = &s.vmalloc {
+        let callers: Vec<String> = v
+            .top_callers
+            .iter()
+            .take(5)
+            .map(|c| format!("{} {}", c.caller, format_bytes(c.bytes)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "vmalloc: {} in {} areas (ioremap {} and vmap {} are address space, not RAM); top: {}",
+            format_bytes(v.vmalloc_pages_bytes),
+            v.vmalloc_records,
+            format_bytes(v.ioremap_bytes),
+            format_bytes(v.vmap_bytes),
+            callers.join(", ")
+        );
+    }
+    for p in s
+        .hugepages
+        .iter()
+        .filter(|p| p.node.is_none() && p.nr_hugepages > 0)
+    {
+        let _ = writeln!(
+            out,
+            "hugetlb {}: {} pages ({}), {} free, {} reserved, {} surplus",
+            format_bytes(p.page_size_bytes),
+            p.nr_hugepages,
+            format_bytes(p.nr_hugepages.saturating_mul(p.page_size_bytes)),
+            p.free_hugepages,
+            p.resv_hugepages,
+            p.surplus_hugepages
+        );
+    }
+    if let Some(t) = &s.thp {
+        let _ = writeln!(
+            out,
+            "THP: enabled={} defrag={}; AnonHugePages {}",
+            t.enabled.as_deref().unwrap_or("?"),
+            t.defrag.as_deref().unwrap_or("?"),
+            s.meminfo
+                .get("AnonHugePages")
+                .map_or("-".into(), format_bytes)
+        );
+    }
+    if let Some(k) = &s.ksm {
+        let _ = writeln!(
+            out,
+            "KSM: run={} pages_sharing={} (≈ {} saved per ksmd's last scan; see memwarden ksm)",
+            k.run.map_or("?".into(), |r| r.to_string()),
+            k.pages_sharing.map_or("?".into(), |p| p.to_string()),
+            k.pages_sharing
+                .and_then(memwarden_model::units::pages_to_bytes)
+                .map_or("-".into(), format_bytes)
+        );
+    }
+    if s.numa_nodes.len() > 1 {
+        let free: Vec<String> = s
+            .numa_nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "node{} free {}",
+                    n.node,
+                    n.meminfo.get("MemFree").map_or("-".into(), format_bytes)
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "NUMA: {}", free.join(", "));
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
 }
 
 fn top_processes(p: &ProcTable) -> String {
