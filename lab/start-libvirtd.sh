@@ -21,7 +21,9 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 mkdir -p /run/lock
-exec 9>/run/lock/memwarden-lab-libvirtd.lock
+# (the daemons must not inherit fd 9, or they would hold the lock forever)
+mkdir -p /run/lock/memwarden-lab
+exec 9>/run/lock/memwarden-lab/libvirtd.lock
 flock -w 300 9 || { echo "start-libvirtd: lock busy for 300 s" >&2; exit 1; }
 
 if ! command -v libvirtd >/dev/null || ! command -v virsh >/dev/null || ! command -v qemu-system-x86_64 >/dev/null; then
@@ -42,8 +44,8 @@ if [ "${QEMU_AS_ROOT:-0}" = 1 ] && [ ! -e /etc/libvirt/qemu.conf ]; then
 fi
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-alive /run/virtlogd.pid || virtlogd -d
-alive /run/libvirtd.pid || libvirtd -d      # log: /var/log/libvirt/libvirtd.log
+alive /run/virtlogd.pid || virtlogd -d 9>&-
+alive /run/libvirtd.pid || libvirtd -d 9>&-    # log: /var/log/libvirt/libvirtd.log
 for _ in $(seq 300); do [ -S /run/libvirt/libvirt-sock ] && break; sleep 0.1; done
 [ -S /run/libvirt/libvirt-sock ] || { echo "start-libvirtd: no /run/libvirt/libvirt-sock after 30 s; see /var/log/libvirt/libvirtd.log" >&2; exit 1; }
 # The first connection after an install probes QEMU (~10 s under TCG; cached in
