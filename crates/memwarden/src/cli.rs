@@ -108,6 +108,10 @@ pub struct VmsArgs {
     pub hv: HvArgs,
     #[arg(long)]
     pub json: bool,
+    /// libvirt: also read QEMU's newer balloon stats (stat-oom-kills...) through libvirt-qemu's
+    /// monitor passthrough. libvirt then marks each domain "tainted: custom-monitor".
+    #[arg(long)]
+    pub monitor_passthrough: bool,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +119,9 @@ pub struct DommemstatArgs {
     #[command(flatten)]
     pub hv: HvArgs,
     pub domain: String,
+    /// Also print tags virsh does not know (newer QEMU stats, unknown tags), after virsh's.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -145,4 +152,13 @@ pub struct SetmemArgs {
     /// Skip the safety checks (below guest use + margin, above max).
     #[arg(long)]
     pub force: bool,
+    /// Headroom kept above the guest's current use (units as SIZE; KiB default).
+    #[arg(long, default_value = "128M")]
+    pub margin: String,
+    /// Affect the running domain (default when neither flag is given).
+    #[arg(long)]
+    pub live: bool,
+    /// Affect the persistent configuration (libvirt only).
+    #[arg(long)]
+    pub config: bool,
 }
