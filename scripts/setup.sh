@@ -7,7 +7,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(pkg-config libvirt-dev libvirt0)
 if [ "${1:-}" = --test ]; then
-  pkgs+=(busybox-static cpio smem time python3
+  pkgs+=(busybox-static cpio smem time python3 gcc libc6-dev xz-utils zstd
          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86)
 fi
 missing=()
