@@ -53,6 +53,8 @@ fn lv(op: &'static str, domain: Option<&str>) -> impl FnOnce(virt::error::Error)
 impl LibvirtBackend {
     /// Opens `uri` (`qemu:///system`, `test:///default`...).
     pub fn connect(uri: &str) -> Result<Self, Error> {
+        // libvirt's default handler prints every error to stderr; ours are returned instead.
+        virt::error::clear_error_callback();
         let conn = Connect::open(Some(uri)).map_err(lv("connect", None))?;
         Ok(LibvirtBackend {
             conn: Some(conn),
