@@ -20,6 +20,31 @@ fn memwarden() -> Command {
     Command::cargo_bin("memwarden").expect("binary")
 }
 
+/// A tree with `proc/` and, when given, `proc/meminfo` holding `meminfo`.
+fn tree(meminfo: Option<&str>) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(tmp.path().join("proc")).expect("mkdir");
+    if let Some(text) = meminfo {
+        std::fs::write(tmp.path().join("proc/meminfo"), text).expect("write");
+    }
+    tmp
+}
+
+/// Runs memwarden on `root` with `args`: (success, stdout, stderr).
+fn run_on(root: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = memwarden()
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn json(args: &[&str], root: Option<&Path>) -> serde_json::Value {
     let mut c = memwarden();
     if let Some(r) = root {
@@ -71,14 +96,8 @@ fn host_json_keeps_every_meminfo_line_of_every_tree() {
 #[test]
 fn host_text_names_the_black_hole_and_identities() {
     let dir = &fixtures()[0];
-    let out = memwarden()
-        .arg("--root")
-        .arg(dir)
-        .arg("host")
-        .output()
-        .expect("run");
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (ok, text, err) = run_on(dir, &["host"]);
+    assert!(ok, "{err}");
     for needle in [
         "Black hole",
         "by LRU",
@@ -153,16 +172,9 @@ fn ksm_runs_on_every_tree() {
 
 #[test]
 fn missing_meminfo_is_a_one_line_error_naming_the_file() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    std::fs::create_dir_all(tmp.path().join("proc")).expect("mkdir");
-    let out = memwarden()
-        .arg("--root")
-        .arg(tmp.path())
-        .arg("host")
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let tmp = tree(None);
+    let (ok, _, err) = run_on(tmp.path(), &["host"]);
+    assert!(!ok);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("proc/meminfo"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -170,34 +182,18 @@ fn missing_meminfo_is_a_one_line_error_naming_the_file() {
 
 #[test]
 fn malformed_meminfo_names_the_line() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    std::fs::create_dir_all(tmp.path().join("proc")).expect("mkdir");
-    std::fs::write(
-        tmp.path().join("proc/meminfo"),
-        "MemTotal:  1000 kB\nMemFree 12\n",
-    )
-    .expect("write");
-    let out = memwarden()
-        .arg("--root")
-        .arg(tmp.path())
-        .arg("host")
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let tmp = tree(Some("MemTotal:  1000 kB\nMemFree 12\n"));
+    let (ok, _, err) = run_on(tmp.path(), &["host"]);
+    assert!(!ok);
     assert!(err.contains("meminfo") && err.contains("line 2"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
 fn unknown_meminfo_fields_are_kept() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    std::fs::create_dir_all(tmp.path().join("proc")).expect("mkdir");
-    std::fs::write(
-        tmp.path().join("proc/meminfo"),
+    let tmp = tree(Some(
         "MemTotal:  1000 kB\nMemFree:  500 kB\nFutureThing:  7 kB\nFutureCount:  3\n",
-    )
-    .expect("write");
+    ));
     let v = json(&["host", "--json"], Some(tmp.path()));
     let e = &v["sample"]["meminfo"]["entries"];
     assert_eq!(e[2]["key"], "FutureThing");
@@ -233,20 +229,9 @@ fn explain_gives_english_and_chinese_and_says_when_it_does_not_know() {
 
 #[test]
 fn explain_lists_every_field_of_the_tree_and_flags_unknown_ones() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    std::fs::create_dir_all(tmp.path().join("proc")).expect("mkdir");
-    std::fs::write(
-        tmp.path().join("proc/meminfo"),
-        "MemTotal:  1000 kB\nFutureThing:  7 kB\n",
-    )
-    .expect("write");
-    let out = memwarden()
-        .arg("--root")
-        .arg(tmp.path())
-        .arg("explain")
-        .output()
-        .expect("run");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let tmp = tree(Some("MemTotal:  1000 kB\nFutureThing:  7 kB\n"));
+    let (ok, text, err) = run_on(tmp.path(), &["explain"]);
+    assert!(ok, "{err}");
     assert!(
         text.contains("MemTotal") && text.contains("FutureThing"),
         "{text}"

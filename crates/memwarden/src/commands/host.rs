@@ -70,38 +70,7 @@ pub fn procs(root: Option<&Path>, a: &ProcsArgs) -> Result<()> {
     if a.json {
         return print_json(&t);
     }
-    let mut tbl = render::table(
-        &["PID", "Name", "USS", "PSS", "RSS", "Swap", "Command"],
-        &[0, 2, 3, 4, 5],
-    );
-    for r in &t.rows {
-        let mut cmd = if r.cmdline.is_empty() {
-            format!("[{}]", r.name)
-        } else {
-            r.cmdline.clone()
-        };
-        if cmd.chars().count() > 60 {
-            cmd = cmd.chars().take(59).chain(['…']).collect();
-        }
-        tbl.add_row(vec![
-            r.pid.to_string(),
-            r.name.clone(),
-            format_bytes(r.uss_bytes),
-            format_bytes(r.pss_bytes),
-            format_bytes(r.rss_bytes),
-            format_bytes(r.swap_bytes),
-            cmd,
-        ]);
-    }
-    tbl.add_row(vec![
-        String::new(),
-        format!("total ({} read)", t.total_processes - t.unreadable),
-        format_bytes(t.total_uss_bytes),
-        format_bytes(t.total_pss_bytes),
-        format_bytes(t.total_rss_bytes),
-        format_bytes(t.total_swap_bytes),
-        format!("{} processes without readable smaps", t.unreadable),
-    ]);
+    let tbl = render::procs::process_table(&t, true);
     print(&format!("{tbl}\n"))
 }
 

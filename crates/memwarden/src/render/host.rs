@@ -215,20 +215,7 @@ fn kernel_features(s: &HostSample) -> String {
 }
 
 fn top_processes(p: &ProcTable) -> String {
-    let mut t = table(
-        &["pid", "name", "USS", "PSS", "RSS", "swap"],
-        &[0, 2, 3, 4, 5],
-    );
-    for r in &p.rows {
-        t.add_row(vec![
-            r.pid.to_string(),
-            r.name.clone(),
-            format_bytes(r.uss_bytes),
-            format_bytes(r.pss_bytes),
-            format_bytes(r.rss_bytes),
-            format_bytes(r.swap_bytes),
-        ]);
-    }
+    let t = super::procs::process_table(p, false);
     format!(
         "Top processes by PSS ({} processes, Σ PSS {}, {} without readable smaps):\n{t}\n\n",
         p.total_processes,

@@ -1,6 +1,7 @@
 //! Presentation helpers shared by commands: tables and units.
 
 pub mod host;
+pub mod procs;
 
 use comfy_table::{presets::NOTHING, Cell, CellAlignment, Table};
 
