@@ -138,3 +138,24 @@ fn decompositions_agree_on_the_black_hole() {
         );
     }
 }
+
+/// lsmod's sizes rounded up to whole pages are exactly what vmallocinfo's module-loading
+/// callers hold (the guard page each area also gets is address space, not memory).
+#[test]
+fn module_sizes_match_their_vmalloc_pages() {
+    let mut checked = 0;
+    for (name, s) in trees() {
+        let Some(m) = accounting::modules::summarize(&s, 0) else {
+            continue;
+        };
+        let Some(in_vmalloc) = m.vmalloc_module_bytes else {
+            continue;
+        };
+        if m.count == 0 {
+            continue;
+        }
+        assert_eq!(m.backing_bytes, in_vmalloc, "{name}: {} modules", m.count);
+        checked += 1;
+    }
+    eprintln!("{checked} trees with modules checked");
+}

@@ -23,8 +23,20 @@ pub struct ModulesSummary {
     pub footprint_bytes: u64,
     /// Σ pages actually backing them (footprint minus the guard pages): what VmallocUsed counts.
     pub backing_bytes: u64,
+    /// What vmallocinfo's module-loading callers hold (pages= bytes), when vmallocinfo was read:
+    /// should equal `backing_bytes`.
+    pub vmalloc_module_bytes: Option<u64>,
     /// The largest modules, by size: (name, lsmod bytes, footprint).
     pub largest: Vec<(String, u64, u64)>,
+}
+
+/// vmallocinfo callers that allocate module memory (the name changed across kernel versions:
+/// `module_alloc`/`move_module`/`load_module` up to 6.9, `execmem_alloc` since 6.10).
+pub fn is_module_caller(caller: &str) -> bool {
+    matches!(
+        caller,
+        "load_module" | "module_alloc" | "move_module" | "execmem_alloc"
+    )
 }
 
 /// Summarises /proc/modules; `None` when it was not readable (no module support, or absent).
@@ -47,6 +59,13 @@ pub fn summarize(s: &HostSample, top: usize) -> Option<ModulesSummary> {
         lsmod_bytes: largest.iter().map(|m| m.1).sum(),
         footprint_bytes: footprint,
         backing_bytes: footprint.saturating_sub(PAGE_SIZE * mods.len() as u64),
+        vmalloc_module_bytes: s.vmalloc.as_ref().map(|v| {
+            v.top_callers
+                .iter()
+                .filter(|c| is_module_caller(&c.caller))
+                .map(|c| c.bytes)
+                .sum()
+        }),
         largest: largest.into_iter().take(top).collect(),
     };
     Some(out)

@@ -49,10 +49,13 @@ pub fn render(s: &HostSample, acc: &HostAccounting, procs: &ProcTable) -> String
     if let Some(m) = &acc.modules {
         let _ = writeln!(
             out,
-            "Modules: {} loaded, lsmod total {}, vmalloc footprint {} (whole pages + a guard page each)\n",
+            "Modules: {} loaded, lsmod total {}, vmalloc footprint {} (whole pages + a guard \
+             page each), backing pages {}; vmallocinfo's module callers hold {}\n",
             m.count,
             format_bytes(m.lsmod_bytes),
-            format_bytes(m.footprint_bytes)
+            format_bytes(m.footprint_bytes),
+            format_bytes(m.backing_bytes),
+            m.vmalloc_module_bytes.map_or("-".into(), format_bytes)
         );
     }
     out.push_str(&top_processes(procs));
