@@ -13,7 +13,10 @@ fn main() -> Result<(), memwarden_procfs::Error> {
     println!("read in {:?}", t.elapsed());
     println!("kernel {:?}", h.kernel_release);
     println!("meminfo: {} entries", h.meminfo.entries.len());
-    println!("vmstat: {:?} pairs", h.vmstat.as_ref().map(|v| v.entries.len()));
+    println!(
+        "vmstat: {:?} pairs",
+        h.vmstat.as_ref().map(|v| v.entries.len())
+    );
     println!("psi: {:?}", h.psi);
     if let Some(v) = &h.vmalloc {
         println!(
@@ -29,12 +32,19 @@ fn main() -> Result<(), memwarden_procfs::Error> {
             h.meminfo.get("VmallocUsed")
         );
         for c in v.top_callers.iter().take(5) {
-            println!("  {:>10} B  {:>5} records  {}", c.bytes, c.records, c.caller);
+            println!(
+                "  {:>10} B  {:>5} records  {}",
+                c.bytes, c.records, c.caller
+            );
         }
     }
     println!("modules: {:?}", h.modules.as_ref().map(Vec::len));
     let with_smaps = h.processes.iter().filter(|p| p.smaps.is_some()).count();
-    println!("processes: {} ({} with smaps)", h.processes.len(), with_smaps);
+    println!(
+        "processes: {} ({} with smaps)",
+        h.processes.len(),
+        with_smaps
+    );
     println!(
         "ksm: run {:?}, {} files",
         h.ksm.as_ref().and_then(|k| k.run),

@@ -37,8 +37,15 @@ fn live_host_reads_and_keeps_invariants() {
         .expect("this test process");
     assert!(mine.cmdline.contains("live"), "cmdline {:?}", mine.cmdline);
     assert!(mine.status.vm_rss.unwrap_or(0) > 0);
-    // Kernel threads (kthreadd is pid 2 outside a PID namespace) are listed, with no smaps
-    // (their smaps_rollup fails with ESRCH) and no KSM (empty files).
+}
+
+/// Regression: a kernel thread's smaps_rollup read fails with ESRCH ("No such process") although
+/// the thread lives, and its ksm files are empty; the reader took that for an exited process and
+/// skipped every kernel thread (then, on captured trees, failed on the empty ksm_merging_pages).
+#[test]
+fn regression_kernel_threads_skipped_as_gone() {
+    let host = HostReader::live().read_host().expect("live /proc reads");
+    // kthreadd is pid 2 outside a PID namespace.
     let kthreadd = host
         .processes
         .iter()
@@ -52,6 +59,8 @@ fn live_host_reads_and_keeps_invariants() {
         .filter(|p| p.status.vm_rss.is_none())
         .count();
     assert!(kernel_threads > 1, "kernel threads are kept, not skipped");
+    let direct = HostReader::live().read_process(2).expect("kthreadd reads");
+    assert!(direct.smaps.is_none());
 }
 
 #[test]
