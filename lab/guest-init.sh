@@ -93,12 +93,12 @@ capture() {
 }
 
 [ "$FILL" -gt 0 ] && fill "$FILL"
+stty -echo 2>/dev/null || true   # no echo of commands into the log (before READY: clients may type then)
 echo "LAB-READY balloon=$B swap=$(awk '/^SwapTotal/ {print $2}' /proc/meminfo) kernel=$(uname -r)"
 if [ "$INTERVAL" -gt 0 ]; then
   ( while sleep "$INTERVAL"; do meminfo tick; done ) &
 fi
 
-stty -echo 2>/dev/null || true   # no echo of commands into the log
 while read -r line; do
   tag=-
   case "$line" in @*) tag=${line%% *}; tag=${tag#@}; line=${line#"@$tag"}; line=${line# } ;; esac

@@ -5,7 +5,9 @@ use memwarden_lab::{Error, GuestOpts, Lab, QemuGuest};
 
 #[test]
 fn plain_qemu_guest_meminfo_parses_and_fill_moves_it() -> memwarden_lab::Result<()> {
+    let t0 = std::time::Instant::now();
     let lab = Lab::new()?;
+    eprintln!("Lab::new in {:?}", t0.elapsed());
     let g = QemuGuest::boot(
         &lab,
         GuestOpts {
@@ -53,5 +55,6 @@ fn plain_qemu_guest_meminfo_parses_and_fill_moves_it() -> memwarden_lab::Result<
         g.console("no-such-command"),
         Err(Error::Command { rc: 255, .. })
     ));
+    eprintln!("whole test in {:?}", t0.elapsed());
     Ok(())
 }
