@@ -42,7 +42,8 @@ pub fn virsh(args: &[&str]) -> Result<String> {
 /// How to start a [`Domain`].
 #[derive(Debug, Clone)]
 pub struct DomainOpts {
-    /// The domain is called `mwlab-<name>`; give each test its own name.
+    /// The domain is called `mwlab-<name>-<test process id>` (see [`Domain::name`]),
+    /// so that concurrent runs of the same test do not clash; give each test its own name.
     pub name: String,
     /// `<memory>` and `<currentMemory>` in MiB.
     pub mem_mib: u64,
@@ -86,24 +87,38 @@ pub struct Domain {
     _slot: Slot,
 }
 
-/// Destroys and undefines a domain left over by an earlier, crashed run.
-fn remove_stale(name: &str) {
-    let _ = virsh(&["destroy", name]);
-    let _ = virsh(&["undefine", name]);
+/// Destroys and undefines lab domains (`mwlab-*-<pid>`) whose test process is gone
+/// (left over by a crashed or killed run).
+fn remove_stale() {
+    let Ok(names) = virsh(&["list", "--all", "--name"]) else {
+        return;
+    };
+    for name in names
+        .lines()
+        .map(str::trim)
+        .filter(|n| n.starts_with("mwlab-"))
+    {
+        let owner = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+        if owner.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = virsh(&["destroy", name]);
+            let _ = virsh(&["undefine", name]);
+        }
+    }
 }
 
 impl Domain {
     /// Ensures libvirtd, takes a guest slot, starts the domain and waits until the
-    /// guest's init is ready. A stale domain of the same name is removed first.
+    /// guest's init is ready. Lab domains left by dead test processes are removed first.
     pub fn start(lab: &Lab, opts: DomainOpts) -> Result<Domain> {
         Libvirtd::ensure(lab)?;
         let slot = slot(lab.dir(), opts.slot_timeout)?;
-        let name = format!("mwlab-{}", opts.name);
-        remove_stale(&name);
+        let short = format!("{}-{}", opts.name, std::process::id());
+        let name = format!("mwlab-{short}");
+        remove_stale();
         let run_dir = lab.new_run_dir(&opts.name)?;
         let start = Instant::now();
         let out = run(Command::new(lab.script("start-domain.sh"))
-            .arg(&opts.name)
+            .arg(&short)
             .arg(&run_dir)
             .arg(lab.guest_dir())
             .env("WAIT", "0")
@@ -132,7 +147,7 @@ impl Domain {
         Ok(dom)
     }
 
-    /// The libvirt domain name (`mwlab-<name>`).
+    /// The libvirt domain name (`mwlab-<name>-<test process id>`).
     pub fn name(&self) -> &str {
         &self.name
     }
