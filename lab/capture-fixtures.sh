@@ -100,6 +100,7 @@ for s in $SERIES; do
     } > "$OUT/$name.tmp/NOTE.md"
     rm -rf "${OUT:?}/$name" && mv "$OUT/$name.tmp" "$OUT/$name"
     kill "$pid"; pid=
+    rm -rf "$R"
     echo "$name: $(du -sb "$OUT/$name" | cut -f1) bytes, $(( $(date +%s) - t0 )) s" >&2
   done
 done

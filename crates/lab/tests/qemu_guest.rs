@@ -58,3 +58,24 @@ fn plain_qemu_guest_meminfo_parses_and_fill_moves_it() -> memwarden_lab::Result<
     eprintln!("whole test in {:?}", t0.elapsed());
     Ok(())
 }
+
+#[test]
+fn debian_6_12_guest_boots_and_reports_its_kernel() -> memwarden_lab::Result<()> {
+    let lab = Lab::with_kernel(memwarden_lab::Kernel::Debian6_12)?;
+    assert!(
+        lab.kernel_release().starts_with("6.12."),
+        "{}",
+        lab.kernel_release()
+    );
+    let g = QemuGuest::boot(
+        &lab,
+        GuestOpts {
+            name: "lab-test-612".into(),
+            ..Default::default()
+        },
+    )?;
+    let uname = g.console("run uname -r")?;
+    assert_eq!(uname.trim(), lab.kernel_release());
+    assert!(g.meminfo()?["MemTotal"] > 400 * 1024);
+    Ok(())
+}
