@@ -4,11 +4,11 @@
 //! allocator: the unaccounted rest X must grow by 128 MiB. Without deflate-on-oom the driver
 //! lowers MemTotal instead, and X must not move. Both read on the guest's own console.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use memwarden_analysis::accounting::decompositions;
 use memwarden_hv::{Hypervisor, QmpBackend, Scope};
-use memwarden_lab::{GuestOpts, Lab, QemuGuest};
+use memwarden_lab::{wait_for, GuestOpts, Lab, QemuGuest};
 use memwarden_model::host::HostSample;
 use memwarden_model::units::MIB;
 
@@ -38,18 +38,11 @@ fn inflate_to(g: &QemuGuest, bytes: u64) {
         .next()
         .expect("one VM");
     qmp.set_memory(&name, bytes, Scope::LIVE).expect("balloon");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let actual = qmp.memory_stats(&name).expect("stats").actual_bytes;
-        if actual == Some(bytes) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "balloon did not reach {bytes}: actual {actual:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for(
+        "the balloon to reach its target",
+        Duration::from_secs(60),
+        || qmp.memory_stats(&name).expect("stats").actual_bytes == Some(bytes),
+    );
     // The guest driver frees its pages batch by batch after QEMU reports the target: let it settle.
     std::thread::sleep(Duration::from_secs(2));
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use memwarden_analysis::vm::{diagnose, FindingKind};
 use memwarden_hv::{Hypervisor, LibvirtBackend, Scope};
-use memwarden_lab::{virsh, Domain, DomainOpts, Lab, URI};
+use memwarden_lab::{virsh, wait_for, Domain, DomainOpts, Lab, URI};
 use memwarden_model::units::{KIB, MIB};
 use memwarden_model::vm::BalloonStats;
 
@@ -27,15 +27,6 @@ fn start(name: &str, period: u64, balloon: bool) -> (Lab, Domain) {
 
 fn kib(s: &BalloonStats) -> BTreeMap<String, u64> {
     s.tags.iter().map(|t| (t.name.clone(), t.value)).collect()
-}
-
-/// Waits until `f` holds, polling every 500 ms.
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 #[test]

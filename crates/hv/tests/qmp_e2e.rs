@@ -2,22 +2,14 @@
 //! backend, plus the QMP-only parts (balloon found by type, pid from SO_PEERCRED).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use memwarden_analysis::vm::{diagnose, FindingKind};
 use memwarden_hv::qmp::QmpClient;
 use memwarden_hv::tags::QMP_STATS;
 use memwarden_hv::{Hypervisor, QmpBackend, Scope};
-use memwarden_lab::{GuestOpts, Lab, QemuGuest};
+use memwarden_lab::{wait_for, GuestOpts, Lab, QemuGuest};
 use memwarden_model::units::{KIB, MIB};
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 #[test]
 fn qmp_backend_reads_sets_and_diagnoses_a_plain_qemu_guest() {

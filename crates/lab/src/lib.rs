@@ -220,3 +220,16 @@ impl Lab {
 pub(crate) fn keep_run_dirs() -> bool {
     std::env::var("MEMWARDEN_LAB_KEEP").is_ok_and(|v| v == "1")
 }
+
+/// Polls `f` every 500 ms until it holds; panics naming `what` after `timeout`. For tests that
+/// wait on a guest (a stats push, a balloon reaching its target).
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
