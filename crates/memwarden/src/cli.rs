@@ -37,6 +37,9 @@ pub enum Command {
     Procs(ProcsArgs),
     /// KSM state, settings and savings.
     Ksm(JsonArgs),
+    /// One raw sample of the host and every VM, as JSON: what a recorder stores and every
+    /// analysis reads.
+    Sample(SampleArgs),
     /// Each VM's memory as the hypervisor and the guest report it.
     Vms(VmsArgs),
     /// Print a domain's balloon statistics exactly as `virsh dommemstat` does.
@@ -161,4 +164,13 @@ pub struct SetmemArgs {
     /// Affect the persistent configuration (libvirt only).
     #[arg(long)]
     pub config: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    #[command(flatten)]
+    pub hv: HvArgs,
+    /// Host only: do not ask a hypervisor.
+    #[arg(long)]
+    pub no_vms: bool,
 }

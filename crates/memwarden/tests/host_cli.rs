@@ -238,3 +238,76 @@ fn explain_lists_every_field_of_the_tree_and_flags_unknown_ones() {
     );
     assert!(text.contains("unknown to memwarden"), "{text}");
 }
+
+/// The raw sample is what a recorder keeps: it must load back into the model and give the same
+/// analysis as reading the tree directly ("record raw, derive on read").
+#[test]
+fn sample_json_loads_back_and_analyses_the_same() {
+    for dir in fixtures() {
+        let (ok, out, err) = run_on(&dir, &["sample"]);
+        assert!(ok, "{err}");
+        let s: memwarden_model::Sample = serde_json::from_str(&out).expect("Sample");
+        assert!(
+            s.vms.is_empty() && s.degraded.is_empty(),
+            "a tree has no hypervisor"
+        );
+        let direct = memwarden_procfs::HostReader::at_root(&dir)
+            .read_host()
+            .expect("read");
+        let a = memwarden_analysis::accounting::analyse(&s.host);
+        let b = memwarden_analysis::accounting::analyse(&direct);
+        assert_eq!(a.black_hole_bytes, b.black_hole_bytes, "{}", dir.display());
+        let residuals = |x: &memwarden_analysis::accounting::HostAccounting| {
+            x.identities
+                .iter()
+                .map(|r| r.residual_bytes)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(residuals(&a), residuals(&b), "{}", dir.display());
+        assert_eq!(s.host.meminfo, direct.meminfo);
+    }
+}
+
+/// libvirt's built-in test driver (no daemon) has one domain, "test": the live sample carries it.
+#[test]
+fn live_sample_carries_the_hypervisors_vms() {
+    let out = memwarden()
+        .args(["sample", "--connect", "test:///default"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: memwarden_model::Sample = serde_json::from_slice(&out.stdout).expect("Sample");
+    assert_eq!(
+        s.vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+        ["test"]
+    );
+    assert!(s.host.meminfo.get("MemTotal").is_some_and(|t| t > 0));
+    assert!(s.taken_at_unix_ms > 1_700_000_000_000);
+}
+
+/// An unreachable hypervisor degrades the sample; the host part is still there.
+#[test]
+fn unreachable_hypervisor_degrades_the_sample() {
+    let out = memwarden()
+        .args([
+            "sample",
+            "--connect",
+            "qemu+unix:///system?socket=/nonexistent/sock",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: memwarden_model::Sample = serde_json::from_slice(&out.stdout).expect("Sample");
+    assert!(s.vms.is_empty());
+    assert_eq!(s.degraded.len(), 1, "{:?}", s.degraded);
+    assert!(s.degraded[0].contains("VMs not read"), "{:?}", s.degraded);
+    assert!(!s.host.meminfo.entries.is_empty());
+}

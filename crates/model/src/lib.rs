@@ -18,4 +18,8 @@ pub struct Sample {
     pub host: host::HostSample,
     #[serde(default)]
     pub vms: Vec<vm::VmSample>,
+    /// Why VMs could not be read at all (hypervisor unreachable), one line each; a VM that
+    /// vanished mid-sample is simply absent. Host-side gaps are in `host.degraded`.
+    #[serde(default)]
+    pub degraded: Vec<String>,
 }

@@ -5,7 +5,6 @@
 //! prints, with its value and a one-line meaning, then glossary fields this kernel does not print.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
@@ -102,8 +101,5 @@ pub fn explain(root: Option<&Path>, l: Lang, a: &ExplainArgs) -> Result<()> {
             }
         }
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(out.as_bytes())?;
-    stdout.flush()?;
-    Ok(())
+    super::print(&out)
 }

@@ -1,6 +1,5 @@
 //! `memwarden host`, `procs` and `ksm`: the host's memory, read once and explained.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -10,6 +9,7 @@ use memwarden_model::units::format_bytes;
 use memwarden_procfs::HostReader;
 use serde::Serialize;
 
+use super::{print, print_json};
 use crate::cli::{HostArgs, JsonArgs, ProcSort, ProcsArgs};
 use crate::render;
 
@@ -20,19 +20,6 @@ pub fn read_host(root: Option<&Path>) -> Result<HostSample> {
         None => HostReader::live(),
     };
     reader.read_host().context("reading host memory")
-}
-
-fn print(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
-    Ok(())
-}
-
-fn print_json<T: Serialize>(v: &T) -> Result<()> {
-    let mut s = serde_json::to_string_pretty(v)?;
-    s.push('\n');
-    print(&s)
 }
 
 #[derive(Serialize)]

@@ -2,9 +2,13 @@
 
 mod explain;
 mod host;
+mod sample;
 mod vm;
 
+use std::io::Write;
+
 use anyhow::Result;
+use serde::Serialize;
 
 use crate::cli::{Cli, Command};
 
@@ -14,9 +18,25 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Procs(a) => host::procs(cli.root.as_deref(), &a),
         Command::Ksm(a) => host::ksm(cli.root.as_deref(), &a),
         Command::Explain(a) => explain::explain(cli.root.as_deref(), cli.lang, &a),
+        Command::Sample(a) => sample::sample(cli.root.as_deref(), &a),
         Command::Vms(a) => vm::vms(&a),
         Command::Dommemstat(a) => vm::dommemstat(&a),
         Command::StatsPeriod(a) => vm::stats_period(&a),
         Command::Setmem(a) => vm::setmem(&a),
     }
+}
+
+/// Writes `text` to stdout (a closed pipe surfaces as an io::Error that main treats as success).
+pub(crate) fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Pretty JSON and a newline on stdout.
+pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<()> {
+    let mut s = serde_json::to_string_pretty(v)?;
+    s.push('\n');
+    print(&s)
 }

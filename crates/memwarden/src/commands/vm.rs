@@ -1,7 +1,5 @@
 //! VM commands: vms, dommemstat, stats-period, setmem.
 
-use std::io::Write;
-
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
@@ -11,10 +9,11 @@ use memwarden_hv::{Hypervisor, LibvirtBackend, QmpBackend, Scope};
 use memwarden_model::units::{format_bytes, parse_size, KIB};
 use memwarden_model::vm::{BalloonStats, VmSample};
 
+use super::{print, print_json};
 use crate::cli::{DommemstatArgs, HvArgs, SetmemArgs, StatsPeriodArgs, VmsArgs};
 use crate::render;
 
-fn backend(hv: &HvArgs, passthrough: bool) -> Result<Box<dyn Hypervisor>> {
+pub(crate) fn backend(hv: &HvArgs, passthrough: bool) -> Result<Box<dyn Hypervisor>> {
     if !hv.qmp.is_empty() {
         return Ok(Box::new(QmpBackend::new(&hv.qmp)?));
     }
@@ -36,7 +35,6 @@ struct VmReport<'a> {
 pub fn vms(a: &VmsArgs) -> Result<()> {
     let mut hv = backend(&a.hv, a.monitor_passthrough)?;
     let vms = hv.list()?;
-    let mut out = std::io::stdout().lock();
     if a.json {
         let reports: Vec<VmReport> = vms
             .iter()
@@ -46,14 +44,10 @@ pub fn vms(a: &VmsArgs) -> Result<()> {
                 diagnosis: diagnose(vm),
             })
             .collect();
-        let mut text = serde_json::to_string_pretty(&reports)?;
-        text.push('\n');
-        out.write_all(text.as_bytes())?;
-        return Ok(());
+        return print_json(&reports);
     }
     if vms.is_empty() {
-        writeln!(out, "no running VMs")?;
-        return Ok(());
+        return print("no running VMs\n");
     }
     let mut t = render::table(
         &[
@@ -97,8 +91,7 @@ pub fn vms(a: &VmsArgs) -> Result<()> {
             diag,
         ]);
     }
-    writeln!(out, "{t}")?;
-    Ok(())
+    print(&format!("{t}\n"))
 }
 
 /// `virsh dommemstat`'s text: one `tag value` line per tag virsh knows, in libvirt's order,
@@ -121,10 +114,7 @@ pub fn dommemstat_text(stats: &BalloonStats, all: bool) -> String {
 pub fn dommemstat(a: &DommemstatArgs) -> Result<()> {
     let mut hv = backend(&a.hv, false)?;
     let stats = hv.memory_stats(&a.domain)?;
-    std::io::stdout()
-        .lock()
-        .write_all(dommemstat_text(&stats, a.all).as_bytes())?;
-    Ok(())
+    print(&dommemstat_text(&stats, a.all))
 }
 
 fn scope(live: bool, config: bool) -> Scope {
