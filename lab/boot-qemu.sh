@@ -6,6 +6,7 @@
 #   MEM_MIB=512  SMP=1  ACCEL=auto|tcg|kvm  EXTRA_APPEND="hugepages=16 ..."
 #   STATS_POLL=0       balloon guest-stats-polling-interval at start (s; 0 = off)
 #   BALLOON_OPTS=""    extra virtio-balloon-pci properties, e.g. deflate-on-oom=on
+#   BALLOON=virtio     none = no balloon device at all (a VM memwarden must diagnose)
 #   CAPTURE_MIB=0      >0: add a raw virtio disk RUNDIR/capture.img (serial "capture")
 #                      that the guest's `capture` command tars its tree onto
 #   SWAP_MIB=0         >0: add a raw virtio disk RUNDIR/swap.img (serial "swap"); the
@@ -62,6 +63,9 @@ if [ "$SWAP_MIB" -gt 0 ]; then
           -device virtio-blk-pci,drive=swap,serial=swap)
 fi
 
+balloon=(-device "virtio-balloon-pci,id=balloon0,guest-stats-polling-interval=$STATS_POLL${BALLOON_OPTS:+,$BALLOON_OPTS}")
+[ "${BALLOON:-virtio}" = none ] && balloon=()
+
 qemu-system-x86_64 "${accel[@]}" -machine q35 -m "$MEM_MIB" -smp "$SMP" \
   -name "lab-$(basename "$RUN")" -nic none -display none -monitor none \
   -kernel "$G/vmlinuz" -initrd "$G/initramfs.cpio.gz" \
@@ -69,7 +73,7 @@ qemu-system-x86_64 "${accel[@]}" -machine q35 -m "$MEM_MIB" -smp "$SMP" \
   -chardev "socket,id=ser0,path=$RUN/serial.sock,server=on,wait=off,logfile=$RUN/serial.log" \
   -serial chardev:ser0 \
   -qmp "unix:$RUN/qmp.sock,server=on,wait=off" \
-  -device "virtio-balloon-pci,id=balloon0,guest-stats-polling-interval=$STATS_POLL${BALLOON_OPTS:+,$BALLOON_OPTS}" \
+  "${balloon[@]}" \
   "${disks[@]}" \
   -daemonize -pidfile "$RUN/qemu.pid" 2>"$RUN/qemu.stderr"
 

@@ -157,3 +157,33 @@ fn qmp_backend_reads_sets_and_diagnoses_a_plain_qemu_guest() {
     drop(g);
     assert!(hv.list().expect("list with a dead socket").is_empty());
 }
+
+/// A plain QEMU guest started without any balloon device: listed, diagnosed in plain words,
+/// and a balloon target is refused rather than sent.
+#[test]
+fn qmp_guest_without_a_balloon_is_diagnosed() {
+    let lab = Lab::new().expect("lab");
+    let g = QemuGuest::boot(
+        &lab,
+        GuestOpts {
+            name: "qmp-noballoon".into(),
+            balloon: false,
+            ..Default::default()
+        },
+    )
+    .expect("boot");
+    let mut hv = QmpBackend::new(&[g.qmp_socket().to_string_lossy().into_owned()]).expect("qmp");
+    let vms = hv.list().expect("list");
+    assert_eq!(vms.len(), 1);
+    let kinds: Vec<FindingKind> = diagnose(&vms[0]).into_iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, [FindingKind::NoBalloonDevice], "{:?}", vms[0]);
+    assert!(
+        vms[0].balloon.tags.is_empty(),
+        "no stats without a device: {:?}",
+        vms[0].balloon
+    );
+    let err = hv
+        .set_memory(&vms[0].name, 384 * MIB, Scope::LIVE)
+        .expect_err("no balloon");
+    assert!(err.to_string().contains("balloon"), "{err}");
+}

@@ -22,6 +22,8 @@ pub struct GuestOpts {
     pub extra_append: String,
     /// Size of a swap disk the guest turns on at boot, in MiB (0 = none).
     pub swap_mib: u64,
+    /// Whether the guest has a virtio-balloon device at all (default true).
+    pub balloon: bool,
     /// Extra properties for the virtio-balloon device, e.g. `deflate-on-oom=on` (empty = none).
     pub balloon_opts: String,
     /// Size of the raw "capture" disk for the guest's `capture` command, in MiB (0 = none).
@@ -40,6 +42,7 @@ impl Default for GuestOpts {
             stats_polling: None,
             extra_append: String::new(),
             swap_mib: 0,
+            balloon: true,
             balloon_opts: String::new(),
             capture_mib: 0,
             boot_timeout: Duration::from_secs(120),
@@ -116,6 +119,7 @@ impl QemuGuest {
             .env("EXTRA_APPEND", &opts.extra_append)
             .env("SWAP_MIB", opts.swap_mib.to_string())
             .env("BALLOON_OPTS", &opts.balloon_opts)
+            .env("BALLOON", if opts.balloon { "virtio" } else { "none" })
             .env("CAPTURE_MIB", opts.capture_mib.to_string()))?;
         let pid: u32 = out.trim().parse().map_err(|_| Error::Parse {
             what: "QEMU pid from boot-qemu.sh",
