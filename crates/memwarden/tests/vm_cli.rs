@@ -126,10 +126,7 @@ fn vm_commands_against_libvirt() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let (ok, _, err) = memwarden(&["setmem", name, "40M"]);
-    assert!(
-        !ok && err.contains("below the guest's current use"),
-        "{err}"
-    );
+    assert!(!ok && err.contains("below the safety floor"), "{err}");
     let (ok, out, err) = memwarden(&["setmem", name, "400M"]);
     assert!(ok, "{err}");
     assert!(out.contains("409600 KiB"), "{out}");

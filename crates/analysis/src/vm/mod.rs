@@ -204,5 +204,7 @@ pub fn diagnose(vm: &VmSample) -> Vec<Finding> {
     out
 }
 
+pub mod target;
+
 #[cfg(test)]
 mod tests;

@@ -157,57 +157,14 @@ pub fn stats_period(a: &StatsPeriodArgs) -> Result<()> {
     Ok(())
 }
 
-/// The smallest safe balloon target: guest use now (MemTotal − MemAvailable, else
-/// MemTotal − MemFree), plus the part of `actual` the guest kernel keeps out of MemTotal
-/// (actual − available: kernel code, reserved), plus `margin`.
-pub fn setmem_floor(stats: &BalloonStats, margin: u64) -> Option<u64> {
-    let total = stats.available_bytes?;
-    let avail = stats.usable_bytes.or(stats.unused_bytes)?;
-    let used = total.saturating_sub(avail);
-    let reserved = stats.actual_bytes.unwrap_or(total).saturating_sub(total);
-    Some(used.saturating_add(reserved).saturating_add(margin))
-}
-
 pub fn setmem(a: &SetmemArgs) -> Result<()> {
     let target = parse_size(&a.size, KIB)?;
     let margin = parse_size(&a.margin, KIB)?;
     let mut hv = backend(&a.hv, false)?;
     if !a.force {
         let vm = hv.sample(&a.domain)?;
-        if let Some(max) = vm.max_memory_bytes.filter(|m| target > *m) {
-            bail!(
-                "refusing: {} is above the VM's maximum memory {} (use --force to try anyway)",
-                format_bytes(target),
-                format_bytes(max)
-            );
-        }
-        let stale = diagnose(&vm).into_iter().find(|f| {
-            use memwarden_analysis::vm::FindingKind as K;
-            matches!(
-                f.kind,
-                K::NoBalloonDevice | K::PollingOff | K::StaleStats | K::GuestDriverAbsent
-            )
-        });
-        let current = vm.balloon.actual_bytes.unwrap_or(u64::MAX);
-        if target < current {
-            if let Some(f) = stale {
-                bail!(
-                    "refusing to shrink: the guest's current use is unknown ({}); use --force",
-                    f.text
-                );
-            }
-            let Some(floor) = setmem_floor(&vm.balloon, margin) else {
-                bail!("refusing to shrink: the guest reports no memory statistics; use --force");
-            };
-            if target < floor {
-                bail!(
-                    "refusing: {} is below the guest's current use plus margin, {} (use {} \
-                     margin: --margin; or --force)",
-                    format_bytes(target),
-                    format_bytes(floor),
-                    format_bytes(margin)
-                );
-            }
+        if let Err(why) = memwarden_analysis::vm::target::check_target(&vm, target, margin) {
+            bail!("refusing: {why}; use --force to try anyway");
         }
     }
     hv.set_memory(&a.domain, target, scope(a.live, a.config))?;
@@ -224,7 +181,6 @@ pub fn setmem(a: &SetmemArgs) -> Result<()> {
 mod tests {
     use super::*;
     use memwarden_hv::tags::libvirt_tag;
-    use memwarden_model::units::MIB;
 
     /// Rebuilds the captured `virsh dommemstat` text from its own tags: byte for byte.
     #[test]
@@ -247,17 +203,5 @@ mod tests {
         stats.tags.push(libvirt_tag(42, 7));
         assert_eq!(dommemstat_text(&stats, false), captured);
         assert!(dommemstat_text(&stats, true).ends_with("tag_42 7\n\n"));
-    }
-
-    #[test]
-    fn floor_counts_use_reserve_and_margin() {
-        let s = BalloonStats {
-            actual_bytes: Some(512 * MIB),
-            available_bytes: Some(480 * MIB),
-            usable_bytes: Some(450 * MIB),
-            ..BalloonStats::default()
-        };
-        assert_eq!(setmem_floor(&s, 100 * MIB), Some((30 + 32 + 100) * MIB));
-        assert_eq!(setmem_floor(&BalloonStats::default(), 0), None);
     }
 }
