@@ -7,3 +7,10 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# A short fuzz smoke run of every parser (scripts/fuzz-smoke.sh; longer runs by hand).
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+  ./scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-3}"
+else
+  echo "fuzz smoke skipped: no nightly toolchain (rustup toolchain install nightly)"
+fi
