@@ -6,11 +6,18 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
 # A short fuzz smoke run of every parser (scripts/fuzz-smoke.sh; longer runs by hand).
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
   ./scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-3}"
 else
   echo "fuzz smoke skipped: no nightly toolchain (rustup toolchain install nightly)"
+fi
+# Unit, fixture, live and lab (real QEMU guests, real libvirtd) tests. nextest when present
+# (one process per test, one closing summary), else cargo test.
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo test --workspace --locked --doc
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked
 fi
