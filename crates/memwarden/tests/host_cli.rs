@@ -268,11 +268,10 @@ fn sample_json_loads_back_and_analyses_the_same() {
     }
 }
 
-/// libvirt's built-in test driver (no daemon) has one domain, "test": the live sample carries it.
-#[test]
-fn live_sample_carries_the_hypervisors_vms() {
+/// `memwarden sample --connect URI` on the live host, parsed back into the model.
+fn live_sample(uri: &str) -> memwarden_model::Sample {
     let out = memwarden()
-        .args(["sample", "--connect", "test:///default"])
+        .args(["sample", "--connect", uri])
         .output()
         .expect("run");
     assert!(
@@ -280,7 +279,13 @@ fn live_sample_carries_the_hypervisors_vms() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let s: memwarden_model::Sample = serde_json::from_slice(&out.stdout).expect("Sample");
+    serde_json::from_slice(&out.stdout).expect("Sample")
+}
+
+/// libvirt's built-in test driver (no daemon) has one domain, "test": the live sample carries it.
+#[test]
+fn live_sample_carries_the_hypervisors_vms() {
+    let s = live_sample("test:///default");
     assert_eq!(
         s.vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
         ["test"]
@@ -292,20 +297,7 @@ fn live_sample_carries_the_hypervisors_vms() {
 /// An unreachable hypervisor degrades the sample; the host part is still there.
 #[test]
 fn unreachable_hypervisor_degrades_the_sample() {
-    let out = memwarden()
-        .args([
-            "sample",
-            "--connect",
-            "qemu+unix:///system?socket=/nonexistent/sock",
-        ])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s: memwarden_model::Sample = serde_json::from_slice(&out.stdout).expect("Sample");
+    let s = live_sample("qemu+unix:///system?socket=/nonexistent/sock");
     assert!(s.vms.is_empty());
     assert_eq!(s.degraded.len(), 1, "{:?}", s.degraded);
     assert!(s.degraded[0].contains("VMs not read"), "{:?}", s.degraded);

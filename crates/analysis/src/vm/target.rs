@@ -150,50 +150,37 @@ pub fn check_target(vm: &VmSample, target: u64, margin: u64) -> Result<(), Refus
 #[cfg(test)]
 mod tests {
     use memwarden_model::units::{KIB, MIB};
-    use memwarden_model::vm::{BalloonDevice, BalloonStats, VmSample};
+    use memwarden_model::vm::{BalloonStats, VmSample};
 
     use super::*;
 
-    /// A 512 MiB guest as the lab's libvirt domains report it (virsh dommemstat, KiB → bytes):
-    /// MemTotal 480 MiB, MemAvailable 450 MiB, stats 2 s old.
+    /// The captured healthy 512 MiB guest: MemTotal 481296 KiB, MemAvailable 450652 KiB.
     fn guest() -> VmSample {
-        VmSample {
-            name: "a".into(),
-            max_memory_bytes: Some(512 * MIB),
-            read_at_unix_s: 1_795_426_934,
-            device: BalloonDevice {
-                present: true,
-                stats_period_s: Some(2),
-                ..Default::default()
-            },
-            balloon: BalloonStats {
-                actual_bytes: Some(512 * MIB),
-                available_bytes: Some(480 * MIB),
-                usable_bytes: Some(450 * MIB),
-                unused_bytes: Some(449 * MIB),
-                last_update_unix_s: Some(1_795_426_932),
-                ..BalloonStats::default()
-            },
-            ..VmSample::default()
-        }
+        super::super::tests::healthy()
     }
+
+    /// used (481296 − 450652) + kept out of MemTotal (524288 − 481296), in bytes.
+    const USE_AND_RESERVE: u64 = (481_296 - 450_652 + 524_288 - 481_296) * KIB;
 
     #[test]
     fn floor_counts_use_reserve_and_margin() {
-        // used 30 + kept out of MemTotal 32 + margin 100.
-        assert_eq!(floor(&guest().balloon, 100 * MIB), Some(162 * MIB));
+        assert_eq!(
+            floor(&guest().balloon, 100 * MIB),
+            Some(USE_AND_RESERVE + 100 * MIB)
+        );
         assert_eq!(floor(&BalloonStats::default(), 0), None);
     }
 
     #[test]
     fn shrinking_stops_at_the_floor_and_growing_at_max() {
         let vm = guest();
-        assert_eq!(check_target(&vm, 162 * MIB, 100 * MIB), Ok(()));
+        let floor = USE_AND_RESERVE + 100 * MIB;
+        assert_eq!(check_target(&vm, floor, 100 * MIB), Ok(()));
         assert_eq!(
-            check_target(&vm, 161 * MIB, 100 * MIB),
+            check_target(&vm, floor - 1, 100 * MIB),
             Err(Refusal::BelowFloor {
-                target: 161 * MIB,
-                floor: 162 * MIB,
+                target: floor - 1,
+                floor,
                 margin: 100 * MIB
             })
         );
@@ -237,7 +224,7 @@ mod tests {
     #[test]
     fn stale_off_or_missing_stats_refuse_a_shrink() {
         let mut vm = guest();
-        vm.balloon.last_update_unix_s = Some(1_795_426_934 - 3600);
+        vm.balloon.last_update_unix_s = vm.balloon.last_update_unix_s.map(|t| t - 3600);
         assert!(matches!(
             check_target(&vm, 300 * MIB, 0),
             Err(Refusal::Untrusted(_))

@@ -5,7 +5,7 @@ use memwarden_model::vm::{BalloonDevice, BalloonStats, VmSample};
 use super::*;
 
 /// The numbers of the captured `virsh dommemstat` in crates/hv/tests/data (KiB → bytes).
-fn healthy() -> VmSample {
+pub(super) fn healthy() -> VmSample {
     VmSample {
         name: "a".into(),
         max_memory_bytes: Some(512 * MIB),
