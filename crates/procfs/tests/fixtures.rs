@@ -62,6 +62,15 @@ fn repo_fixtures() -> Vec<PathBuf> {
 fn every_repository_fixture_reads_cleanly() {
     let fixtures = repo_fixtures();
     eprintln!("{} repository fixture(s)", fixtures.len());
+    // The trees this repository ships: the host kernel and both guest kernels must be there.
+    for kernel in ["host-6.18", "guest-6.1-", "guest-6.12-"] {
+        assert!(
+            fixtures
+                .iter()
+                .any(|f| f.to_string_lossy().contains(kernel)),
+            "no fixture tree for {kernel} under fixtures/"
+        );
+    }
     for root in fixtures {
         let label = root
             .file_name()
