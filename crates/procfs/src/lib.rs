@@ -28,7 +28,7 @@ pub use ksm::{
 pub use meminfo::{
     parse as parse_meminfo, parse_node as parse_node_meminfo, render as render_meminfo,
 };
-pub use modules::{parse as parse_modules, vmalloc_footprint};
+pub use modules::parse as parse_modules;
 pub use psi::parse as parse_psi;
 pub use reader::HostReader;
 pub use smaps_rollup::{parse as parse_smaps_rollup, parse_smaps};

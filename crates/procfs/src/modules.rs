@@ -4,7 +4,6 @@
 //! kernels without module unloading.
 
 use memwarden_model::host::Module;
-use memwarden_model::units::PAGE_SIZE;
 
 use crate::error::{Error, Result};
 use crate::text::{numbered_lines, parse_i64, parse_u64};
@@ -40,15 +39,6 @@ pub fn parse(text: &str) -> Result<Vec<Module>> {
     Ok(modules)
 }
 
-/// The memory a module of `size_bytes` takes from vmalloc space: its size rounded up to whole
-/// 4 KiB pages, plus one guard page. Saturates rather than overflowing.
-pub fn vmalloc_footprint(size_bytes: u64) -> u64 {
-    size_bytes
-        .div_ceil(PAGE_SIZE)
-        .saturating_mul(PAGE_SIZE)
-        .saturating_add(PAGE_SIZE)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,13 +69,5 @@ vboxdrv 532480 0 - Loading 0xffffffffc0b00000 (OE)
         assert_eq!(m[0].refcount, None);
         assert!(parse("floppy 69417\n").is_err());
         assert!(parse("floppy big 0 - Live 0x0\n").is_err());
-    }
-
-    #[test]
-    fn footprint_is_whole_pages_plus_guard() {
-        assert_eq!(vmalloc_footprint(69417), 73728);
-        assert_eq!(vmalloc_footprint(4096), 8192);
-        assert_eq!(vmalloc_footprint(0), 4096);
-        assert_eq!(vmalloc_footprint(u64::MAX), u64::MAX);
     }
 }

@@ -84,4 +84,17 @@ mod tests {
         assert_eq!(vmalloc_footprint(0), 4096);
         assert_eq!(vmalloc_footprint(u64::MAX), u64::MAX);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn footprint_is_the_size_rounded_up_plus_one_page(size in proptest::num::u64::ANY) {
+            let f = vmalloc_footprint(size);
+            proptest::prop_assert!(f >= size);
+            if size < u64::MAX - 2 * PAGE_SIZE {
+                // Rounding adds 0..4095, the guard page 4096 more.
+                proptest::prop_assert_eq!(f % PAGE_SIZE, 0);
+                proptest::prop_assert!((PAGE_SIZE..2 * PAGE_SIZE).contains(&(f - size)));
+            }
+        }
+    }
 }

@@ -12,7 +12,7 @@ use memwarden_analysis::glossary::{self, Entry, Kind, Lang as GLang};
 use memwarden_model::host::MeminfoUnit;
 use memwarden_model::units::format_bytes;
 
-use super::host::read_host;
+use super::host::reader;
 use crate::cli::{ExplainArgs, Lang};
 
 fn lang(l: Lang) -> GLang {
@@ -65,7 +65,7 @@ pub fn explain(root: Option<&Path>, l: Lang, a: &ExplainArgs) -> Result<()> {
             }
         },
         None => {
-            let s = read_host(root)?;
+            let meminfo = reader(root).read_meminfo()?;
             let first_line = |e: &Entry| {
                 let t = e.text(l);
                 let end = t.find(['.', '。']).map_or(t.len(), |i| {
@@ -74,7 +74,7 @@ pub fn explain(root: Option<&Path>, l: Lang, a: &ExplainArgs) -> Result<()> {
                 t[..end].to_string()
             };
             let mut t = crate::render::table(&["field", "value", "meaning"], &[1]);
-            for entry in &s.meminfo.entries {
+            for entry in &meminfo.entries {
                 let value = match entry.unit {
                     MeminfoUnit::Bytes => format_bytes(entry.value),
                     MeminfoUnit::Count => entry.value.to_string(),
@@ -88,7 +88,7 @@ pub fn explain(root: Option<&Path>, l: Lang, a: &ExplainArgs) -> Result<()> {
             let _ = writeln!(out, "{t}");
             let absent: Vec<&str> = glossary::entries(Kind::Meminfo)
                 .iter()
-                .filter(|e| !s.meminfo.contains(&e.key))
+                .filter(|e| !meminfo.contains(&e.key))
                 .map(|e| e.key.as_str())
                 .collect();
             if !absent.is_empty() {

@@ -13,13 +13,14 @@ use super::{print, print_json};
 use crate::cli::{HostArgs, JsonArgs, ProcSort, ProcsArgs};
 use crate::render;
 
+/// The reader for the live host, or for the captured tree under `root`.
+pub fn reader(root: Option<&Path>) -> HostReader {
+    root.map_or_else(HostReader::live, HostReader::at_root)
+}
+
 /// Reads the live host, or the captured tree under `root`.
 pub fn read_host(root: Option<&Path>) -> Result<HostSample> {
-    let reader = match root {
-        Some(r) => HostReader::at_root(r),
-        None => HostReader::live(),
-    };
-    reader.read_host().context("reading host memory")
+    reader(root).read_host().context("reading host memory")
 }
 
 #[derive(Serialize)]
