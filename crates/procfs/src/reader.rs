@@ -17,6 +17,20 @@ use crate::{
     hugepages, ksm, meminfo, modules, psi, smaps_rollup, status, thp, vmallocinfo, vmstat,
 };
 
+/// What to read per process. smaps_rollup is what costs (the kernel walks every mapping):
+/// a collector that runs every few seconds reads it only when PSS is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessOptions {
+    /// Read smaps_rollup (PSS, USS, swap PSS); status alone otherwise.
+    pub smaps: bool,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        ProcessOptions { smaps: true }
+    }
+}
+
 /// Reads a host's memory files from `proc` and `sys` roots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostReader {
@@ -52,6 +66,11 @@ impl HostReader {
 
     /// Everything in one pass. Fails only when meminfo cannot be read or parsed.
     pub fn read_host(&self) -> Result<HostSample> {
+        self.read_host_with(ProcessOptions::default())
+    }
+
+    /// Everything in one pass, each process read as `opts` says.
+    pub fn read_host_with(&self, opts: ProcessOptions) -> Result<HostSample> {
         let meminfo = self.read_meminfo()?;
         let mut degraded = Vec::new();
         let d = &mut degraded;
@@ -77,7 +96,7 @@ impl HostReader {
             Err(e) if e.is_not_found() => None,
             r => optional(d, r, ""),
         };
-        let processes = self.read_processes(&mut degraded);
+        let processes = self.read_processes(opts, &mut degraded);
         Ok(HostSample {
             kernel_release,
             meminfo,
@@ -184,13 +203,22 @@ impl HostReader {
 
     /// One process. An error for which [`Error::is_gone`] holds means it exited meanwhile.
     pub fn read_process(&self, pid: u32) -> Result<ProcessMem> {
+        self.read_process_with(pid, ProcessOptions::default())
+    }
+
+    /// One process, read as `opts` says (`smaps: None` when not asked for).
+    pub fn read_process_with(&self, pid: u32, opts: ProcessOptions) -> Result<ProcessMem> {
         let dir = self.proc_root.join(pid.to_string());
         let parsed = self.parse_file(&dir.join("status"), status::parse)?;
         let cmdline = read_bytes(&dir.join("cmdline"))?;
         let cmdline = String::from_utf8_lossy(&cmdline)
             .trim_end_matches('\0')
             .replace('\0', " ");
-        let smaps = self.read_smaps(&dir)?;
+        let smaps = if opts.smaps {
+            self.read_smaps(&dir)?
+        } else {
+            None
+        };
         let ksm = self.read_proc_ksm(&dir)?;
         Ok(ProcessMem {
             pid,
@@ -263,7 +291,7 @@ impl HostReader {
 
     /// Every process still there at the end of its read; exited ones are skipped silently,
     /// unreadable ones are noted in `degraded`.
-    fn read_processes(&self, degraded: &mut Vec<String>) -> Vec<ProcessMem> {
+    fn read_processes(&self, opts: ProcessOptions, degraded: &mut Vec<String>) -> Vec<ProcessMem> {
         let pids = match self.pids() {
             Ok(p) => p,
             Err(e) => {
@@ -273,7 +301,7 @@ impl HostReader {
         };
         let mut out = Vec::with_capacity(pids.len());
         for pid in pids {
-            match self.read_process(pid) {
+            match self.read_process_with(pid, opts) {
                 Ok(p) => out.push(p),
                 Err(e) if e.is_gone() => {}
                 Err(e) => degraded.push(format!("process {pid} skipped: {e}")),
