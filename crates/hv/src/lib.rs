@@ -17,7 +17,7 @@ mod xml;
 
 use std::path::PathBuf;
 
-use memwarden_model::vm::{BalloonStats, VmSample};
+use memwarden_model::vm::{BalloonStats, ReadStatus, VmSample};
 
 pub use libvirt::LibvirtBackend;
 pub use qmp::QmpBackend;
@@ -56,28 +56,44 @@ pub trait Hypervisor {
     fn names(&mut self) -> Result<Vec<String>, Error>;
 }
 
-/// Errors from the hypervisor backends. [`Error::is_gone`] tells "the VM went away" apart.
+/// Errors from the hypervisor backends. [`Error::is_gone`] tells "the VM went away" apart;
+/// [`Error::read_status`] says what a failed read of one VM amounts to.
+///
+/// `Display` never repeats the source: callers print the chain (`{:#}` in anyhow).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("libvirt {op} failed{}: {source}", on(.domain))]
+    #[error("libvirt {op} failed{}", on(.domain))]
     Libvirt {
         op: &'static str,
         domain: Option<String>,
         #[source]
         source: virt::error::Error,
     },
+    #[error("libvirt at {uri} did not answer {op} within {ms} ms")]
+    LibvirtTimeout {
+        uri: String,
+        op: &'static str,
+        ms: u128,
+    },
     #[error("no running VM named {name:?} ({where_})")]
     NoSuchVm { name: String, where_: String },
-    #[error("QMP {command} on {socket}: {class}: {desc}")]
+    #[error("QMP {command} on {}: {class}: {desc}", .socket.display())]
     QmpCommand {
         socket: PathBuf,
         command: String,
         class: String,
         desc: String,
     },
-    #[error("QMP {socket}: {why}")]
+    #[error("QMP {}: {why}", .socket.display())]
     QmpProtocol { socket: PathBuf, why: String },
-    #[error("{}: {source}", .path.display())]
+    #[error("QMP {}: no answer in time: still waiting for {waiting_for} at the deadline", .socket.display())]
+    Timeout {
+        socket: PathBuf,
+        waiting_for: String,
+    },
+    #[error("QMP {}: QEMU closed the connection during {during}", .socket.display())]
+    Closed { socket: PathBuf, during: String },
+    #[error("{}", .path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -85,7 +101,7 @@ pub enum Error {
     },
     #[error("VM {name:?} has no balloon device: {what} is impossible (add <memballoon model='virtio'/> or -device virtio-balloon)")]
     NoBalloon { name: String, what: &'static str },
-    #[error("reading QEMU process {pid}: {source}")]
+    #[error("reading QEMU process {pid}")]
     Procfs {
         pid: u32,
         #[source]
@@ -96,7 +112,9 @@ pub enum Error {
 }
 
 fn on(d: &Option<String>) -> String {
-    d.as_ref().map(|d| format!(" on {d:?}")).unwrap_or_default()
+    d.as_ref()
+        .map(|d| format!(" on {}", qmp::quote(d)))
+        .unwrap_or_default()
 }
 
 impl Error {
@@ -107,18 +125,48 @@ impl Error {
             Error::Libvirt { source, .. } => {
                 source.code().is_any(vec![N::NoDomain, N::OperationInvalid])
             }
-            Error::NoSuchVm { .. } => true,
+            Error::NoSuchVm { .. } | Error::Closed { .. } => true,
             Error::Io { source, .. } => matches!(
                 source.kind(),
-                std::io::ErrorKind::NotFound
-                    | std::io::ErrorKind::ConnectionRefused
-                    | std::io::ErrorKind::ConnectionReset
+                std::io::ErrorKind::ConnectionReset
                     | std::io::ErrorKind::BrokenPipe
                     | std::io::ErrorKind::UnexpectedEof
             ),
             Error::Procfs { source, .. } => source.is_gone(),
             _ => false,
         }
+    }
+
+    /// What this error means for the one VM being read.
+    pub fn read_status(&self) -> ReadStatus {
+        match self {
+            Error::Timeout { .. } | Error::LibvirtTimeout { .. } => ReadStatus::TimedOut,
+            Error::QmpProtocol { .. } => ReadStatus::ProtocolError,
+            Error::Io { source, .. }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                ReadStatus::Unreachable
+            }
+            e if e.is_gone() => ReadStatus::Gone,
+            _ => ReadStatus::ProtocolError,
+        }
+    }
+
+    /// This error in plain words with its causes, on one line.
+    pub fn plain(&self) -> String {
+        let mut s = self.to_string();
+        let mut src = std::error::Error::source(self);
+        while let Some(e) = src {
+            s.push_str(": ");
+            s.push_str(&e.to_string());
+            src = e.source();
+        }
+        s
     }
 }
 

@@ -2,10 +2,29 @@
 //! running domains, per-domain `virDomainMemoryStats` for `dommemstat`, and optionally the newer
 //! QEMU statistics through libvirt-qemu's monitor passthrough.
 //!
-//! Calls block. The connection is closed explicitly on drop (the crate's own `Drop` panics when
-//! close fails).
+//! libvirt's calls block, and a domain whose QEMU monitor does not answer (a QEMU stopped with
+//! SIGSTOP, a wedged main loop) makes them block for as long as it lasts. So every call runs on
+//! a thread of its own and we wait for it only until the sample's deadline:
+//! - the bulk call takes `VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT`, so a domain whose job is
+//!   held (by a call still stuck on its monitor) is skipped at once and shown as busy;
+//! - the first call to reach a freshly wedged monitor is the one that gets stuck (nothing
+//!   holds the job yet); when the bulk call has not answered by half the deadline a second
+//!   one is sent, which skips that domain, so one frozen VM never hides the others;
+//! - a keepalive (5 s × 3) on the connection, and a connection that fails is dropped and
+//!   opened again on the next sample (libvirtd restarts).
+//!
+//! The domain XML is read once per domain (again when its id changes or after
+//! [`XML_REFRESH`]); the QEMU pid comes from libvirt's pid file.
+//!
+//! The connection is closed explicitly on drop (the crate's own `Drop` panics when close
+//! fails).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use virt::connect::Connect;
@@ -14,34 +33,53 @@ use virt::sys;
 
 use memwarden_model::units::KIB;
 use memwarden_model::vm::{
-    BalloonStats, ExtraStats, StatTag, TagUnit, VmBackend, VmSample, VmState,
+    BalloonDevice, BalloonStats, ExtraStats, ReadStatus, StatTag, TagUnit, VmBackend, VmConfig,
+    VmRead, VmSample, VmState,
 };
 
-use crate::libvirt_ffi::{self, Param};
+use crate::libvirt_ffi::{self, Conn, Param};
 use crate::qmp::parse_guest_stats;
-use memwarden_procfs::HostReader;
 
-use crate::{host, now_unix_s, tags, xml, Error, Hypervisor, Scope};
+use crate::{now_unix_s, tags, xml, Error, Hypervisor, Scope};
+
+/// How long a domain's XML facts are trusted before they are read again.
+pub const XML_REFRESH: Duration = Duration::from_secs(60);
+/// Bulk calls allowed in flight at once (one stuck on a wedged monitor, one hedge).
+const MAX_INFLIGHT: usize = 2;
+
+/// What the domain XML says, cached per domain.
+#[derive(Debug, Clone)]
+struct Facts {
+    id: Option<u32>,
+    read_at: Instant,
+    device: BalloonDevice,
+    guest_os: Option<String>,
+    config: VmConfig,
+    pid: Option<u32>,
+}
 
 /// A libvirt connection.
-#[derive(Debug)]
 pub struct LibvirtBackend {
-    conn: Option<Connect>,
+    conn: Option<Arc<Conn>>,
     uri: String,
     /// Read the newer QEMU stats (`stat-oom-kills`, ...) through `virDomainQemuMonitorCommand`.
     /// Off by default: libvirt marks a domain "tainted: custom-monitor" when it is used.
     pub monitor_passthrough: bool,
-    /// Reads the QEMU process (tests may point it at a captured tree).
-    pub reader: HostReader,
     /// Where libvirt's QEMU driver writes `NAME.pid`.
     pub pid_dir: PathBuf,
+    /// A whole sample (every libvirt call of it) must finish within this.
+    pub timeout: Duration,
+    facts: HashMap<String, Facts>,
+    inflight: Arc<AtomicUsize>,
 }
 
-impl Drop for LibvirtBackend {
-    fn drop(&mut self) {
-        if let Some(c) = self.conn.take() {
-            libvirt_ffi::close(c);
-        }
+impl std::fmt::Debug for LibvirtBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LibvirtBackend")
+            .field("uri", &self.uri)
+            .field("connected", &self.conn.is_some())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,134 +88,254 @@ fn lv(op: &'static str, domain: Option<&str>) -> impl FnOnce(virt::error::Error)
     move |source| Error::Libvirt { op, domain, source }
 }
 
+/// libvirt's default event loop, run on a thread of its own: the keepalive needs it.
+fn event_loop() -> bool {
+    static STARTED: OnceLock<bool> = OnceLock::new();
+    *STARTED.get_or_init(|| {
+        if virt::event::event_register_default_impl().is_err() {
+            return false;
+        }
+        std::thread::Builder::new()
+            .name("libvirt-events".into())
+            .spawn(|| loop {
+                if virt::event::event_run_default_impl().is_err() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+            .is_ok()
+    })
+}
+
+/// Runs `f` on a thread of its own and waits for it until `deadline`; `None` when it has not
+/// finished by then (the thread finishes in its own time and its result is dropped).
+fn by_deadline<T: Send + 'static>(
+    deadline: Instant,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("libvirt-call".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .ok()?;
+    rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .ok()
+}
+
+/// Errors that mean the connection itself is broken (libvirtd restarted or gone).
+fn connection_lost(e: &virt::error::Error) -> bool {
+    use virt::error::ErrorNumber as N;
+    e.code()
+        .is_any(vec![N::SystemError, N::NoConnect, N::Rpc, N::AuthFailed])
+        || e.message().contains("client socket is closed")
+        || e.message().contains("connection closed")
+}
+
 impl LibvirtBackend {
-    /// Opens `uri` (`qemu:///system`, `test:///default`...).
-    pub fn connect(uri: &str) -> Result<Self, Error> {
+    /// A backend for `uri` (`qemu:///system`, `test:///default`...) that connects on first use
+    /// and again after the connection is lost.
+    pub fn new(uri: &str) -> Self {
         // libvirt's default handler prints every error to stderr; ours are returned instead.
         virt::error::clear_error_callback();
-        let conn = Connect::open(Some(uri)).map_err(lv("connect", None))?;
-        Ok(LibvirtBackend {
-            conn: Some(conn),
+        LibvirtBackend {
+            conn: None,
             uri: uri.to_string(),
             monitor_passthrough: false,
-            reader: HostReader::live(),
             pid_dir: PathBuf::from("/run/libvirt/qemu"),
-        })
+            timeout: crate::qmp::DEFAULT_DEADLINE,
+            facts: HashMap::new(),
+            inflight: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
-    fn conn(&self) -> Result<&Connect, Error> {
-        self.conn
-            .as_ref()
-            .ok_or_else(|| Error::Unsupported("libvirt connection already closed".into()))
+    /// Opens `uri` now; an error if libvirtd cannot be reached.
+    pub fn connect(uri: &str) -> Result<Self, Error> {
+        let mut b = Self::new(uri);
+        b.conn(Instant::now() + Duration::from_secs(10))?;
+        Ok(b)
     }
 
-    fn lookup(&self, name: &str) -> Result<Domain, Error> {
-        let d = self.conn()?.lookup_domain_by_name(name).map_err(|e| {
-            if e.code().is(virt::error::ErrorNumber::NoDomain) {
-                Error::NoSuchVm {
-                    name: name.to_string(),
-                    where_: self.uri.clone(),
-                }
-            } else {
-                lv("lookup", Some(name))(e)
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The open connection, opening it (under `deadline`) when there is none.
+    fn conn(&mut self, deadline: Instant) -> Result<Arc<Conn>, Error> {
+        if let Some(c) = &self.conn {
+            if c.is_alive().unwrap_or(false) {
+                return Ok(c.clone());
             }
-        })?;
-        Ok(d)
+            self.conn = None;
+        }
+        let keepalive = event_loop();
+        let uri = self.uri.clone();
+        let opened = by_deadline(deadline, move || {
+            let c = Connect::open(Some(&uri))?;
+            if keepalive {
+                // Fails harmlessly on drivers without keepalive (test:///, qemu:///session).
+                let _ = c.set_keep_alive(5, 3);
+            }
+            Ok::<_, virt::error::Error>(Arc::new(Conn::new(c)))
+        })
+        .ok_or_else(|| self.timed_out("connect", deadline))?
+        .map_err(lv("connect", None))?;
+        self.conn = Some(opened.clone());
+        Ok(opened)
+    }
+
+    fn timed_out(&self, op: &'static str, deadline: Instant) -> Error {
+        let started = deadline.checked_sub(self.timeout).unwrap_or(deadline);
+        Error::LibvirtTimeout {
+            uri: self.uri.clone(),
+            op,
+            ms: deadline.saturating_duration_since(started).as_millis(),
+        }
+    }
+
+    /// Forget the connection after a failure that broke it; the next call opens a new one.
+    fn check_lost(&mut self, e: &Error) {
+        if let Error::Libvirt { source, .. } = e {
+            if connection_lost(source) {
+                self.conn = None;
+            }
+        }
+    }
+
+    /// Runs `f(conn)` on its own thread under this backend's timeout.
+    fn call<T: Send + 'static>(
+        &mut self,
+        op: &'static str,
+        f: impl FnOnce(&Connect) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let deadline = Instant::now() + self.timeout;
+        let conn = self.conn(deadline)?;
+        let r = by_deadline(deadline, move || f(&conn))
+            .unwrap_or_else(|| Err(self.timed_out(op, deadline)));
+        if let Err(e) = &r {
+            self.check_lost(e);
+        }
+        r
+    }
+
+    /// The bulk call with NOWAIT, hedged: a second call at half the deadline when the first
+    /// is stuck on a wedged monitor.
+    fn bulk_records(&mut self, deadline: Instant) -> Result<Vec<libvirt_ffi::Record>, Error> {
+        let conn = self.conn(deadline)?;
+        let (tx, rx) = mpsc::channel();
+        let send = |conn: Arc<Conn>, inflight: Arc<AtomicUsize>| {
+            let tx = tx.clone();
+            inflight.fetch_add(1, Ordering::SeqCst);
+            let done = inflight.clone();
+            let spawned = std::thread::Builder::new()
+                .name("libvirt-bulk".into())
+                .spawn(move || {
+                    let r = libvirt_ffi::all_domain_stats(
+                        &conn,
+                        sys::VIR_DOMAIN_STATS_STATE | sys::VIR_DOMAIN_STATS_BALLOON,
+                        sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+                            | sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT,
+                    );
+                    done.fetch_sub(1, Ordering::SeqCst);
+                    let _ = tx.send(r);
+                });
+            if spawned.is_err() {
+                inflight.fetch_sub(1, Ordering::SeqCst);
+            }
+        };
+        if self.inflight.load(Ordering::SeqCst) < MAX_INFLIGHT {
+            send(conn.clone(), self.inflight.clone());
+        }
+        let hedge_at = deadline
+            .checked_sub(self.timeout / 2)
+            .unwrap_or_else(Instant::now);
+        let first = rx.recv_timeout(hedge_at.saturating_duration_since(Instant::now()));
+        let r = match first {
+            Ok(r) => Some(r),
+            Err(_) => {
+                if self.inflight.load(Ordering::SeqCst) < MAX_INFLIGHT {
+                    send(conn, self.inflight.clone());
+                }
+                rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .ok()
+            }
+        };
+        let r = r
+            .ok_or_else(|| self.timed_out("virConnectGetAllDomainStats", deadline))?
+            .map_err(lv("virConnectGetAllDomainStats", None));
+        if let Err(e) = &r {
+            self.check_lost(e);
+        }
+        r
     }
 
     /// Only the bulk call, parsed. For the benchmark and for callers that need no host view.
-    pub fn bulk_balloon(&self) -> Result<Vec<BulkRecord>, Error> {
-        let recs = libvirt_ffi::all_domain_stats(
-            self.conn()?,
-            sys::VIR_DOMAIN_STATS_STATE | sys::VIR_DOMAIN_STATS_BALLOON,
-            sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE,
-        )
-        .map_err(lv("virConnectGetAllDomainStats", None))?;
-        let mut out = Vec::with_capacity(recs.len());
-        for r in recs {
-            let Ok(name) = r.domain.name() else { continue };
-            let mut tags_ = Vec::new();
-            let mut max = None;
-            let mut state = VmState::Unknown;
-            for (field, value) in &r.params {
-                let v = match value {
-                    Param::Uint(v) => *v,
-                    Param::Int(i) => *i as u64,
-                    _ => continue,
+    pub fn bulk_balloon(&mut self) -> Result<Vec<BulkRecord>, Error> {
+        let deadline = Instant::now() + self.timeout;
+        let recs = self.bulk_records(deadline)?;
+        Ok(recs.into_iter().filter_map(|r| parse_record(&r)).collect())
+    }
+
+    /// The cached XML facts of `d`, read again when missing, stale, or its id changed.
+    fn facts_for(
+        &mut self,
+        key: &str,
+        d: &Domain,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Facts, Error> {
+        let id = d.id();
+        if let Some(f) = self.facts.get(key) {
+            if f.id == id && f.read_at.elapsed() < XML_REFRESH {
+                return Ok(f.clone());
+            }
+        }
+        let d2 = d.clone();
+        let xml = by_deadline(deadline, move || d2.xml_desc(0))
+            .ok_or_else(|| self.timed_out("virDomainGetXMLDesc", deadline))?
+            .map_err(lv("virDomainGetXMLDesc", Some(name)))?;
+        let f = Facts {
+            id,
+            read_at: Instant::now(),
+            device: xml::memballoon(&xml),
+            guest_os: xml::guest_os(&xml),
+            config: VmConfig::default(),
+            pid: self.pid_of(name),
+        };
+        self.facts.insert(key.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Newer stats through libvirt-qemu, for every domain at once under the deadline.
+    fn extra_stats_all(&self, vms: &mut [VmSample], doms: &[Option<Domain>], deadline: Instant) {
+        let mut waiting = Vec::new();
+        for (i, (vm, d)) in vms.iter().zip(doms).enumerate() {
+            let Some(d) = d.clone() else { continue };
+            if !vm.device.present || vm.read.status != ReadStatus::Ok {
+                continue;
+            }
+            let alias = vm.device.path.clone().unwrap_or_else(|| "balloon0".into());
+            let cmd = serde_json::json!({"execute": "qom-get", "arguments": {
+                "path": format!("/machine/peripheral/{alias}"), "property": "guest-stats"}});
+            let (tx, rx) = mpsc::channel();
+            let spawned = std::thread::Builder::new()
+                .name("libvirt-monitor".into())
+                .spawn(move || {
+                    let _ = tx.send(d.qemu_monitor_command(&cmd.to_string(), 0));
+                });
+            if spawned.is_ok() {
+                waiting.push((i, rx));
+            }
+        }
+        for (i, rx) in waiting {
+            let vm = &mut vms[i];
+            vm.extra_stats =
+                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Err(_) => ExtraStats::Unavailable("the monitor did not answer in time".into()),
+                    Ok(Err(e)) => ExtraStats::Unavailable(crate::qmp::clip(e.message())),
+                    Ok(Ok(reply)) => merge_extra(vm, &reply),
                 };
-                if field == "balloon.maximum" {
-                    max = v.checked_mul(KIB);
-                } else if field == "state.state" {
-                    state = state_from(v);
-                } else if let Some(t) = tags::bulk_field_tag(field) {
-                    tags_.push(StatTag {
-                        name: t.to_string(),
-                        value: v,
-                        unit: tags::unit_of(t),
-                    });
-                } else if let Some(rest) = field.strip_prefix("balloon.") {
-                    // A balloon field this libvirt knows and we do not: keep it.
-                    tags_.push(StatTag {
-                        name: rest.to_string(),
-                        value: v,
-                        unit: TagUnit::Raw,
-                    });
-                }
-            }
-            out.push(BulkRecord {
-                name,
-                tags: tags_,
-                max_memory_bytes: max,
-                state,
-            });
         }
-        Ok(out)
-    }
-
-    /// Everything but the balloon numbers: XML facts, pid, host view, extra stats.
-    fn complete(&self, d: &Domain, vm: &mut VmSample) -> Result<(), Error> {
-        let name = vm.name.clone();
-        let xml = d.xml_desc(0).map_err(lv("xml_desc", Some(&name)))?;
-        vm.device = xml::memballoon(&xml);
-        vm.guest_os = xml::guest_os(&xml);
-        vm.uuid = d.uuid_string().ok();
-        vm.qemu_pid = self.pid_of(&name);
-        if let Some(pid) = vm.qemu_pid {
-            match host::read_process(&self.reader, pid) {
-                Ok(p) => vm.host = Some(p),
-                Err(e) => vm.degraded.push(format!("QEMU process {pid}: {e}")),
-            }
-        }
-        if self.monitor_passthrough && vm.device.present {
-            vm.extra_stats = self.extra_stats(d, vm);
-        }
-        Ok(())
-    }
-
-    /// Newer stats through libvirt-qemu; appended to the tags when the guest reports them.
-    fn extra_stats(&self, d: &Domain, vm: &mut VmSample) -> ExtraStats {
-        let alias = vm.device.path.clone().unwrap_or_else(|| "balloon0".into());
-        let cmd = serde_json::json!({"execute": "qom-get", "arguments": {
-            "path": format!("/machine/peripheral/{alias}"), "property": "guest-stats"}});
-        let reply = match libvirt_ffi::qemu_monitor_command(d, &cmd.to_string()) {
-            Ok(r) => r,
-            Err(e) => return ExtraStats::Unavailable(e.message().to_string()),
-        };
-        let Some(ret) = serde_json::from_str::<Value>(&reply)
-            .ok()
-            .and_then(|v| v.get("return").cloned())
-        else {
-            return ExtraStats::Unavailable(format!("unexpected monitor reply: {reply}"));
-        };
-        let (raw, _) = parse_guest_stats(&ret);
-        let extra: Vec<(String, u64)> = raw
-            .into_iter()
-            .filter(|(k, _)| !tags::QMP_STATS.iter().any(|(q, _, _)| q == k))
-            .collect();
-        let mut all = std::mem::take(&mut vm.balloon.tags);
-        all.extend(tags::qmp_to_tags(None, &extra, None, None));
-        vm.balloon = tags::balloon_from_tags(all, vm.max_memory_bytes);
-        ExtraStats::Read
     }
 
     fn pid_of(&self, name: &str) -> Option<u32> {
@@ -210,15 +368,86 @@ impl LibvirtBackend {
     }
 }
 
-/// One domain from the bulk call: libvirt-form tags (bulk order), max memory, state.
+/// One domain from the bulk call: libvirt-form tags (bulk order), max memory, state, and
+/// whether libvirt skipped its statistics because another job holds the domain.
 #[derive(Debug, Clone)]
 pub struct BulkRecord {
     pub name: String,
+    pub uuid: Option<String>,
     pub tags: Vec<StatTag>,
     pub max_memory_bytes: Option<u64>,
     pub state: VmState,
+    /// With NOWAIT, a domain whose job could not be taken at once gets only what needs no
+    /// monitor (`balloon.current`, `balloon.maximum`): no `balloon.rss`, which libvirt adds to
+    /// every running domain it did query, balloon device or not.
+    pub busy: bool,
 }
 
+fn parse_record(r: &libvirt_ffi::Record) -> Option<BulkRecord> {
+    let name = r.domain.name().ok()?;
+    let mut tags_ = Vec::new();
+    let mut max = None;
+    let mut state = VmState::Unknown;
+    let mut queried = false;
+    for (field, value) in &r.params {
+        let v = match value {
+            Param::Uint(v) => *v,
+            Param::Int(i) => *i as u64,
+            _ => continue,
+        };
+        if field == "balloon.rss" {
+            queried = true;
+        }
+        if field == "balloon.maximum" {
+            max = v.checked_mul(KIB);
+        } else if field == "state.state" {
+            state = state_from(v);
+        } else if let Some(t) = tags::bulk_field_tag(field) {
+            tags_.push(StatTag {
+                name: t.to_string(),
+                value: v,
+                unit: tags::unit_of(t),
+            });
+        } else if let Some(rest) = field.strip_prefix("balloon.") {
+            // A balloon field this libvirt knows and we do not: keep it.
+            tags_.push(StatTag {
+                name: rest.to_string(),
+                value: v,
+                unit: TagUnit::Raw,
+            });
+        }
+    }
+    Some(BulkRecord {
+        name,
+        uuid: r.domain.uuid_string().ok(),
+        tags: tags_,
+        max_memory_bytes: max,
+        busy: !queried && state == VmState::Running,
+        state,
+    })
+}
+
+/// Appends the newer stats from a monitor `qom-get guest-stats` reply to the VM's tags.
+fn merge_extra(vm: &mut VmSample, reply: &str) -> ExtraStats {
+    let Some(ret) = serde_json::from_str::<Value>(reply)
+        .ok()
+        .and_then(|v| v.get("return").cloned())
+    else {
+        return ExtraStats::Unavailable(format!(
+            "unexpected monitor reply: {}",
+            crate::qmp::quote(reply)
+        ));
+    };
+    let (raw, _) = parse_guest_stats(&ret);
+    let extra: Vec<(String, u64)> = raw
+        .into_iter()
+        .filter(|(k, _)| !tags::QMP_STATS.iter().any(|(q, _, _)| q == k))
+        .collect();
+    let mut all = std::mem::take(&mut vm.balloon.tags);
+    all.extend(tags::qmp_to_tags(None, &extra, None, None));
+    vm.balloon = tags::balloon_from_tags(all);
+    ExtraStats::Read
+}
 fn state_from(v: u64) -> VmState {
     match v as u32 {
         sys::VIR_DOMAIN_RUNNING => VmState::Running,
@@ -231,83 +460,149 @@ fn state_from(v: u64) -> VmState {
 }
 
 impl Hypervisor for LibvirtBackend {
+    /// Every running domain, one row each, all under one deadline: busy domains (another job
+    /// holds them) are rows with [`ReadStatus::Busy`], never waited for.
     fn list(&mut self) -> Result<Vec<VmSample>, Error> {
-        let mut out = Vec::new();
-        for BulkRecord {
-            name,
-            tags: tags_,
-            max_memory_bytes: max,
-            state,
-        } in self.bulk_balloon()?
-        {
-            let d = match self.lookup(&name) {
-                Ok(d) => d,
-                Err(e) if e.is_gone() => continue,
-                Err(e) => return Err(e),
-            };
-            let mut vm = self.base(name);
-            vm.state = state;
-            vm.max_memory_bytes = max;
-            vm.balloon = tags::balloon_from_tags(tags_, max);
-            match self.complete(&d, &mut vm) {
-                Ok(()) => out.push(vm),
-                Err(e) if e.is_gone() => continue,
-                Err(e) => return Err(e),
+        let deadline = Instant::now() + self.timeout;
+        let records = self.bulk_records(deadline)?;
+        let mut vms = Vec::with_capacity(records.len());
+        let mut doms = Vec::with_capacity(records.len());
+        for r in &records {
+            let Some(rec) = parse_record(r) else { continue };
+            let mut vm = self.base(rec.name.clone());
+            vm.uuid = rec.uuid.clone();
+            vm.state = rec.state;
+            vm.max_memory_bytes = rec.max_memory_bytes;
+            vm.balloon = tags::balloon_from_tags(rec.tags);
+            if rec.busy {
+                vm.read = VmRead {
+                    status: ReadStatus::Busy,
+                    reason: Some(
+                        "not answering: libvirt skipped it because another job holds the \
+                         domain (its QEMU monitor is not answering, or a long operation is \
+                         running); only the balloon size is known"
+                            .into(),
+                    ),
+                    duration_ms: 0,
+                };
             }
+            let key = rec.uuid.unwrap_or_else(|| rec.name.clone());
+            match self.facts_for(&key, &r.domain, &rec.name, deadline) {
+                Ok(f) => {
+                    vm.device = f.device;
+                    vm.guest_os = f.guest_os;
+                    vm.config = f.config;
+                    vm.qemu_pid = f.pid;
+                }
+                Err(e) if e.is_gone() => continue,
+                Err(e) => {
+                    self.check_lost(&e);
+                    vm.degraded
+                        .push(format!("domain XML not read: {}", e.plain()));
+                    vm.qemu_pid = self.pid_of(&rec.name);
+                }
+            }
+            vms.push(vm);
+            doms.push(Some(r.domain.clone()));
         }
-        Ok(out)
+        if self.monitor_passthrough {
+            self.extra_stats_all(&mut vms, &doms, deadline);
+        }
+        let live: std::collections::HashSet<String> = vms
+            .iter()
+            .map(|v| v.uuid.clone().unwrap_or_else(|| v.name.clone()))
+            .collect();
+        self.facts.retain(|k, _| live.contains(k));
+        Ok(vms)
     }
 
     fn sample(&mut self, name: &str) -> Result<VmSample, Error> {
-        let d = self.lookup(name)?;
-        let mut vm = self.base(name.to_string());
-        vm.state = d
-            .state()
-            .map(|(s, _)| state_from(u64::from(s.to_raw())))
-            .unwrap_or_default();
-        vm.max_memory_bytes = d.max_memory().ok().and_then(|k| k.checked_mul(KIB));
-        vm.balloon = self.memory_stats(name)?;
-        self.complete(&d, &mut vm)?;
-        Ok(vm)
+        let vms = self.list()?;
+        let vm = vms
+            .into_iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| Error::NoSuchVm {
+                name: name.to_string(),
+                where_: self.uri.clone(),
+            })?;
+        match vm.read.status {
+            ReadStatus::Ok => Ok(vm),
+            _ => Err(Error::Unsupported(format!(
+                "{name}: {}",
+                vm.read.reason.unwrap_or_default()
+            ))),
+        }
     }
 
     fn memory_stats(&mut self, name: &str) -> Result<BalloonStats, Error> {
-        let d = self.lookup(name)?;
-        let max = d.max_memory().ok().and_then(|k| k.checked_mul(KIB));
-        let stats = d
-            .memory_stats(0)
-            .map_err(lv("virDomainMemoryStats", Some(name)))?;
-        let tags_ = stats
-            .iter()
-            .map(|s| tags::libvirt_tag(s.tag, s.val))
-            .collect();
-        Ok(tags::balloon_from_tags(tags_, max))
+        let n = name.to_string();
+        let uri = self.uri.clone();
+        self.call("virDomainMemoryStats", move |c| {
+            let d = lookup(c, &n, &uri)?;
+            let stats = d
+                .memory_stats(0)
+                .map_err(lv("virDomainMemoryStats", Some(&n)))?;
+            let tags_ = stats
+                .iter()
+                .map(|s| tags::libvirt_tag(s.tag, s.val))
+                .collect();
+            Ok(tags::balloon_from_tags(tags_))
+        })
     }
 
     fn set_memory(&mut self, name: &str, bytes: u64, scope: Scope) -> Result<(), Error> {
-        let d = self.lookup(name)?;
-        d.set_memory_flags(bytes / KIB, Self::flags(scope))
-            .map_err(lv("virDomainSetMemoryFlags", Some(name)))
+        let n = name.to_string();
+        let uri = self.uri.clone();
+        self.call("virDomainSetMemoryFlags", move |c| {
+            lookup(c, &n, &uri)?
+                .set_memory_flags(bytes / KIB, LibvirtBackend::flags(scope))
+                .map_err(lv("virDomainSetMemoryFlags", Some(&n)))
+        })
     }
 
     fn set_stats_period(&mut self, name: &str, seconds: u32, scope: Scope) -> Result<(), Error> {
-        let d = self.lookup(name)?;
         let secs = i32::try_from(seconds)
             .map_err(|_| Error::Unsupported(format!("period {seconds} s is too large")))?;
-        d.set_memory_stats_period(secs, Self::flags(scope))
-            .map_err(lv("virDomainSetMemoryStatsPeriod", Some(name)))
+        let n = name.to_string();
+        let uri = self.uri.clone();
+        let r = self.call("virDomainSetMemoryStatsPeriod", move |c| {
+            lookup(c, &n, &uri)?
+                .set_memory_stats_period(secs, LibvirtBackend::flags(scope))
+                .map_err(lv("virDomainSetMemoryStatsPeriod", Some(&n)))
+        });
+        // The period lives in the XML we cache: read it again next time.
+        self.facts.clear();
+        r
     }
 
     fn qemu_pid(&mut self, name: &str) -> Result<Option<u32>, Error> {
-        self.lookup(name)?;
+        let n = name.to_string();
+        let uri = self.uri.clone();
+        self.call("virDomainLookupByName", move |c| {
+            lookup(c, &n, &uri).map(drop)
+        })?;
         Ok(self.pid_of(name))
     }
 
     fn names(&mut self) -> Result<Vec<String>, Error> {
-        let ds = self
-            .conn()?
-            .list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)
-            .map_err(lv("list_all_domains", None))?;
-        Ok(ds.iter().filter_map(|d| d.name().ok()).collect())
+        self.call("virConnectListAllDomains", |c| {
+            let ds = c
+                .list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+                .map_err(lv("list_all_domains", None))?;
+            Ok(ds.iter().filter_map(|d| d.name().ok()).collect())
+        })
     }
+}
+
+fn lookup(c: &Connect, name: &str, uri: &str) -> Result<Domain, Error> {
+    c.lookup_domain_by_name(name).map_err(|e| {
+        if e.code().is(virt::error::ErrorNumber::NoDomain) {
+            Error::NoSuchVm {
+                name: crate::qmp::clip(name),
+                where_: uri.to_string(),
+            }
+        } else {
+            lv("lookup", Some(name))(e)
+        }
+    })
 }

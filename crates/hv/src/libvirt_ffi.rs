@@ -1,19 +1,18 @@
-//! The three libvirt calls the `virt` crate 0.5.0 does not wrap safely, and nothing else:
+//! The two libvirt calls the `virt` crate 0.5.0 does not wrap safely, and nothing else:
 //!
 //! - `virConnectGetAllDomainStats`: the crate's `all_domain_stats` hands back raw record
 //!   pointers and never frees them (a leak per sample). We copy each record's typed parameters
 //!   into owned Rust values, take our own reference on its domain, then free the list with
 //!   `virDomainStatsRecordListFree`.
-//! - `virDomainQemuMonitorCommand` (libvirt-qemu): not bound by the crate at all.
-//! - closing a connection without the crate's panic-on-failure `Drop`.
+//! - closing a connection without the crate's panic-on-failure `Drop` ([`Conn`]).
 //!
 //! `unsafe_code` is denied workspace-wide; it is allowed in this one module because these are
 //! C calls. Every pointer read here comes straight from libvirt and is read before it is freed.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::mem::ManuallyDrop;
-use std::os::raw::{c_char, c_int, c_uint};
+use std::os::raw::c_uint;
 
 use virt::connect::Connect;
 use virt::domain::Domain;
@@ -91,40 +90,28 @@ pub fn all_domain_stats(
     Ok(out)
 }
 
-#[link(name = "virt-qemu")]
-extern "C" {
-    fn virDomainQemuMonitorCommand(
-        domain: sys::virDomainPtr,
-        cmd: *const c_char,
-        result: *mut *mut c_char,
-        flags: c_uint,
-    ) -> c_int;
-}
+/// A connection whose close ignores failure instead of panicking as `Connect`'s `Drop` does.
+#[derive(Debug)]
+pub struct Conn(ManuallyDrop<Connect>);
 
-/// `virDomainQemuMonitorCommand(domain, cmd, QMP)`: libvirt passes a QMP command to the
-/// domain's monitor and returns the reply. libvirt marks the domain tainted (custom-monitor).
-pub fn qemu_monitor_command(domain: &Domain, cmd: &str) -> Result<String, virt::error::Error> {
-    let c = CString::new(cmd).map_err(|_| virt::error::Error::last_error())?;
-    let mut reply: *mut c_char = std::ptr::null_mut();
-    // SAFETY: domain is live, c is NUL-terminated, reply receives a malloc'd string or stays NULL.
-    let rc = unsafe { virDomainQemuMonitorCommand(domain.as_ptr(), c.as_ptr(), &mut reply, 0) };
-    if rc < 0 || reply.is_null() {
-        return Err(virt::error::Error::last_error());
+impl Conn {
+    pub fn new(c: Connect) -> Self {
+        Conn(ManuallyDrop::new(c))
     }
-    // SAFETY: reply is a NUL-terminated string from libvirt, freed once with free().
-    let s = unsafe {
-        let s = CStr::from_ptr(reply).to_string_lossy().into_owned();
-        libc::free(reply.cast());
-        s
-    };
-    Ok(s)
 }
 
-/// Closes a connection, ignoring a failed close instead of panicking as `Connect`'s `Drop` does.
-pub fn close(conn: Connect) {
-    let conn = ManuallyDrop::new(conn);
-    // SAFETY: we own this reference and never use conn again (ManuallyDrop skips Drop).
-    unsafe {
-        sys::virConnectClose(conn.as_ptr());
+impl std::ops::Deref for Conn {
+    type Target = Connect;
+    fn deref(&self) -> &Connect {
+        &self.0
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // SAFETY: we own this reference; the ManuallyDrop is never dropped or used again.
+        unsafe {
+            sys::virConnectClose(self.0.as_ptr());
+        }
     }
 }

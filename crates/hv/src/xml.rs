@@ -36,6 +36,8 @@ pub fn memballoon(xml: &str) -> BalloonDevice {
         path: element_attr(body, "<alias", "name"),
         stats_period_s,
         model,
+        autodeflate: None,
+        free_page_reporting: None,
     }
 }
 

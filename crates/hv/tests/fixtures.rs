@@ -18,12 +18,11 @@ fn qmp_guest_stats_map_to_virsh_dommemstat_keys_in_order() {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(ours, virsh);
-    let b = balloon_from_tags(tags, actual);
+    let b = balloon_from_tags(tags);
     assert_eq!(
         b.available_bytes,
         raw.iter()
             .find(|(k, _)| k == "stat-total-memory")
             .map(|(_, v)| v / KIB * KIB)
     );
-    assert!(b.problems.is_empty(), "{:?}", b.problems);
 }

@@ -2,7 +2,7 @@
 //! backend, plus the QMP-only parts (balloon found by type, pid from SO_PEERCRED).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memwarden_analysis::vm::{diagnose, FindingKind};
 use memwarden_hv::qmp::QmpClient;
@@ -72,8 +72,11 @@ fn qmp_backend_reads_sets_and_diagnoses_a_plain_qemu_guest() {
             )
             .expect("guest-stats")
         };
-        let mut c =
-            QmpClient::connect(g.qmp_socket().as_path(), Duration::from_secs(5)).expect("connect");
+        let mut c = QmpClient::connect(
+            g.qmp_socket().as_path(),
+            Instant::now() + Duration::from_secs(5),
+        )
+        .expect("connect");
         let r0 = raw(&mut c);
         drop(c);
         let ours: BTreeMap<String, u64> = hv
@@ -83,8 +86,11 @@ fn qmp_backend_reads_sets_and_diagnoses_a_plain_qemu_guest() {
             .into_iter()
             .map(|t| (t.name, t.value))
             .collect();
-        let mut c =
-            QmpClient::connect(g.qmp_socket().as_path(), Duration::from_secs(5)).expect("connect");
+        let mut c = QmpClient::connect(
+            g.qmp_socket().as_path(),
+            Instant::now() + Duration::from_secs(5),
+        )
+        .expect("connect");
         let r1 = raw(&mut c);
         if r0 != r1 {
             continue;

@@ -103,6 +103,37 @@ pub struct HvArgs {
     /// Use QMP sockets instead of libvirt (a path or a glob; repeatable).
     #[arg(long, value_name = "PATH_OR_GLOB")]
     pub qmp: Vec<String>,
+    /// One VM's whole exchange (connect, greeting, every command) must finish within this;
+    /// a VM that does not is shown as "timed out" (`500ms`, `2s`).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub deadline: std::time::Duration,
+    /// How many QMP sockets are read at once (default: cores × 4).
+    #[arg(long, value_name = "N")]
+    pub parallelism: Option<usize>,
+}
+
+/// `500ms`, `2s`, `1m`, `6h`, `30d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (write 500ms, 2s, 10m, 6h, 30d)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h, d)")),
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +146,9 @@ pub struct VmsArgs {
     /// monitor passthrough. libvirt then marks each domain "tainted: custom-monitor".
     #[arg(long)]
     pub monitor_passthrough: bool,
+    /// Also read each QEMU process's smaps_rollup (PSS); its status (RSS, swap) otherwise.
+    #[arg(long)]
+    pub pss: bool,
 }
 
 #[derive(Debug, Args)]

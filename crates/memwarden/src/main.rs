@@ -25,6 +25,10 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("memwarden: {err:#}");
+            // Some VMs could not be read but the rest were shown: a distinct code for scripts.
+            if err.downcast_ref::<commands::PartialRead>().is_some() {
+                return ExitCode::from(2);
+            }
             ExitCode::FAILURE
         }
     }

@@ -18,8 +18,23 @@ pub struct Sample {
     pub host: host::HostSample,
     #[serde(default)]
     pub vms: Vec<vm::VmSample>,
-    /// Why VMs could not be read at all (hypervisor unreachable), one line each; a VM that
-    /// vanished mid-sample is simply absent. Host-side gaps are in `host.degraded`.
+    /// Why VMs could not be read at all (hypervisor unreachable), one line each. A VM that
+    /// could not be read is a row in `vms` with its [`vm::ReadStatus`]; host-side gaps are in
+    /// `host.degraded`.
     #[serde(default)]
     pub degraded: Vec<String>,
+    /// Each source of this sample (host, libvirt, QMP) with its success and duration.
+    #[serde(default)]
+    pub sources: Vec<SourceHealth>,
+}
+
+/// One source of a sample, as node_exporter's `scrape_collector_success`/`_duration_seconds`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceHealth {
+    /// `host`, `libvirt qemu:///system`, `qmp`.
+    pub name: String,
+    pub ok: bool,
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub error: Option<String>,
 }

@@ -1,8 +1,8 @@
 //! What a hypervisor reports about one VM's memory, plus the host's view of its QEMU process.
 //!
 //! Filled by `memwarden-hv` (libvirt or QMP). Guest-reported figures (balloon statistics) are
-//! untrusted: they are kept as reported, and the checks that failed are listed in
-//! [`BalloonStats::problems`]; the analysis crate derives figures and a diagnosis from them.
+//! untrusted: they are kept exactly as reported; every check on them lives in the analysis
+//! crate, so that recorded samples are judged again by today's code.
 //!
 //! Units: typed fields are bytes (`_bytes`), counts, or seconds (`_s`). [`BalloonStats::tags`]
 //! keeps every tag exactly in libvirt's form (KiB for sizes), in the order the source gave them,
@@ -60,6 +60,14 @@ pub struct StatTag {
     pub unit: TagUnit,
 }
 
+impl StatTag {
+    /// QEMU's "not reported" value: 2^64−1, or 2^64−1 divided by 1024 once a size went through
+    /// libvirt's KiB conversion.
+    pub fn is_unset(&self) -> bool {
+        self.value == u64::MAX || (self.unit == TagUnit::Kib && self.value == u64::MAX / 1024)
+    }
+}
+
 /// The virtio-balloon statistics of one VM. Sizes in bytes; `None` when not reported.
 ///
 /// Mapping (guest view): `available` = MemTotal, `unused` = MemFree, `usable` = MemAvailable,
@@ -95,14 +103,9 @@ pub struct BalloonStats {
     pub direct_scans: Option<u64>,
     pub async_reclaims: Option<u64>,
     pub direct_reclaims: Option<u64>,
-    /// Every tag in libvirt form, source order, unknown ones included (sentinels included too).
+    /// Every tag in libvirt form, source order, unknown ones included (sentinels included too:
+    /// a tag left unset by the guest, 2^64−1, is kept here and left out of the typed fields).
     pub tags: Vec<StatTag>,
-    /// Tags the guest left unset (value 2^64−1, or its KiB form): kept out of the typed fields.
-    #[serde(default)]
-    pub unset: Vec<String>,
-    /// Checks on the guest's numbers that failed, in plain words ("free > total"). Never fatal.
-    #[serde(default)]
-    pub problems: Vec<String>,
 }
 
 /// How the newer statistics (OOM kills, stalls...) were or were not obtained for a libvirt VM.
@@ -129,6 +132,91 @@ pub struct BalloonDevice {
     pub stats_period_s: Option<u64>,
     /// The device model (`virtio`, `virtio-balloon-pci`...).
     pub model: Option<String>,
+    /// deflate-on-oom (libvirt `autodeflate='on'`): the guest gives balloon pages back under
+    /// memory pressure, and its MemTotal does not shrink while the balloon inflates.
+    #[serde(default)]
+    pub autodeflate: Option<bool>,
+    /// Free page reporting (libvirt `freePageReporting='on'`, guest ≥ 5.7): freed guest pages
+    /// go back to the host within seconds without shrinking the guest.
+    #[serde(default)]
+    pub free_page_reporting: Option<bool>,
+}
+
+/// How reading one VM went. Every VM the backend knows of gets a row, read or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadStatus {
+    /// Every figure was read within the deadline.
+    #[default]
+    Ok,
+    /// libvirt skipped it: another job holds the domain (a monitor that does not answer).
+    Busy,
+    /// It did not finish within the deadline (connect, greeting and every command).
+    TimedOut,
+    /// Could not connect: no such socket, connection refused.
+    Unreachable,
+    /// It answered, but not in QMP: not JSON, not UTF-8, too large, or the wrong shape.
+    ProtocolError,
+    /// The VM or its QEMU went away while it was being read.
+    Gone,
+}
+
+impl ReadStatus {
+    /// The words tables and logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadStatus::Ok => "ok",
+            ReadStatus::Busy => "busy",
+            ReadStatus::TimedOut => "timed out",
+            ReadStatus::Unreachable => "unreachable",
+            ReadStatus::ProtocolError => "protocol error",
+            ReadStatus::Gone => "gone",
+        }
+    }
+}
+
+/// The outcome of reading one VM.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRead {
+    pub status: ReadStatus,
+    /// Why, in plain words, when the status is not `ok`.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// How long this VM's exchange took, milliseconds.
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+/// OpenStack Nova's `<nova:instance>` metadata on a libvirt domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NovaInstance {
+    pub name: Option<String>,
+    pub flavor: Option<String>,
+    pub project: Option<String>,
+    pub project_uuid: Option<String>,
+    pub user: Option<String>,
+    pub user_uuid: Option<String>,
+    pub creation_time: Option<String>,
+}
+
+/// What the VM's configuration says about its memory (libvirt domain XML; QMP knows little).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmConfig {
+    /// `<memtune><min_guarantee>`: a floor the balloon must not pass.
+    #[serde(default)]
+    pub min_guarantee_bytes: Option<u64>,
+    #[serde(default)]
+    pub hard_limit_bytes: Option<u64>,
+    #[serde(default)]
+    pub soft_limit_bytes: Option<u64>,
+    /// `<memoryBacking><hugepages/>`: guest RAM is hugetlbfs; ballooning frees nothing.
+    #[serde(default)]
+    pub hugepages: bool,
+    /// `<memoryBacking><locked/>`: guest RAM is mlocked on the host.
+    #[serde(default)]
+    pub locked: bool,
+    #[serde(default)]
+    pub nova: Option<NovaInstance>,
 }
 
 /// One VM in one sample.
@@ -157,9 +245,15 @@ pub struct VmSample {
     /// The guest OS when known (`linux`, `windows`), from libvirt metadata or the QMP caller.
     #[serde(default)]
     pub guest_os: Option<String>,
-    /// Host time the sample was read, seconds since the Unix epoch (for stats age).
+    /// Host time this VM's own figures were read, seconds since the Unix epoch (stats age is
+    /// measured against it, not against the start of the whole sample).
     #[serde(default)]
     pub read_at_unix_s: u64,
+    /// Whether this VM could be read, and why not.
+    #[serde(default)]
+    pub read: VmRead,
+    #[serde(default)]
+    pub config: VmConfig,
     /// The QEMU process id on the host.
     #[serde(default)]
     pub qemu_pid: Option<u32>,

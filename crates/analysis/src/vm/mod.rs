@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use memwarden_model::units::PAGE_SIZE;
-use memwarden_model::vm::VmSample;
+use memwarden_model::vm::{ReadStatus, VmSample, VmState};
 
 /// The figures derived from one VM sample.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,11 +42,29 @@ pub struct VmFigures {
 }
 
 /// Derives the figures of one VM.
+///
+/// A deflate-on-oom guest keeps the balloon's pages inside MemTotal (allocated, so outside
+/// MemAvailable): there guest used = MemTotal − MemAvailable − what the balloon holds.
 pub fn figures(vm: &VmSample) -> VmFigures {
     let b = &vm.balloon;
     let total = b.available_bytes;
-    let guest_used = total.zip(b.usable_bytes).map(|(t, u)| t.saturating_sub(u));
-    let legacy = total.zip(b.unused_bytes).map(|(t, f)| t.saturating_sub(f));
+    let held = vm
+        .max_memory_bytes
+        .zip(b.actual_bytes)
+        .map(|(m, a)| m.saturating_sub(a));
+    let in_total = |used: u64| {
+        if checks::deflate_on_oom(vm) {
+            used.saturating_sub(held.unwrap_or(0))
+        } else {
+            used
+        }
+    };
+    let guest_used = total
+        .zip(b.usable_bytes)
+        .map(|(t, u)| in_total(t.saturating_sub(u)));
+    let legacy = total
+        .zip(b.unused_bytes)
+        .map(|(t, f)| in_total(t.saturating_sub(f)));
     let smaps = vm.host.as_ref().and_then(|h| h.smaps.as_ref());
     let status = vm.host.as_ref().map(|h| &h.status);
     let host_rss = smaps
@@ -63,10 +81,7 @@ pub fn figures(vm: &VmSample) -> VmFigures {
         guest_usable_bytes: b.usable_bytes,
         guest_total_bytes: total,
         actual_bytes: b.actual_bytes,
-        balloon_held_bytes: vm
-            .max_memory_bytes
-            .zip(b.actual_bytes)
-            .map(|(m, a)| m.saturating_sub(a)),
+        balloon_held_bytes: held,
         host_rss_bytes: host_rss,
         host_pss_bytes: smaps.map(|s| s.pss),
         host_swap_bytes: smaps
@@ -100,6 +115,10 @@ pub enum FindingKind {
     NoUsable,
     WindowsGuest,
     Degraded,
+    /// The VM could not be read this time (timed out, busy, unreachable, protocol error, gone).
+    NotRead,
+    /// The VM is paused: its guest cannot push statistics.
+    Paused,
 }
 
 /// One diagnosis line.
@@ -121,6 +140,29 @@ pub fn diagnose(vm: &VmSample) -> Vec<Finding> {
     let mut add = |kind, text: String| out.push(Finding { kind, text });
     let b = &vm.balloon;
     let f = figures(vm);
+    if vm.read.status != ReadStatus::Ok {
+        add(
+            FindingKind::NotRead,
+            vm.read
+                .reason
+                .clone()
+                .unwrap_or_else(|| format!("not read: {}", vm.read.status.as_str())),
+        );
+        // Nothing below can be judged on figures we did not get.
+        for d in &vm.degraded {
+            add(FindingKind::Degraded, d.clone());
+        }
+        return out;
+    }
+    let paused = matches!(vm.state, VmState::Paused | VmState::Suspended);
+    if paused {
+        add(
+            FindingKind::Paused,
+            "paused: the guest cannot push statistics while it is paused; its figures are \
+             from before the pause"
+                .into(),
+        );
+    }
     let has_guest_stats = b.available_bytes.is_some() || b.unused_bytes.is_some();
     if !vm.device.present {
         add(
@@ -135,8 +177,9 @@ pub fn diagnose(vm: &VmSample) -> Vec<Finding> {
             add(
                 FindingKind::PollingOff,
                 format!(
-                    "stats polling is off (period 0): guest figures are what the driver pushed \
-                     when it loaded, not now; run `memwarden stats-period {} 10`",
+                    "stats polling is off (period 0): guest figures are the last ones it \
+                     pushed before polling stopped (or when its driver loaded), not now; run \
+                     `memwarden stats-period {} 10`",
                     vm.name
                 ),
             );
@@ -148,6 +191,8 @@ pub fn diagnose(vm: &VmSample) -> Vec<Finding> {
                  driver is not loaded (Linux) or the balloon service is not running (Windows)"
                     .into(),
             );
+        } else if paused {
+            // Not stale: paused.
         } else if let (Some(age), Some(p)) = (f.stats_age_s, period.filter(|p| *p > 0)) {
             let limit = STALE_PERIODS.saturating_mul(p).max(STALE_MIN_S);
             if age > limit {
@@ -174,17 +219,18 @@ pub fn diagnose(vm: &VmSample) -> Vec<Finding> {
             );
         }
     }
-    if !b.unset.is_empty() {
+    let unset = checks::unset(vm);
+    if !unset.is_empty() {
         add(
             FindingKind::UnsetValues,
             format!(
                 "guest left {} unset (2^64−1, seen with some Windows/ARM64 balloon drivers): \
                  ignored",
-                b.unset.join(", ")
+                unset.join(", ")
             ),
         );
     }
-    for p in &b.problems {
+    for p in &checks::problems(vm) {
         add(
             FindingKind::Inconsistent,
             format!("guest numbers do not add up: {p}"),
@@ -204,6 +250,7 @@ pub fn diagnose(vm: &VmSample) -> Vec<Finding> {
     out
 }
 
+pub mod checks;
 pub mod target;
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 use std::fmt;
 
 use memwarden_model::units::format_bytes;
-use memwarden_model::vm::{BalloonStats, VmSample};
+use memwarden_model::vm::{ReadStatus, VmSample};
 
-use super::{diagnose, FindingKind};
+use super::{checks, diagnose, FindingKind};
 
 /// Why a target was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,52 +57,23 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// The smallest safe target: guest use now (MemTotal − MemAvailable, else MemTotal − MemFree),
-/// plus what the guest kernel keeps out of MemTotal (actual − MemTotal), plus `margin`.
-pub fn floor(stats: &BalloonStats, margin: u64) -> Option<u64> {
+/// The smallest safe target: guest use now (MemTotal − MemAvailable, else MemTotal − MemFree,
+/// less what a deflate-on-oom balloon holds inside MemTotal), plus what the guest kernel keeps
+/// out of MemTotal, plus `margin`.
+pub fn floor(vm: &VmSample, margin: u64) -> Option<u64> {
+    let stats = &vm.balloon;
     let total = stats.available_bytes?;
-    let avail = stats.usable_bytes.or(stats.unused_bytes)?;
-    let used = total.saturating_sub(avail);
-    let reserved = stats.actual_bytes.unwrap_or(total).saturating_sub(total);
+    let f = super::figures(vm);
+    let used = f.guest_used_bytes.or(f.guest_used_legacy_bytes)?;
+    // What the kernel keeps out of MemTotal: of the balloon's actual size, or of the VM's
+    // whole RAM when the balloon's pages stay inside MemTotal (deflate-on-oom).
+    let whole = if checks::deflate_on_oom(vm) {
+        vm.max_memory_bytes.or(stats.actual_bytes)
+    } else {
+        stats.actual_bytes
+    };
+    let reserved = whole.unwrap_or(total).saturating_sub(total);
     Some(used.saturating_add(reserved).saturating_add(margin))
-}
-
-/// The figures the floor is built from must add up: free ≤ total, usable ≤ total,
-/// total ≤ actual ≤ max. Checked here again rather than trusting whoever built the sample.
-fn implausible(vm: &VmSample) -> Option<String> {
-    let b = &vm.balloon;
-    let total = b.available_bytes?;
-    if let Some(u) = b.unused_bytes.filter(|u| *u > total) {
-        return Some(format!(
-            "unused {} > available {}",
-            format_bytes(u),
-            format_bytes(total)
-        ));
-    }
-    if let Some(u) = b.usable_bytes.filter(|u| *u > total) {
-        return Some(format!(
-            "usable {} > available {}",
-            format_bytes(u),
-            format_bytes(total)
-        ));
-    }
-    if let Some(a) = b.actual_bytes.filter(|a| total > *a) {
-        return Some(format!(
-            "available {} > actual {}",
-            format_bytes(total),
-            format_bytes(a)
-        ));
-    }
-    if let (Some(a), Some(m)) = (b.actual_bytes, vm.max_memory_bytes) {
-        if a > m {
-            return Some(format!(
-                "actual {} > maximum {}",
-                format_bytes(a),
-                format_bytes(m)
-            ));
-        }
-    }
-    None
 }
 
 /// Accepts `target` (bytes) for `vm`, or says why not. Growing is always allowed up to the
@@ -124,15 +95,23 @@ pub fn check_target(vm: &VmSample, target: u64, margin: u64) -> Result<(), Refus
                 | FindingKind::GuestDriverAbsent
                 | FindingKind::UnsetValues
                 | FindingKind::Inconsistent
+                | FindingKind::NotRead
+                | FindingKind::Paused
         )
     });
     if let Some(f) = doubt {
         return Err(Refusal::Untrusted(f.text));
     }
-    if let Some(why) = implausible(vm) {
+    if let Some(why) = checks::problems(vm).into_iter().next() {
         return Err(Refusal::Untrusted(why));
     }
-    let Some(floor) = floor(&vm.balloon, margin) else {
+    if vm.read.status != ReadStatus::Ok {
+        return Err(Refusal::Untrusted(format!(
+            "not read: {}",
+            vm.read.status.as_str()
+        )));
+    }
+    let Some(floor) = floor(vm, margin) else {
         return Err(Refusal::Untrusted(
             "the guest reports no memory statistics".into(),
         ));
@@ -165,10 +144,12 @@ mod tests {
     #[test]
     fn floor_counts_use_reserve_and_margin() {
         assert_eq!(
-            floor(&guest().balloon, 100 * MIB),
+            floor(&guest(), 100 * MIB),
             Some(USE_AND_RESERVE + 100 * MIB)
         );
-        assert_eq!(floor(&BalloonStats::default(), 0), None);
+        let mut empty = guest();
+        empty.balloon = BalloonStats::default();
+        assert_eq!(floor(&empty, 0), None);
     }
 
     #[test]
@@ -242,7 +223,11 @@ mod tests {
             Err(Refusal::Untrusted(_))
         ));
         let mut vm = guest();
-        vm.balloon.unset.push("usable".into());
+        vm.balloon.tags.push(memwarden_model::vm::StatTag {
+            name: "usable".into(),
+            value: u64::MAX,
+            unit: memwarden_model::vm::TagUnit::Kib,
+        });
         assert!(matches!(
             check_target(&vm, 300 * MIB, 0),
             Err(Refusal::Untrusted(_))

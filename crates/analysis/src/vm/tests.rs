@@ -1,6 +1,8 @@
 use memwarden_model::host::{ProcKsm, ProcessMem, SmapsRollup};
 use memwarden_model::units::{KIB, MIB};
-use memwarden_model::vm::{BalloonDevice, BalloonStats, VmSample};
+use memwarden_model::vm::{
+    BalloonDevice, BalloonStats, ReadStatus, StatTag, TagUnit, VmRead, VmSample, VmState,
+};
 
 use super::*;
 
@@ -15,6 +17,7 @@ pub(super) fn healthy() -> VmSample {
             path: Some("balloon0".into()),
             stats_period_s: Some(2),
             model: Some("virtio".into()),
+            ..BalloonDevice::default()
         },
         balloon: BalloonStats {
             actual_bytes: Some(524_288 * KIB),
@@ -108,9 +111,13 @@ fn stale_and_driver_absent() {
 fn untrusted_numbers_windows_and_sentinels() {
     let mut vm = healthy();
     vm.guest_os = Some("windows".into());
-    vm.balloon.unset = vec!["usable".into()];
+    vm.balloon.tags.push(StatTag {
+        name: "usable".into(),
+        value: u64::MAX / 1024,
+        unit: TagUnit::Kib,
+    });
     vm.balloon.usable_bytes = None;
-    vm.balloon.problems = vec!["free (unused) 900 MiB exceeds the guest's total".into()];
+    vm.balloon.unused_bytes = Some(900 * MIB);
     let kinds: Vec<_> = diagnose(&vm).into_iter().map(|f| f.kind).collect();
     assert_eq!(
         kinds,
@@ -125,9 +132,52 @@ fn untrusted_numbers_windows_and_sentinels() {
     let f = figures(&vm);
     assert_eq!(f.guest_used_bytes, None);
     assert_eq!(
-        f.host_overhead_bytes,
-        Some(((237_656 - (481_296 - 450_940)) * KIB) as i64)
+        f.guest_used_legacy_bytes,
+        Some(0),
+        "free > total clamps to 0"
     );
+}
+
+#[test]
+fn a_vm_that_was_not_read_says_so_and_nothing_else() {
+    let mut vm = healthy();
+    vm.read = VmRead {
+        status: ReadStatus::TimedOut,
+        reason: Some("not answering: nothing complete within 2000 ms".into()),
+        duration_ms: 2000,
+    };
+    vm.balloon = BalloonStats::default();
+    let d = diagnose(&vm);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].kind, FindingKind::NotRead);
+    assert!(d[0].text.contains("not answering"), "{}", d[0].text);
+}
+
+#[test]
+fn a_paused_vm_is_paused_not_stale() {
+    let mut vm = healthy();
+    vm.state = VmState::Paused;
+    vm.read_at_unix_s += 600;
+    let kinds: Vec<_> = diagnose(&vm).into_iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, [FindingKind::Paused]);
+    vm.state = VmState::Running;
+    let kinds: Vec<_> = diagnose(&vm).into_iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, [FindingKind::StaleStats]);
+}
+
+/// The real case from the issue: a deflate-on-oom guest shrunk from 512 to 384 MiB used
+/// ~27 MiB, but MemTotal − MemAvailable also held the balloon's 128 MiB.
+#[test]
+fn deflate_on_oom_guest_used_leaves_out_the_balloon() {
+    let mut vm = healthy();
+    vm.device.autodeflate = Some(true);
+    vm.balloon.actual_bytes = Some(384 * MIB);
+    vm.balloon.available_bytes = Some(470 * MIB);
+    vm.balloon.usable_bytes = Some(470 * MIB - 155 * MIB);
+    let f = figures(&vm);
+    assert_eq!(f.balloon_held_bytes, Some(128 * MIB));
+    assert_eq!(f.guest_used_bytes, Some(27 * MIB));
+    assert!(diagnose(&vm).is_empty(), "{:?}", diagnose(&vm));
 }
 
 proptest::proptest! {

@@ -7,69 +7,128 @@
 
 mod client;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use memwarden_model::units::KIB;
-use memwarden_model::vm::{BalloonDevice, BalloonStats, VmBackend, VmSample, VmState};
+use memwarden_model::vm::{
+    BalloonDevice, BalloonStats, ReadStatus, VmBackend, VmRead, VmSample, VmState,
+};
 
-pub use client::{as_u64, parse_guest_stats, QmpClient};
+pub use client::{as_u64, clip, parse_guest_stats, quote, QmpClient, REPLY_CAP};
 
 use memwarden_procfs::HostReader;
 
 use crate::{host, now_unix_s, tags, Error, Hypervisor, Scope};
 
-/// QEMU instances reached through their QMP sockets.
+/// Default deadline for one VM's whole exchange (connect, greeting, every command).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
+
+/// What does not change while one QEMU runs: read once per QEMU process, not every sample.
 #[derive(Debug, Clone)]
+struct Static {
+    peer_pid: Option<u32>,
+    name: String,
+    uuid: Option<String>,
+    max_memory_bytes: Option<u64>,
+    device: BalloonDevice,
+}
+
+/// QEMU instances reached through their QMP sockets.
+#[derive(Debug)]
 pub struct QmpBackend {
-    sockets: Vec<PathBuf>,
-    /// Reads the QEMU process (tests may point it at a captured tree).
+    patterns: Vec<String>,
+    /// Reads the QEMU process for `memory_stats` (tests may point it at a captured tree).
     pub reader: HostReader,
+    /// One VM's whole exchange must finish within this.
     pub timeout: Duration,
+    /// How many VMs are read at once.
+    pub parallelism: usize,
+    cache: Mutex<HashMap<PathBuf, Static>>,
+}
+
+/// Default parallelism: the number of cores × 4 (the work is waiting on sockets, not CPU).
+pub fn default_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get() * 4)
+}
+
+fn has_glob(p: &str) -> bool {
+    p.contains(['*', '?', '['])
 }
 
 impl QmpBackend {
-    /// Sockets from paths or globs (`/run/qemu/*.qmp`); a pattern matching nothing is kept as a
-    /// path so that the error names it.
+    /// Sockets from paths or globs (`/run/qemu/*.qmp`). A plain path that does not exist is an
+    /// error naming it (a typo is not "no VMs"); globs are expanded again at every `list`.
     pub fn new(patterns: &[String]) -> Result<Self, Error> {
-        let mut sockets = Vec::new();
         for p in patterns {
-            let matches: Vec<PathBuf> = glob::glob(p)
-                .map_err(|e| Error::Unsupported(format!("bad socket glob {p:?}: {e}")))?
-                .filter_map(Result::ok)
-                .collect();
-            if matches.is_empty() {
-                sockets.push(PathBuf::from(p));
+            if has_glob(p) {
+                glob::Pattern::new(p).map_err(|e| {
+                    Error::Unsupported(format!("bad socket glob {}: {e}", quote(p)))
+                })?;
+            } else if std::fs::symlink_metadata(p).is_err() {
+                return Err(Error::Io {
+                    path: PathBuf::from(p),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no QMP socket at this path",
+                    ),
+                });
             }
-            sockets.extend(matches);
         }
-        sockets.sort();
-        sockets.dedup();
         Ok(QmpBackend {
-            sockets,
+            patterns: patterns.to_vec(),
             reader: HostReader::live(),
-            timeout: Duration::from_secs(5),
+            timeout: DEFAULT_DEADLINE,
+            parallelism: default_parallelism(),
+            cache: Mutex::new(HashMap::new()),
         })
     }
 
-    pub fn sockets(&self) -> &[PathBuf] {
-        &self.sockets
+    /// The sockets the patterns name now, sorted.
+    pub fn sockets(&self) -> Vec<PathBuf> {
+        let mut sockets = Vec::new();
+        for p in &self.patterns {
+            if has_glob(p) {
+                if let Ok(paths) = glob::glob(p) {
+                    sockets.extend(paths.filter_map(Result::ok));
+                }
+            } else {
+                sockets.push(PathBuf::from(p));
+            }
+        }
+        sockets.sort();
+        sockets.dedup();
+        sockets
+    }
+
+    /// The patterns that match no socket now (for "no socket matches ..." messages).
+    pub fn empty_patterns(&self) -> Vec<String> {
+        self.patterns
+            .iter()
+            .filter(|p| has_glob(p))
+            .filter(|p| glob::glob(p).map_or(true, |mut g| g.next().is_none()))
+            .cloned()
+            .collect()
     }
 
     fn connect(&self, socket: &Path) -> Result<QmpClient, Error> {
-        QmpClient::connect(socket, self.timeout)
+        QmpClient::connect(socket, Instant::now() + self.timeout)
     }
 
-    /// The socket serving VM `name`: its `-name`, its socket path, or the socket's directory.
+    /// The socket serving VM `name`: its `-name`, its socket path, or its name from the path.
     fn find(&self, name: &str) -> Result<(PathBuf, QmpClient), Error> {
-        for s in &self.sockets {
+        let sockets = self.sockets();
+        for s in &sockets {
             if s.as_os_str() == name {
                 return Ok((s.clone(), self.connect(s)?));
             }
         }
-        for s in &self.sockets {
+        for s in &sockets {
             let Ok(mut c) = self.connect(s) else {
                 continue;
             };
@@ -79,68 +138,133 @@ impl QmpBackend {
         }
         Err(Error::NoSuchVm {
             name: name.to_string(),
-            where_: format!("{} QMP socket(s)", self.sockets.len()),
+            where_: format!("{} QMP socket(s)", sockets.len()),
         })
     }
 
-    fn read_vm(&self, socket: &Path, c: &mut QmpClient) -> Result<VmSample, Error> {
+    /// One endpoint, read under one deadline. Never fails: a VM that cannot be read is a row
+    /// with its [`ReadStatus`] and the reason.
+    pub fn read_endpoint(&self, socket: &Path, deadline: Instant) -> VmSample {
+        let started = Instant::now();
         let mut vm = VmSample {
-            name: vm_name(c, socket),
+            name: name_from_path(socket),
             backend: VmBackend::Qmp,
             source: socket.display().to_string(),
-            read_at_unix_s: now_unix_s(),
-            qemu_pid: c.peer_pid,
             ..VmSample::default()
         };
-        vm.uuid = c
-            .execute("query-uuid", None)
+        let r =
+            QmpClient::connect(socket, deadline).and_then(|mut c| self.read_vm(&mut c, &mut vm));
+        vm.read_at_unix_s = now_unix_s();
+        vm.read = match r {
+            Ok(()) => VmRead::default(),
+            Err(e) => {
+                let status = e.read_status();
+                VmRead {
+                    status,
+                    reason: Some(reason(status, &e, self.timeout)),
+                    duration_ms: 0,
+                }
+            }
+        };
+        vm.read.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        vm
+    }
+
+    fn read_vm(&self, c: &mut QmpClient, vm: &mut VmSample) -> Result<(), Error> {
+        let socket = c.path().to_path_buf();
+        let cached = self
+            .cache
+            .lock()
             .ok()
-            .and_then(|v| v["UUID"].as_str().map(str::to_string))
-            .filter(|u| u != "00000000-0000-0000-0000-000000000000");
+            .and_then(|m| m.get(&socket).cloned())
+            .filter(|s| s.peer_pid == c.peer_pid && c.peer_pid.is_some());
+        let st = match cached {
+            Some(s) => s,
+            None => {
+                let s = read_static(c, &socket)?;
+                if let Ok(mut m) = self.cache.lock() {
+                    m.insert(socket.clone(), s.clone());
+                }
+                s
+            }
+        };
+        vm.name = st.name;
+        vm.uuid = st.uuid;
+        vm.qemu_pid = c.peer_pid;
+        vm.max_memory_bytes = st.max_memory_bytes;
+        vm.device = st.device;
         vm.state = match c.execute("query-status", None)?["status"].as_str() {
             Some("running") => VmState::Running,
             Some("paused") => VmState::Paused,
             Some("shutdown") => VmState::Shutoff,
             Some("guest-panicked") | Some("internal-error") => VmState::Crashed,
             Some("suspended") => VmState::Suspended,
-            Some(o) => VmState::Other(o.to_string()),
+            Some(o) => VmState::Other(clip(o)),
             None => VmState::Unknown,
         };
-        match c.execute("query-memory-size-summary", None) {
-            Ok(m) => {
-                vm.max_memory_bytes = Some(
-                    as_u64(&m["base-memory"])
-                        .unwrap_or(0)
-                        .saturating_add(as_u64(&m["plugged-memory"]).unwrap_or(0)),
+        if let Some(path) = vm.device.path.clone().filter(|_| vm.device.present) {
+            // The period can be changed at any time (`memwarden stats-period`): read it live.
+            vm.device.stats_period_s = c
+                .execute(
+                    "qom-get",
+                    Some(json!({"path": path, "property": "guest-stats-polling-interval"})),
                 )
-            }
-            Err(e) => vm.degraded.push(format!("max memory unknown: {e}")),
+                .ok()
+                .as_ref()
+                .and_then(as_u64);
         }
-        vm.device = balloon_device(c)?;
-        if let Some(pid) = vm.qemu_pid {
-            match host::read_process(&self.reader, pid) {
-                Ok(p) => vm.host = Some(p),
-                Err(e) => vm.degraded.push(format!("QEMU process {pid}: {e}")),
-            }
-        }
-        let rss_kib = vm
-            .host
-            .as_ref()
-            .and_then(|h| h.status.vm_rss)
-            .map(|b| b / KIB);
-        vm.balloon = stats(c, &vm.device, rss_kib, vm.max_memory_bytes)?;
-        Ok(vm)
+        vm.balloon = stats(c, &vm.device, None)?;
+        Ok(())
     }
 }
 
-/// `query-name`, else the socket's parent directory (`/tmp/vm1/qmp.sock` → `vm1`), else the path.
-fn vm_name(c: &mut QmpClient, socket: &Path) -> String {
-    if let Some(n) = c
-        .execute("query-name", None)
-        .ok()
-        .and_then(|v| v["name"].as_str().map(str::to_string))
-    {
-        return n;
+/// What a failed read amounts to, in plain words an operator can act on.
+fn reason(status: ReadStatus, e: &Error, budget: Duration) -> String {
+    let what = match status {
+        ReadStatus::TimedOut => format!(
+            "not answering: nothing complete within {} ms (a wedged QEMU main loop, or another              client holds the monitor)",
+            budget.as_millis()
+        ),
+        ReadStatus::Unreachable => "unreachable: cannot connect to its QMP socket".to_string(),
+        ReadStatus::ProtocolError => "does not speak QMP as QEMU does".to_string(),
+        ReadStatus::Gone => "gone: QEMU closed the connection (exited, or refused us)".to_string(),
+        ReadStatus::Busy | ReadStatus::Ok => String::new(),
+    };
+    format!("{what} ({})", e.plain())
+}
+
+/// Reads what stays fixed while this QEMU runs: name, UUID, RAM size, the balloon device.
+fn read_static(c: &mut QmpClient, socket: &Path) -> Result<Static, Error> {
+    let name = soft(c.execute("query-name", None))?
+        .and_then(|v| v["name"].as_str().map(clip))
+        .unwrap_or_else(|| name_from_path(socket));
+    let uuid = soft(c.execute("query-uuid", None))?
+        .and_then(|v| v["UUID"].as_str().map(clip))
+        .filter(|u| u != "00000000-0000-0000-0000-000000000000");
+    let max_memory_bytes = soft(c.execute("query-memory-size-summary", None))?.map(|m| {
+        as_u64(&m["base-memory"])
+            .unwrap_or(0)
+            .saturating_add(as_u64(&m["plugged-memory"]).unwrap_or(0))
+    });
+    let device = balloon_device(c)?;
+    Ok(Static {
+        peer_pid: c.peer_pid,
+        name,
+        uuid,
+        max_memory_bytes,
+        device,
+    })
+}
+
+/// A VM's name from its socket path: `/run/vm1.qmp` → `vm1`; a generic file name
+/// (`/tmp/vm1/qmp.sock`) → its directory, `vm1`.
+pub fn name_from_path(socket: &Path) -> String {
+    let stem = socket
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !stem.is_empty() && !matches!(stem.as_str(), "qmp" | "monitor" | "qmp-sock" | "mon") {
+        return stem;
     }
     socket
         .parent()
@@ -149,10 +273,18 @@ fn vm_name(c: &mut QmpClient, socket: &Path) -> String {
         .unwrap_or_else(|| socket.display().to_string())
 }
 
+/// `query-name`, else the name from the socket's path.
+fn vm_name(c: &mut QmpClient, socket: &Path) -> String {
+    c.execute("query-name", None)
+        .ok()
+        .and_then(|v| v["name"].as_str().map(str::to_string))
+        .unwrap_or_else(|| name_from_path(socket))
+}
+
 /// Finds the balloon by QOM type (`child<virtio-balloon-...>`) and reads its polling period.
 pub fn balloon_device(c: &mut QmpClient) -> Result<BalloonDevice, Error> {
     for base in ["/machine/peripheral", "/machine/peripheral-anon"] {
-        let Ok(list) = c.execute("qom-list", Some(json!({ "path": base }))) else {
+        let Some(list) = soft(c.execute("qom-list", Some(json!({ "path": base }))))? else {
             continue;
         };
         for item in list.as_array().into_iter().flatten() {
@@ -165,30 +297,41 @@ pub fn balloon_device(c: &mut QmpClient) -> Result<BalloonDevice, Error> {
                 continue;
             };
             let path = format!("{base}/{}", item["name"].as_str().unwrap_or(""));
-            let period = c
-                .execute(
-                    "qom-get",
-                    Some(json!({"path": path, "property": "guest-stats-polling-interval"})),
-                )
-                .ok()
+            let mut get = |property: &str| {
+                soft(c.execute("qom-get", Some(json!({"path": path, "property": property}))))
+            };
+            let period = get("guest-stats-polling-interval")?
                 .as_ref()
                 .and_then(as_u64);
+            let autodeflate = get("deflate-on-oom")?.and_then(|v| v.as_bool());
+            let free_page_reporting = get("free-page-reporting")?.and_then(|v| v.as_bool());
             return Ok(BalloonDevice {
                 present: true,
                 path: Some(path),
                 stats_period_s: period,
-                model: Some(model.to_string()),
+                model: Some(clip(model)),
+                autodeflate,
+                free_page_reporting,
             });
         }
     }
     Ok(BalloonDevice::default())
 }
 
+/// A command QEMU refused (an old QEMU without the property) is `None`; a session that broke
+/// (timeout, closed, not QMP) is an error for the whole VM.
+fn soft(r: Result<Value, Error>) -> Result<Option<Value>, Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::QmpCommand { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn stats(
     c: &mut QmpClient,
     dev: &BalloonDevice,
     rss_kib: Option<u64>,
-    max: Option<u64>,
 ) -> Result<BalloonStats, Error> {
     let actual = match c.execute("query-balloon", None) {
         Ok(v) => as_u64(&v["actual"]),
@@ -203,26 +346,48 @@ fn stats(
         _ => (Vec::new(), None),
     };
     let tags = tags::qmp_to_tags(actual, &raw, last, rss_kib);
-    Ok(tags::balloon_from_tags(tags, max))
+    Ok(tags::balloon_from_tags(tags))
 }
 
 impl Hypervisor for QmpBackend {
+    /// Every socket, read concurrently (at most `parallelism` at once), each under its own
+    /// deadline of `timeout` from the moment its read starts. One row per socket.
     fn list(&mut self) -> Result<Vec<VmSample>, Error> {
-        let mut out = Vec::new();
-        for s in self.sockets.clone() {
-            let r = self.connect(&s).and_then(|mut c| self.read_vm(&s, &mut c));
-            match r {
-                Ok(vm) => out.push(vm),
-                Err(e) if e.is_gone() => continue,
-                Err(e) => return Err(e),
+        let sockets = self.sockets();
+        let next = AtomicUsize::new(0);
+        let rows: Vec<Mutex<Option<VmSample>>> = sockets.iter().map(|_| Mutex::new(None)).collect();
+        let workers = self.parallelism.clamp(1, sockets.len().max(1));
+        let this = &*self;
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(socket) = sockets.get(i) else { break };
+                    let vm = this.read_endpoint(socket, Instant::now() + this.timeout);
+                    if let Ok(mut slot) = rows[i].lock() {
+                        *slot = Some(vm);
+                    }
+                });
             }
-        }
-        Ok(out)
+        });
+        Ok(rows
+            .into_iter()
+            .filter_map(|m| m.into_inner().ok().flatten())
+            .collect())
     }
 
     fn sample(&mut self, name: &str) -> Result<VmSample, Error> {
-        let (s, mut c) = self.find(name)?;
-        self.read_vm(&s, &mut c)
+        let (s, c) = self.find(name)?;
+        drop(c);
+        let vm = self.read_endpoint(&s, Instant::now() + self.timeout);
+        match vm.read.status {
+            ReadStatus::Ok => Ok(vm),
+            _ => Err(Error::Unsupported(format!(
+                "{}: {}",
+                vm.name,
+                vm.read.reason.unwrap_or_default()
+            ))),
+        }
     }
 
     fn memory_stats(&mut self, name: &str) -> Result<BalloonStats, Error> {
@@ -233,11 +398,7 @@ impl Hypervisor for QmpBackend {
             .and_then(|p| host::read_process(&self.reader, p).ok())
             .and_then(|p| p.status.vm_rss)
             .map(|b| b / KIB);
-        let max = c
-            .execute("query-memory-size-summary", None)
-            .ok()
-            .and_then(|m| as_u64(&m["base-memory"]));
-        stats(&mut c, &dev, rss, max)
+        stats(&mut c, &dev, rss)
     }
 
     fn set_memory(&mut self, name: &str, bytes: u64, scope: Scope) -> Result<(), Error> {
@@ -286,7 +447,7 @@ impl Hypervisor for QmpBackend {
 
     fn names(&mut self) -> Result<Vec<String>, Error> {
         let mut out = Vec::new();
-        for s in &self.sockets {
+        for s in &self.sockets() {
             if let Ok(mut c) = self.connect(s) {
                 out.push(vm_name(&mut c, s));
             }

@@ -12,6 +12,8 @@ use serde::Serialize;
 
 use crate::cli::{Cli, Command};
 
+pub use vm::PartialRead;
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Host(a) => host::host(cli.root.as_deref(), &a),

@@ -4,24 +4,63 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use memwarden_analysis::vm::{diagnose, figures, Finding, VmFigures};
+use memwarden_collector::{unread_vms, Collector, Config, VmSource};
+use memwarden_hv::qmp::default_parallelism;
 use memwarden_hv::tags::LIBVIRT_TAGS;
 use memwarden_hv::{Hypervisor, LibvirtBackend, QmpBackend, Scope};
 use memwarden_model::units::{format_bytes, parse_size, KIB};
-use memwarden_model::vm::{BalloonStats, VmSample};
+use memwarden_model::vm::{BalloonStats, ReadStatus, VmSample, VmState};
+use memwarden_procfs::HostReader;
 
 use super::{print, print_json};
 use crate::cli::{DommemstatArgs, HvArgs, SetmemArgs, StatsPeriodArgs, VmsArgs};
 use crate::render;
 
-pub(crate) fn backend(hv: &HvArgs, passthrough: bool) -> Result<Box<dyn Hypervisor>> {
+/// The VM source the hypervisor flags name.
+pub(crate) fn vm_source(hv: &HvArgs, passthrough: bool) -> VmSource {
+    if hv.qmp.is_empty() {
+        VmSource::Libvirt {
+            uri: hv.connect.clone(),
+            monitor_passthrough: passthrough,
+        }
+    } else {
+        VmSource::Qmp {
+            patterns: hv.qmp.clone(),
+        }
+    }
+}
+
+/// A hypervisor for one action (dommemstat, setmem, stats-period), under the same deadline.
+pub(crate) fn backend(hv: &HvArgs) -> Result<Box<dyn Hypervisor>> {
     if !hv.qmp.is_empty() {
-        return Ok(Box::new(QmpBackend::new(&hv.qmp)?));
+        let mut b = QmpBackend::new(&hv.qmp)?;
+        b.timeout = hv.deadline;
+        return Ok(Box::new(b));
     }
     let mut b = LibvirtBackend::connect(&hv.connect)
         .with_context(|| format!("connecting to {} (is libvirtd running?)", hv.connect))?;
-    b.monitor_passthrough = passthrough;
+    b.timeout = hv.deadline.max(std::time::Duration::from_secs(5));
     Ok(Box::new(b))
 }
+
+/// Some VMs could not be read: the table shows them; the exit code (2) says so.
+#[derive(Debug)]
+pub struct PartialRead {
+    pub unread: usize,
+    pub total: usize,
+}
+
+impl std::fmt::Display for PartialRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} VMs could not be read (see their rows)",
+            self.unread, self.total
+        )
+    }
+}
+
+impl std::error::Error for PartialRead {}
 
 /// One VM in `memwarden vms --json`.
 #[derive(Debug, Serialize)]
@@ -33,8 +72,19 @@ struct VmReport<'a> {
 }
 
 pub fn vms(a: &VmsArgs) -> Result<()> {
-    let mut hv = backend(&a.hv, a.monitor_passthrough)?;
-    let vms = hv.list()?;
+    let cfg = Config {
+        host: false,
+        pss: a.pss,
+        vms: vm_source(&a.hv, a.monitor_passthrough),
+        deadline: a.hv.deadline,
+        parallelism: a.hv.parallelism.unwrap_or_else(default_parallelism),
+    };
+    let mut collector = Collector::new(cfg, HostReader::live())?;
+    let sample = collector.collect()?;
+    if let Some(why) = sample.degraded.first() {
+        bail!("{why}");
+    }
+    let vms = &sample.vms;
     if a.json {
         let reports: Vec<VmReport> = vms
             .iter()
@@ -44,14 +94,32 @@ pub fn vms(a: &VmsArgs) -> Result<()> {
                 diagnosis: diagnose(vm),
             })
             .collect();
-        return print_json(&reports);
+        print_json(&reports)?;
+    } else if vms.is_empty() {
+        let empty = match &a.hv.qmp[..] {
+            [] => format!("no running VMs at {}\n", a.hv.connect),
+            p => format!("no QMP socket matches {}\n", p.join(" ")),
+        };
+        print(&empty)?;
+    } else {
+        print(&format!("{}\n", vm_table(vms)))?;
     }
-    if vms.is_empty() {
-        return print("no running VMs\n");
+    let unread = unread_vms(&sample);
+    if unread > 0 {
+        return Err(PartialRead {
+            unread,
+            total: vms.len(),
+        }
+        .into());
     }
+    Ok(())
+}
+
+fn vm_table(vms: &[VmSample]) -> comfy_table::Table {
     let mut t = render::table(
         &[
             "NAME",
+            "STATE",
             "ACTUAL",
             "GUEST USED",
             "CACHE",
@@ -62,10 +130,10 @@ pub fn vms(a: &VmsArgs) -> Result<()> {
             "AGE",
             "DIAGNOSIS",
         ],
-        &[1, 2, 3, 4, 5, 6, 7, 8],
+        &[2, 3, 4, 5, 6, 7, 8, 9],
     );
     let b = |v: Option<u64>| v.map(format_bytes).unwrap_or_else(|| "-".into());
-    for vm in &vms {
+    for vm in vms {
         let f = figures(vm);
         let d = diagnose(vm);
         let diag = if d.is_empty() {
@@ -76,8 +144,14 @@ pub fn vms(a: &VmsArgs) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
+        let state = if vm.read.status == ReadStatus::Ok {
+            state_word(&vm.state).to_string()
+        } else {
+            vm.read.status.as_str().to_string()
+        };
         t.add_row(vec![
             vm.name.clone(),
+            state,
             b(f.actual_bytes),
             b(f.guest_used_bytes.or(f.guest_used_legacy_bytes)),
             b(f.guest_cache_bytes),
@@ -91,7 +165,19 @@ pub fn vms(a: &VmsArgs) -> Result<()> {
             diag,
         ]);
     }
-    print(&format!("{t}\n"))
+    t
+}
+
+fn state_word(s: &VmState) -> &str {
+    match s {
+        VmState::Running => "running",
+        VmState::Paused => "paused",
+        VmState::Shutoff => "shut off",
+        VmState::Crashed => "crashed",
+        VmState::Suspended => "suspended",
+        VmState::Unknown => "unknown",
+        VmState::Other(o) => o,
+    }
 }
 
 /// `virsh dommemstat`'s text: one `tag value` line per tag virsh knows, in libvirt's order,
@@ -112,7 +198,7 @@ pub fn dommemstat_text(stats: &BalloonStats, all: bool) -> String {
 }
 
 pub fn dommemstat(a: &DommemstatArgs) -> Result<()> {
-    let mut hv = backend(&a.hv, false)?;
+    let mut hv = backend(&a.hv)?;
     let stats = hv.memory_stats(&a.domain)?;
     print(&dommemstat_text(&stats, a.all))
 }
@@ -134,7 +220,7 @@ pub fn stats_period(a: &StatsPeriodArgs) -> Result<()> {
     let secs: u32 = secs
         .parse()
         .with_context(|| format!("SECONDS must be a whole number, got {secs:?}"))?;
-    let mut hv = backend(&a.hv, false)?;
+    let mut hv = backend(&a.hv)?;
     let names = match domain {
         Some(d) => vec![d],
         None => hv.names()?,
@@ -143,7 +229,7 @@ pub fn stats_period(a: &StatsPeriodArgs) -> Result<()> {
     let mut failed = 0;
     for n in &names {
         match hv.set_stats_period(n, secs, sc) {
-            Ok(()) => println!("{n}: stats period {secs} s"),
+            Ok(()) => print(&format!("{n}: stats period {secs} s\n"))?,
             Err(e) if names.len() > 1 => {
                 eprintln!("memwarden: {n}: {e}");
                 failed += 1;
@@ -160,7 +246,7 @@ pub fn stats_period(a: &StatsPeriodArgs) -> Result<()> {
 pub fn setmem(a: &SetmemArgs) -> Result<()> {
     let target = parse_size(&a.size, KIB)?;
     let margin = parse_size(&a.margin, KIB)?;
-    let mut hv = backend(&a.hv, false)?;
+    let mut hv = backend(&a.hv)?;
     if !a.force {
         let vm = hv.sample(&a.domain)?;
         if let Err(why) = memwarden_analysis::vm::target::check_target(&vm, target, margin) {
@@ -168,13 +254,12 @@ pub fn setmem(a: &SetmemArgs) -> Result<()> {
         }
     }
     hv.set_memory(&a.domain, target, scope(a.live, a.config))?;
-    println!(
-        "{}: balloon target {} ({} KiB)",
+    print(&format!(
+        "{}: balloon target {} ({} KiB)\n",
         a.domain,
         format_bytes(target),
         target / KIB
-    );
-    Ok(())
+    ))
 }
 
 #[cfg(test)]
@@ -198,7 +283,7 @@ mod tests {
                 libvirt_tag(n as u32, v.parse().expect("number"))
             })
             .collect();
-        let mut stats = memwarden_hv::tags::balloon_from_tags(tags, None);
+        let mut stats = memwarden_hv::tags::balloon_from_tags(tags);
         assert_eq!(dommemstat_text(&stats, false), captured);
         stats.tags.push(libvirt_tag(42, 7));
         assert_eq!(dommemstat_text(&stats, false), captured);

@@ -1,0 +1,246 @@
+//! The one collector that the CLI commands and the daemon call: the host and every VM, read
+//! into one [`Sample`].
+//!
+//! - The host (meminfo and the rest) and the VMs are read at the same time.
+//! - Every VM is read on its own under one deadline for its whole exchange; a VM that misses
+//!   it, closes, lies about its protocol or floods is a row with its [`ReadStatus`] and the
+//!   reason, and the others are shown as usual.
+//! - Each QEMU process is read once: VMs are joined to the host's process table by pid; when
+//!   the host is not read (`memwarden vms`), only the QEMU processes are, status alone unless
+//!   PSS is asked for.
+//! - Each source's success and duration go into [`Sample::sources`].
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use memwarden_hv::{Hypervisor, LibvirtBackend, QmpBackend};
+use memwarden_model::host::HostSample;
+use memwarden_model::vm::{ReadStatus, VmSample};
+use memwarden_model::{Sample, SourceHealth};
+use memwarden_procfs::{HostReader, ProcessOptions};
+
+/// Where VMs come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmSource {
+    /// No VMs (a captured tree, or `--no-vms`).
+    None,
+    /// A libvirt URI (`qemu:///system`).
+    Libvirt {
+        uri: String,
+        monitor_passthrough: bool,
+    },
+    /// QMP sockets, paths or globs.
+    Qmp { patterns: Vec<String> },
+}
+
+/// What to collect and how patiently.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Read the host's memory files (meminfo, vmstat, ..., the process table).
+    pub host: bool,
+    /// Read smaps_rollup (PSS) of processes; status alone otherwise.
+    pub pss: bool,
+    pub vms: VmSource,
+    /// One VM's whole exchange (libvirt: the whole bulk read) must finish within this.
+    pub deadline: Duration,
+    /// How many QMP endpoints are read at once.
+    pub parallelism: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: true,
+            pss: true,
+            vms: VmSource::None,
+            deadline: memwarden_hv::qmp::DEFAULT_DEADLINE,
+            parallelism: memwarden_hv::qmp::default_parallelism(),
+        }
+    }
+}
+
+/// Errors that stop a sample: the host's required files, or a VM source that cannot exist.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading host memory")]
+    Host(#[source] memwarden_procfs::Error),
+    #[error("the host reader stopped unexpectedly (a bug: please report it)")]
+    HostReaderPanicked,
+    #[error("setting up the VM source")]
+    Hypervisor(#[source] memwarden_hv::Error),
+}
+
+/// Collects samples; keeps what is worth keeping between them (the libvirt connection, the
+/// domain XML and QMP static facts caches).
+pub struct Collector {
+    cfg: Config,
+    reader: HostReader,
+    hv: Option<Box<dyn Hypervisor + Send>>,
+    hv_name: String,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector")
+            .field("cfg", &self.cfg)
+            .field("hv", &self.hv_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds, saturating.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Collector {
+    /// A collector reading the host through `reader`. A QMP path that does not exist is an
+    /// error naming it; libvirt connects on the first sample (and again after it is lost).
+    pub fn new(cfg: Config, reader: HostReader) -> Result<Self, Error> {
+        let (hv, hv_name): (Option<Box<dyn Hypervisor + Send>>, String) = match &cfg.vms {
+            VmSource::None => (None, String::new()),
+            VmSource::Libvirt {
+                uri,
+                monitor_passthrough,
+            } => {
+                let mut b = LibvirtBackend::new(uri);
+                b.monitor_passthrough = *monitor_passthrough;
+                b.timeout = cfg.deadline;
+                (Some(Box::new(b)), format!("libvirt {uri}"))
+            }
+            VmSource::Qmp { patterns } => {
+                let mut b = QmpBackend::new(patterns).map_err(Error::Hypervisor)?;
+                b.timeout = cfg.deadline;
+                b.parallelism = cfg.parallelism.max(1);
+                b.reader = reader.clone();
+                (Some(Box::new(b)), "qmp".to_string())
+            }
+        };
+        Ok(Collector {
+            cfg,
+            reader,
+            hv,
+            hv_name,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The hypervisor behind this collector, for actions (setmem, stats-period).
+    pub fn hypervisor(&mut self) -> Option<&mut (dyn Hypervisor + Send + 'static)> {
+        self.hv.as_deref_mut()
+    }
+
+    /// One sample. Fails only when the host was asked for and meminfo cannot be read.
+    pub fn collect(&mut self) -> Result<Sample, Error> {
+        let taken_at_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let opts = ProcessOptions {
+            smaps: self.cfg.pss,
+        };
+        let reader = &self.reader;
+        let want_host = self.cfg.host;
+        let hv = self.hv.as_deref_mut();
+        let hv_name = &self.hv_name;
+        let (host, vms) = std::thread::scope(|s| {
+            let host = want_host.then(|| {
+                s.spawn(move || {
+                    let t = Instant::now();
+                    (
+                        reader.read_host_with(opts).map_err(Error::Host),
+                        t.elapsed(),
+                    )
+                })
+            });
+            let vms = hv.map(|hv| {
+                let t = Instant::now();
+                (hv.list(), t.elapsed())
+            });
+            let host = host.map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| (Err(Error::HostReaderPanicked), Duration::ZERO))
+            });
+            (host, vms)
+        });
+        let mut sample = Sample {
+            taken_at_unix_ms,
+            ..Sample::default()
+        };
+        if let Some((h, took)) = host {
+            let h = h?;
+            sample.sources.push(SourceHealth {
+                name: "host".into(),
+                ok: true,
+                duration_ms: ms(took),
+                error: None,
+            });
+            sample.host = h;
+        }
+        if let Some((r, took)) = vms {
+            match r {
+                Ok(mut list) => {
+                    self.join_processes(&sample.host, &mut list, opts);
+                    sample.sources.push(SourceHealth {
+                        name: hv_name.clone(),
+                        ok: true,
+                        duration_ms: ms(took),
+                        error: None,
+                    });
+                    sample.vms = list;
+                }
+                Err(e) => {
+                    let why = format!(
+                        "VMs not read: {}{}",
+                        e.plain(),
+                        if hv_name.starts_with("libvirt") {
+                            "; trying again on the next sample"
+                        } else {
+                            ""
+                        }
+                    );
+                    sample.sources.push(SourceHealth {
+                        name: hv_name.clone(),
+                        ok: false,
+                        duration_ms: ms(took),
+                        error: Some(why.clone()),
+                    });
+                    sample.degraded.push(why);
+                }
+            }
+        }
+        Ok(sample)
+    }
+
+    /// Gives each VM its QEMU process: from the host's table when it was read, else read now.
+    fn join_processes(&self, host: &HostSample, vms: &mut [VmSample], opts: ProcessOptions) {
+        for vm in vms.iter_mut() {
+            let Some(pid) = vm.qemu_pid else { continue };
+            if vm.read.status == ReadStatus::Gone {
+                continue;
+            }
+            if self.cfg.host {
+                vm.host = host.processes.iter().find(|p| p.pid == pid).cloned();
+                if vm.host.is_none() {
+                    vm.degraded
+                        .push(format!("QEMU process {pid} is not in the process table"));
+                }
+                continue;
+            }
+            match self.reader.read_process_with(pid, opts) {
+                Ok(p) => vm.host = Some(p),
+                Err(e) => vm.degraded.push(format!("QEMU process {pid}: {e}")),
+            }
+        }
+    }
+}
+
+/// How many VMs of `sample` could not be read (for exit codes).
+pub fn unread_vms(sample: &Sample) -> usize {
+    sample
+        .vms
+        .iter()
+        .filter(|v| v.read.status != ReadStatus::Ok)
+        .count()
+}
