@@ -160,7 +160,7 @@ impl Collector {
             });
             let host = host.map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| (Err(Error::HostReaderPanicked), Duration::ZERO))
+                    .unwrap_or((Err(Error::HostReaderPanicked), Duration::ZERO))
             });
             (host, vms)
         });

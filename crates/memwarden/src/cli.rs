@@ -130,7 +130,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "d" => n * 86400.0,
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h, d)")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("{s:?} is out of range"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
