@@ -222,7 +222,7 @@ impl QmpBackend {
 fn reason(status: ReadStatus, e: &Error, budget: Duration) -> String {
     let what = match status {
         ReadStatus::TimedOut => format!(
-            "not answering: nothing complete within {} ms (a wedged QEMU main loop, or another              client holds the monitor)",
+            "not answering: nothing complete within {} ms (a wedged QEMU main loop, or another client holds the monitor)",
             budget.as_millis()
         ),
         ReadStatus::Unreachable => "unreachable: cannot connect to its QMP socket".to_string(),
