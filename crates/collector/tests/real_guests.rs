@@ -1,0 +1,145 @@
+//! The collector against real guests: a QEMU frozen with SIGSTOP under libvirt does not hold
+//! the other domains, and a QEMU killed between samples becomes a row that says so.
+
+use std::time::{Duration, Instant};
+
+use memwarden_collector::{Collector, Config, VmSource};
+use memwarden_lab::{wait_for, Domain, DomainOpts, GuestOpts, Lab, QemuGuest, URI};
+use memwarden_model::vm::ReadStatus;
+use memwarden_procfs::HostReader;
+
+const DEADLINE: Duration = Duration::from_secs(2);
+
+/// Sends SIGCONT on drop, so that a failing test never leaves a frozen QEMU behind.
+struct Frozen(u32);
+
+impl Frozen {
+    fn new(pid: u32) -> Frozen {
+        signal(pid, "-STOP");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid}");
+}
+
+fn libvirt_collector() -> Collector {
+    Collector::new(
+        Config {
+            host: false,
+            pss: false,
+            vms: VmSource::Libvirt {
+                uri: URI.into(),
+                monitor_passthrough: false,
+            },
+            deadline: DEADLINE,
+            parallelism: 8,
+        },
+        HostReader::live(),
+    )
+    .expect("collector")
+}
+
+#[test]
+fn a_sigstopped_qemu_does_not_hold_the_other_domains() -> memwarden_lab::Result<()> {
+    let lab = Lab::new()?;
+    let opts = |name: &str| DomainOpts {
+        name: name.into(),
+        mem_mib: 256,
+        stats_period: 1,
+        ..Default::default()
+    };
+    let frozen_dom = Domain::start(&lab, opts("frz"))?;
+    let live_dom = Domain::start(&lab, opts("live"))?;
+    let mut c = libvirt_collector();
+    let row = |s: &memwarden_model::Sample, name: &str| {
+        s.vms.iter().find(|v| v.name == name).cloned()
+    };
+    // Both read, with guest stats, before the freeze.
+    wait_for("guest stats of both domains", Duration::from_secs(30), || {
+        let s = c.collect().expect("sample");
+        [frozen_dom.name(), live_dom.name()].iter().all(|n| {
+            row(&s, n).is_some_and(|v| {
+                v.read.status == ReadStatus::Ok && v.balloon.available_bytes.is_some()
+            })
+        })
+    });
+
+    let _freeze = Frozen::new(frozen_dom.pid());
+    for round in 0..3 {
+        let t = Instant::now();
+        let s = c.collect().expect("sample");
+        let took = t.elapsed();
+        let f = row(&s, frozen_dom.name()).expect("frozen domain has a row");
+        let l = row(&s, live_dom.name()).expect("live domain has a row");
+        eprintln!(
+            "round {round}: {took:?}; frozen: {:?} {:?}; live: {:?}",
+            f.read.status, f.read.reason, l.read.status
+        );
+        assert_ne!(f.read.status, ReadStatus::Ok, "a frozen QEMU cannot answer");
+        assert_eq!(l.read.status, ReadStatus::Ok, "{:?}", l.read);
+        assert!(l.balloon.available_bytes.is_some(), "{l:#?}");
+        assert!(
+            took < DEADLINE + Duration::from_secs(2),
+            "round {round} took {took:?}: the frozen VM held the sample"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_qemu_killed_between_samples_is_a_row_that_says_so() -> memwarden_lab::Result<()> {
+    let lab = Lab::new()?;
+    let g = QemuGuest::boot(
+        &lab,
+        GuestOpts {
+            name: "killed".into(),
+            ..Default::default()
+        },
+    )?;
+    let socket = g.qmp_socket();
+    let mut c = Collector::new(
+        Config {
+            host: false,
+            pss: false,
+            vms: VmSource::Qmp {
+                patterns: vec![socket.display().to_string()],
+            },
+            deadline: DEADLINE,
+            parallelism: 4,
+        },
+        HostReader::live(),
+    )
+    .expect("collector");
+    let s = c.collect().expect("sample");
+    assert_eq!(s.vms.len(), 1);
+    assert_eq!(s.vms[0].read.status, ReadStatus::Ok, "{:?}", s.vms[0].read);
+    assert_eq!(s.vms[0].qemu_pid, Some(g.pid()));
+    assert!(s.vms[0].host.is_some(), "the QEMU process joined by pid");
+
+    signal(g.pid(), "-KILL");
+    wait_for("QEMU to exit", Duration::from_secs(10), || {
+        !std::path::Path::new(&format!("/proc/{}/status", g.pid())).exists()
+    });
+    let s = c.collect().expect("sample");
+    assert_eq!(s.vms.len(), 1, "the killed VM still has a row");
+    let v = &s.vms[0];
+    assert!(
+        matches!(v.read.status, ReadStatus::Unreachable | ReadStatus::Gone),
+        "{:?}",
+        v.read
+    );
+    assert!(v.read.reason.as_deref().is_some_and(|r| !r.is_empty()));
+    Ok(())
+}
