@@ -63,18 +63,21 @@ fn a_sigstopped_qemu_does_not_hold_the_other_domains() -> memwarden_lab::Result<
     let frozen_dom = Domain::start(&lab, opts("frz"))?;
     let live_dom = Domain::start(&lab, opts("live"))?;
     let mut c = libvirt_collector();
-    let row = |s: &memwarden_model::Sample, name: &str| {
-        s.vms.iter().find(|v| v.name == name).cloned()
-    };
+    let row =
+        |s: &memwarden_model::Sample, name: &str| s.vms.iter().find(|v| v.name == name).cloned();
     // Both read, with guest stats, before the freeze.
-    wait_for("guest stats of both domains", Duration::from_secs(30), || {
-        let s = c.collect().expect("sample");
-        [frozen_dom.name(), live_dom.name()].iter().all(|n| {
-            row(&s, n).is_some_and(|v| {
-                v.read.status == ReadStatus::Ok && v.balloon.available_bytes.is_some()
+    wait_for(
+        "guest stats of both domains",
+        Duration::from_secs(30),
+        || {
+            let s = c.collect().expect("sample");
+            [frozen_dom.name(), live_dom.name()].iter().all(|n| {
+                row(&s, n).is_some_and(|v| {
+                    v.read.status == ReadStatus::Ok && v.balloon.available_bytes.is_some()
+                })
             })
-        })
-    });
+        },
+    );
 
     let _freeze = Frozen::new(frozen_dom.pid());
     for round in 0..3 {
