@@ -34,7 +34,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # resolve META -> the versioned linux-image package it depends on
-resolve() { apt-cache depends "$1" 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -1; }
+# (never fails: an unknown package resolves to "", so that the apt-get update retries below run
+# under `set -o pipefail`, where a failing apt-cache would otherwise end the script)
+resolve() { { apt-cache depends "$1" 2>/dev/null || true; } | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -1 || true; }
 if [ -n "${KVER:-}" ]; then
   pkg=linux-image-$KVER-$KFLAVOUR
 else
