@@ -35,13 +35,17 @@ fn signal(pid: u32, sig: &str) {
 }
 
 fn libvirt_collector() -> Collector {
+    libvirt_collector_with(false)
+}
+
+fn libvirt_collector_with(monitor_passthrough: bool) -> Collector {
     Collector::new(
         Config {
             host: false,
             pss: false,
             vms: VmSource::Libvirt {
                 uri: URI.into(),
-                monitor_passthrough: false,
+                monitor_passthrough,
             },
             deadline: DEADLINE,
             parallelism: 8,
@@ -78,6 +82,18 @@ fn a_sigstopped_qemu_does_not_hold_the_other_domains() -> memwarden_lab::Result<
             })
         },
     );
+
+    // Monitor passthrough (libvirt-qemu) reads guest-stats straight from QEMU: the same
+    // figures, marked as read.
+    let s = libvirt_collector_with(true).collect().expect("sample");
+    let v = row(&s, live_dom.name()).expect("row");
+    assert_eq!(
+        v.extra_stats,
+        memwarden_model::vm::ExtraStats::Read,
+        "{:?}",
+        v.extra_stats
+    );
+    assert!(v.balloon.available_bytes.is_some(), "{v:#?}");
 
     let _freeze = Frozen::new(frozen_dom.pid());
     for round in 0..3 {
