@@ -8,6 +8,7 @@
 //! Calls block (libvirt's API and our QMP client are synchronous): run them on a thread of
 //! their own in async code.
 
+pub mod domain_xml;
 pub mod host;
 pub mod libvirt;
 mod libvirt_ffi;

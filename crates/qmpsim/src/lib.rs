@@ -41,6 +41,8 @@ pub struct Endpoint {
 }
 
 /// How an endpoint behaves. Every misbehaviour but `NoGreeting` greets like QEMU first.
+// Endpoints are built once per run; boxing the healthy state would only burden callers.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Behaviour {
     /// QEMU 7.2 with this guest.
@@ -262,7 +264,7 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     let mut lim = getrlimit(Resource::Nofile);
     if lim.current != lim.maximum {
         lim.current = lim.maximum;
-        setrlimit(Resource::Nofile, lim.clone())?;
+        setrlimit(Resource::Nofile, lim)?;
     }
     Ok(lim.current.unwrap_or(u64::MAX))
 }
