@@ -455,28 +455,6 @@ mod tests {
         assert!(e.is_some_and(|e| e.contains("<memory>") && e.contains("parsecs")));
     }
 
-    #[test]
-    fn agrees_with_the_old_scanner() {
-        for f in [
-            "lab-virtio-running.xml",
-            "lab-none-running.xml",
-            "lab-tuned-running.xml",
-            "lab-full-inactive.xml",
-            "nova-instance.xml",
-            "units-min-guarantee.xml",
-        ] {
-            let path = format!("{}/tests/data/domain-xml/{f}", env!("CARGO_MANIFEST_DIR"));
-            let xml = std::fs::read_to_string(&path).expect("fixture");
-            let new = parse(&xml).expect("parse");
-            let old = crate::xml::memballoon(&xml);
-            assert_eq!(new.balloon.present, old.present, "{f}");
-            assert_eq!(new.balloon.stats_period_s, old.stats_period_s, "{f}");
-            assert_eq!(new.balloon.alias, old.path, "{f}");
-            assert_eq!(new.balloon.model, old.model, "{f}");
-            assert_eq!(new.guest_os, crate::xml::guest_os(&xml), "{f}");
-        }
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 

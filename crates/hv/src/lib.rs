@@ -14,7 +14,6 @@ pub mod libvirt;
 mod libvirt_ffi;
 pub mod qmp;
 pub mod tags;
-mod xml;
 
 use std::path::PathBuf;
 

@@ -13,7 +13,7 @@
 //! - a keepalive (5 s × 3) on the connection, and a connection that fails is dropped and
 //!   opened again on the next sample (libvirtd restarts).
 //!
-//! The domain XML is read once per domain (again when its id changes or after
+//! The domain XML (parsed by [`crate::domain_xml`]) is read once per domain (again when its id changes or after
 //! [`XML_REFRESH`]); the QEMU pid comes from libvirt's pid file.
 //!
 //! The connection is closed explicitly on drop (the crate's own `Drop` panics when close
@@ -33,14 +33,14 @@ use virt::sys;
 
 use memwarden_model::units::KIB;
 use memwarden_model::vm::{
-    BalloonDevice, BalloonStats, ExtraStats, ReadStatus, StatTag, TagUnit, VmBackend, VmConfig,
-    VmRead, VmSample, VmState,
+    BalloonDevice, BalloonStats, ExtraStats, NovaInstance, ReadStatus, StatTag, TagUnit, VmBackend,
+    VmConfig, VmRead, VmSample, VmState,
 };
 
 use crate::libvirt_ffi::{self, Conn, Param};
 use crate::qmp::parse_guest_stats;
 
-use crate::{now_unix_s, tags, xml, Error, Hypervisor, Scope};
+use crate::{domain_xml, now_unix_s, tags, Error, Hypervisor, Scope};
 
 /// How long a domain's XML facts are trusted before they are read again.
 pub const XML_REFRESH: Duration = Duration::from_secs(60);
@@ -294,14 +294,10 @@ impl LibvirtBackend {
         let xml = by_deadline(deadline, move || d2.xml_desc(0))
             .ok_or_else(|| self.timed_out("virDomainGetXMLDesc", deadline))?
             .map_err(lv("virDomainGetXMLDesc", Some(name)))?;
-        let f = Facts {
-            id,
-            read_at: Instant::now(),
-            device: xml::memballoon(&xml),
-            guest_os: xml::guest_os(&xml),
-            config: VmConfig::default(),
-            pid: self.pid_of(name),
-        };
+        let parsed = domain_xml::parse(&xml).map_err(|e| {
+            Error::Unsupported(format!("domain XML of {}: {e}", crate::qmp::quote(name)))
+        })?;
+        let f = facts_from(&parsed, id, self.pid_of(name));
         self.facts.insert(key.to_string(), f.clone());
         Ok(f)
     }
@@ -448,6 +444,42 @@ fn merge_extra(vm: &mut VmSample, reply: &str) -> ExtraStats {
     vm.balloon = tags::balloon_from_tags(all);
     ExtraStats::Read
 }
+/// The model's view of what the domain XML says.
+fn facts_from(x: &domain_xml::DomainXml, id: Option<u32>, pid: Option<u32>) -> Facts {
+    let b = &x.balloon;
+    let bytes = |kib: Option<u64>| kib.and_then(|k| k.checked_mul(KIB));
+    Facts {
+        id,
+        read_at: Instant::now(),
+        device: BalloonDevice {
+            present: b.present,
+            path: b.alias.clone(),
+            stats_period_s: b.stats_period_s,
+            model: b.model.clone(),
+            autodeflate: b.autodeflate,
+            free_page_reporting: b.free_page_reporting,
+        },
+        guest_os: x.guest_os.clone(),
+        config: VmConfig {
+            min_guarantee_bytes: bytes(x.min_guarantee_kib),
+            hard_limit_bytes: bytes(x.hard_limit_kib),
+            soft_limit_bytes: bytes(x.soft_limit_kib),
+            hugepages: x.hugepages,
+            locked: x.locked,
+            nova: x.nova.as_ref().map(|n| NovaInstance {
+                name: n.name.clone(),
+                flavor: n.flavor_name.clone(),
+                project: n.project_name.clone(),
+                project_uuid: n.project_uuid.clone(),
+                user: n.user_name.clone(),
+                user_uuid: n.user_uuid.clone(),
+                creation_time: n.creation_time.clone(),
+            }),
+        },
+        pid,
+    }
+}
+
 fn state_from(v: u64) -> VmState {
     match v as u32 {
         sys::VIR_DOMAIN_RUNNING => VmState::Running,

@@ -61,7 +61,8 @@ fn qmp_backend_reads_a_simulated_fleet() {
                 assert_eq!(s.disk_caches_bytes, Some(b.stats.disk_caches & !1023));
                 assert_eq!(s.minor_faults, Some(b.stats.minor_faults));
                 assert!(s.last_update_unix_s.is_some_and(|t| t > 1_700_000_000));
-                assert!(s.problems.is_empty(), "{}: {:?}", vm.name, s.problems);
+                let p = memwarden_analysis::vm::checks::problems(vm);
+                assert!(p.is_empty(), "{}: {p:?}", vm.name);
             }
         }
     }
@@ -108,7 +109,7 @@ fn qmp_backend_flags_a_liar() {
     )
     .expect("simulator");
     let vm = backend(dir.path()).sample("fibber").expect("sample");
-    let p = vm.balloon.problems.join("\n");
+    let p = memwarden_analysis::vm::checks::problems(&vm).join("\n");
     assert!(p.contains("free (unused)"), "{p}");
     assert!(p.contains("usable"), "{p}");
     assert!(p.contains("exceeds the balloon's actual"), "{p}");
