@@ -24,8 +24,10 @@ fn guest_sample(g: &QemuGuest) -> HostSample {
 /// X by LRU and by page cache, and MemTotal, on the guest now.
 fn black_hole(g: &QemuGuest) -> (i128, i128, u64) {
     let s = guest_sample(g);
-    let lru = decompositions::by_lru(&s).unaccounted_bytes;
-    let pc = decompositions::by_page_cache(&s).unaccounted_bytes;
+    let lru = decompositions::by_lru(&s).unaccounted_bytes.expect("X");
+    let pc = decompositions::by_page_cache(&s)
+        .unaccounted_bytes
+        .expect("X");
     (lru, pc, s.meminfo.get_or_zero("MemTotal"))
 }
 

@@ -97,6 +97,10 @@ pub fn parse_with_page_size(text: &str, page_size: u64) -> Result<VmallocInfo> {
                 slot.0 = slot.0.saturating_add(bytes);
                 slot.1 = slot.1.saturating_add(1);
             }
+            _ if caller == Some("pcpu_get_vm_areas") => {
+                info.percpu_chunk_bytes = info.percpu_chunk_bytes.saturating_add(size);
+                info.other_bytes = info.other_bytes.saturating_add(size);
+            }
             _ if has("ioremap") => info.ioremap_bytes = info.ioremap_bytes.saturating_add(size),
             _ if has("vmap") => info.vmap_bytes = info.vmap_bytes.saturating_add(size),
             _ => info.other_bytes = info.other_bytes.saturating_add(size),
@@ -141,6 +145,7 @@ mod tests {
         assert_eq!(v.other_bytes, 2097152);
         assert_eq!(v.unpurged_bytes, 20480);
         assert_eq!(v.stack_bytes, 8 * 4096, "kernel_clone records are stacks");
+        assert_eq!(v.percpu_chunk_bytes, 2097152);
         assert_eq!(
             v.top_callers,
             [VmallocCaller {

@@ -70,6 +70,11 @@ pub struct VmallocInfo {
     /// with CONFIG_VMAP_STACK the stacks KernelStack counts are vmalloc'd.
     #[serde(default)]
     pub stack_bytes: u64,
+    /// Size column of the `pcpu_get_vm_areas` records: the address space of the percpu
+    /// allocator's dynamic chunks (all units), an upper bound on the pages they hold. Also
+    /// counted in `other_bytes`.
+    #[serde(default)]
+    pub percpu_chunk_bytes: u64,
     /// Top callers of vmalloc by bytes, largest first (the reader keeps at most 20).
     pub top_callers: Vec<VmallocCaller>,
 }
