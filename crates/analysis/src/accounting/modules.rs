@@ -92,7 +92,11 @@ mod tests {
         assert_eq!(vmalloc_footprint(1), 8192);
         assert_eq!(vmalloc_footprint(0), 4096);
         assert_eq!(vmalloc_footprint(u64::MAX), u64::MAX);
-        assert_eq!(vmalloc_footprint_at(69417, 65536), 3 * 65536, "2 pages + a guard page");
+        assert_eq!(
+            vmalloc_footprint_at(69417, 65536),
+            3 * 65536,
+            "2 pages + a guard page"
+        );
     }
 
     /// Regression: summing lsmod sizes panicked in a debug build on a corrupt /proc/modules.
