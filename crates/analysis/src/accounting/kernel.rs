@@ -174,11 +174,17 @@ fn vmalloc_figure(s: &HostSample, total: u64, k: &mut KernelTerms) -> Option<(u6
         )),
         (None, None) => return None,
     }
+    let mut chosen = None;
     for (bytes, source, rule) in candidates {
-        if k.within_bound(total, "vmalloc", bytes, source) {
+        // Every candidate is checked, the one not chosen too: a cross-check figure that fails
+        // its bound is reported, not silently ignored.
+        if k.within_bound(total, "vmalloc", bytes, source) && chosen.is_none() {
             k.rules.push(format!("vmalloc: {rule}"));
-            return Some((bytes, source.to_string()));
+            chosen = Some((bytes, source.to_string()));
         }
+    }
+    if chosen.is_some() {
+        return chosen;
     }
     k.blocks_x
         .get_or_insert_with(|| "no vmalloc figure passes its sanity bound".to_string());
@@ -210,7 +216,15 @@ fn stacks_rule(s: &HostSample, vmalloc: &Option<(u64, String)>, k: &mut KernelTe
         .and_then(|z| z.zones.iter().flat_map(|z| &z.pcp).map(|p| p.cpu).max())
         .map_or(64, |c| u64::from(c) + 1);
     let slack = (ks / 10).max(STACK_BYTES.saturating_mul(4).saturating_mul(cpus));
-    if stacks == 0 {
+    if stacks > s.meminfo.get_or_zero("MemTotal") {
+        k.rules.push(format!(
+            "KernelStack {}: counted on its own (vmallocinfo's stack figure {} fails its sanity \
+             bound, more than MemTotal: not used)",
+            format_bytes(ks),
+            format_bytes(stacks)
+        ));
+        false
+    } else if stacks == 0 {
         k.rules.push(
             "KernelStack: counted on its own (no stack callers in vmallocinfo: stacks are not \
              vmalloc'd)"
