@@ -106,10 +106,12 @@ pub fn report(s: &HostSample) -> KsmReport {
     if let (Some(global), Some(per_proc)) = (
         k.pages_sharing
             .zip(k.pages_shared)
-            .map(|(a, b)| (a + b) * PAGE_SIZE),
+            .map(|(a, b)| a.saturating_add(b).saturating_mul(PAGE_SIZE)),
         r.processes_merging_bytes,
     ) {
-        if k.run == Some(1) && global.abs_diff(per_proc) > global / 10 + 64 * PAGE_SIZE {
+        if k.run == Some(1)
+            && global.abs_diff(per_proc) > (global / 10).saturating_add(64 * PAGE_SIZE)
+        {
             r.notes.push(format!(
                 "global shared+sharing ({} pages) and Σ per-process merging ({} pages) disagree by \
                  more than 10%: ksmd has not finished a scan since memory changed",

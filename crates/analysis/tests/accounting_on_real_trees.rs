@@ -101,42 +101,164 @@ fn lru_identities_hold_or_are_explained() {
 }
 
 /// The LRU and page-cache decompositions differ only by what the anon/file LRU identities leave
-/// over plus SwapCached and Unevictable, so their black holes must agree within that.
+/// over plus SwapCached and Unevictable, so their black holes must agree within that; and with
+/// the per-CPU free pages, stacks counted once and Percpu handled, what is left is small: a few
+/// MiB on the lab's guests (measured 2.1–2.7 MiB; before: 2.5–40.5 MiB), under 0.2% of MemTotal
+/// on this machine's host kernel (measured 15 MiB of 23.5 GiB; before: 102–145 MiB).
 #[test]
-fn decompositions_agree_on_the_black_hole() {
+fn decompositions_agree_and_the_black_hole_is_small() {
     for (name, s) in trees() {
         let d = accounting::decompositions::all(&s);
         let total = s.meminfo.get_or_zero("MemTotal");
+        assert!(d.len() >= 2, "{name}");
+        let mut xs = Vec::new();
         for x in &d {
-            let parts: u128 = x.parts.iter().map(|p| u128::from(p.bytes)).sum();
-            assert_eq!(
-                parts as i128 + x.unaccounted_bytes,
-                i128::from(total),
-                "{name} {}",
-                x.name
-            );
-            eprintln!(
-                "{name:>28} {:<14} X = {}",
-                x.name,
-                format_signed_bytes(x.unaccounted_bytes)
-            );
+            let Some(ux) = x.unaccounted_bytes else {
+                panic!("{name} {}: X not computed: {:?}", x.name, x.not_computed);
+            };
+            eprintln!("{name:>28} {:<14} X = {}", x.name, format_signed_bytes(ux));
+            xs.push(ux);
         }
-        let (lru, pc) = (&d[0], &d[1]);
         let slack =
             s.meminfo.get_or_zero("SwapCached") + s.meminfo.get_or_zero("Unevictable") + 8 * MIB;
-        let gap = (lru.unaccounted_bytes - pc.unaccounted_bytes).unsigned_abs();
+        let gap = (xs[0] - xs[1]).unsigned_abs();
         assert!(
             gap <= u128::from(slack),
             "{name}: LRU X and page-cache X differ by {gap} > {slack}"
         );
-        // A black hole larger than a quarter of RAM on a test machine means a term is missing.
+        let bound = if name.starts_with("guest-") {
+            4 * MIB
+        } else {
+            total / 500
+        };
+        for (x, dec) in xs.iter().zip(&d).take(2) {
+            assert!(
+                x.unsigned_abs() <= u128::from(bound),
+                "{name} {}: black hole {} above {}",
+                dec.name,
+                format_signed_bytes(*x),
+                format_signed_bytes(i128::from(bound))
+            );
+        }
+    }
+}
+
+/// The per-CPU free pages term is the zoneinfo `count:` lines summed (read here from the file
+/// text itself, independently of the parser), and taking it out of X lowers X by exactly that.
+#[test]
+fn pcp_free_pages_leave_x_as_their_own_term() {
+    let mut checked = 0;
+    for dir in fixture_dirs() {
+        let name = dir.display().to_string();
+        let s = HostReader::at_root(&dir).read_host().expect("reads");
+        let text = std::fs::read_to_string(dir.join("proc/zoneinfo")).expect("zoneinfo");
+        let counted: u64 = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("count:"))
+            .map(|v| v.trim().parse::<u64>().expect("a count"))
+            .sum::<u64>()
+            * 4096;
+        assert!(counted > 0, "{name}: no pcp pages at all?");
+        let lru = accounting::decompositions::by_lru(&s);
+        let pcp = lru
+            .parts
+            .iter()
+            .find(|p| p.label == "per-CPU free pages")
+            .map(|p| p.bytes);
+        assert_eq!(pcp, Some(counted), "{name}");
+        let mut without = s.clone();
+        without.zoneinfo = None;
+        let before = accounting::decompositions::by_lru(&without);
+        assert_eq!(
+            before.unaccounted_bytes.expect("X") - lru.unaccounted_bytes.expect("X"),
+            i128::from(counted),
+            "{name}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 13, "{checked} trees");
+}
+
+/// Every fixture kernel is an x86-64 distribution kernel with CONFIG_VMAP_STACK: vmallocinfo's
+/// `kernel_clone` records hold KernelStack (plus a stack or two in flight), so KernelStack is
+/// counted once, inside vmalloc.
+#[test]
+fn vmap_stacks_are_detected_and_counted_once() {
+    for (name, s) in trees() {
+        let ks = s.meminfo.get("KernelStack").expect("KernelStack");
+        let text_stacks = s.vmalloc.as_ref().expect("vmallocinfo").stack_bytes;
         assert!(
-            lru.unaccounted_bytes.unsigned_abs() < u128::from(total / 4),
-            "{name}: black hole {} of {}",
-            lru.unaccounted_bytes,
-            total
+            text_stacks >= ks && text_stacks - ks <= 128 * 1024,
+            "{name}: stacks in vmalloc {text_stacks} vs KernelStack {ks}"
+        );
+        let lru = accounting::decompositions::by_lru(&s);
+        assert!(
+            lru.parts.iter().all(|p| p.label != "KernelStack"),
+            "{name}: KernelStack subtracted twice"
+        );
+        assert!(
+            lru.parts
+                .iter()
+                .any(|p| p.label == "vmalloc (incl. stacks)"),
+            "{name}"
+        );
+        let acc = accounting::analyse(&s);
+        assert!(
+            acc.kernel_rules
+                .iter()
+                .any(|r| r.contains("CONFIG_VMAP_STACK")),
+            "{name}: {:?}",
+            acc.kernel_rules
         );
     }
+}
+
+/// Broken input on a copy of a captured tree: a figure that fails its sanity bound is not
+/// used, a meminfo cut short leaves X uncomputed (never a confident wrong figure).
+#[test]
+fn broken_input_gives_no_confident_black_hole() {
+    let src = &fixture_dirs()[0];
+    let mut s = HostReader::at_root(src).read_host().expect("reads");
+    let good = accounting::analyse(&s).black_hole_bytes.expect("X");
+    // vmallocinfo with pages=18446744073709551615: VmallocUsed is the figure, X unchanged.
+    s.vmalloc.as_mut().expect("vmallocinfo").vmalloc_pages_bytes = u64::MAX;
+    let acc = accounting::analyse(&s);
+    assert_eq!(acc.black_hole_bytes, Some(good));
+    let vm = acc
+        .identities
+        .iter()
+        .find(|r| r.name == "vmalloc")
+        .expect("vmalloc identity");
+    assert_eq!(vm.verdict, Verdict::Broken);
+    // ... and with VmallocUsed 0 (a 4.4–5.2 kernel) nothing replaces it: X is not computed.
+    for e in &mut s.meminfo.entries {
+        if e.key == "VmallocUsed" {
+            e.value = 0;
+        }
+    }
+    let acc = accounting::analyse(&s);
+    assert_eq!(acc.black_hole_bytes, None);
+    assert!(acc.decompositions[0]
+        .caveats
+        .iter()
+        .any(|c| c.contains("not used")));
+    // A meminfo cut after SwapCached: X not computed, and the reader warns.
+    let tmp = std::env::temp_dir().join(format!("memwarden-cut-{}", std::process::id()));
+    std::fs::create_dir_all(tmp.join("proc")).expect("mkdir");
+    let text = std::fs::read_to_string(src.join("proc/meminfo")).expect("meminfo");
+    let cut: String = text
+        .lines()
+        .take_while(|l| !l.starts_with("Active:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(tmp.join("proc/meminfo"), cut).expect("write");
+    let s = HostReader::at_root(&tmp).read_host().expect("reads");
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    let acc = accounting::analyse(&s);
+    assert_eq!(acc.black_hole_bytes, None);
+    let why = acc.decompositions[0].not_computed.as_deref().unwrap_or("");
+    assert!(why.contains("Active"), "{why}");
 }
 
 /// lsmod's sizes rounded up to whole pages are exactly what vmallocinfo's module-loading
@@ -145,17 +267,15 @@ fn decompositions_agree_on_the_black_hole() {
 fn module_sizes_match_their_vmalloc_pages() {
     let mut checked = 0;
     for (name, s) in trees() {
+        // The host kernel is built without modules (no /proc/modules); every guest has some.
         let Some(m) = accounting::modules::summarize(&s, 0) else {
+            assert!(!name.starts_with("guest-"), "{name}: modules not read");
             continue;
         };
-        let Some(in_vmalloc) = m.vmalloc_module_bytes else {
-            continue;
-        };
-        if m.count == 0 {
-            continue;
-        }
+        let in_vmalloc = m.vmalloc_module_bytes.expect("vmallocinfo read");
+        assert!(m.count > 0, "{name}: no modules");
         assert_eq!(m.backing_bytes, in_vmalloc, "{name}: {} modules", m.count);
         checked += 1;
     }
-    eprintln!("{checked} trees with modules checked");
+    assert!(checked >= 12, "{checked} trees with modules checked");
 }

@@ -303,3 +303,251 @@ fn unreachable_hypervisor_degrades_the_sample() {
     assert!(s.degraded[0].contains("VMs not read"), "{:?}", s.degraded);
     assert!(!s.host.meminfo.entries.is_empty());
 }
+
+/// A copy of a fixture tree (files only; symlinks are not used in the fixtures).
+fn copy_tree(name: &str) -> tempfile::TempDir {
+    fn copy_dir(src: &Path, dst: &Path) {
+        std::fs::create_dir_all(dst).expect("mkdir");
+        for e in std::fs::read_dir(src).expect("read_dir").flatten() {
+            let (s, d) = (e.path(), dst.join(e.file_name()));
+            if e.file_type().expect("type").is_dir() {
+                copy_dir(&s, &d);
+            } else {
+                std::fs::copy(&s, &d).expect("copy");
+            }
+        }
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(name);
+    let tmp = tempfile::tempdir().expect("tmp");
+    copy_dir(&src, tmp.path());
+    tmp
+}
+
+/// Runs memwarden on `root` with a 20 s limit (a hang fails the test instead of the run).
+fn run_limited(root: &Path, args: &[&str]) -> (bool, String, String, std::time::Duration) {
+    let start = std::time::Instant::now();
+    let out = memwarden()
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        start.elapsed(),
+    )
+}
+
+/// Regression (issue 7): an empty meminfo, one without MemTotal, and one with a key twice gave
+/// exit 0 with "MemTotal 0 B", a black hole of most of RAM, or silently the first value.
+#[test]
+fn broken_meminfo_is_an_error() {
+    for (text, needle) in [
+        ("", "MemTotal, MemFree missing"),
+        ("MemFree:  500 kB\nCached:  3 kB\n", "MemTotal missing"),
+        (
+            "MemTotal:  1000 kB\nMemFree:  500 kB\nMemFree:  400 kB\n",
+            "MemFree is printed twice",
+        ),
+    ] {
+        let tmp = tree(Some(text));
+        let (ok, out, err, _) = run_limited(tmp.path(), &["host"]);
+        assert!(!ok, "{text:?} accepted:\n{out}");
+        assert!(err.contains(needle), "{text:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
+/// Regression (issue 7): a meminfo cut after `SwapCached` printed "Black hole 448 MiB (96.8%)".
+#[test]
+fn meminfo_cut_short_is_a_warning_and_no_black_hole() {
+    let tmp = copy_tree("guest-6.1-idle");
+    let path = tmp.path().join("proc/meminfo");
+    let text = std::fs::read_to_string(&path).expect("meminfo");
+    let cut: String = text
+        .lines()
+        .take_while(|l| !l.starts_with("Active:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(cut.trim_end().ends_with("kB") && cut.contains("SwapCached"));
+    std::fs::write(&path, cut).expect("write");
+    let (ok, out, err, _) = run_limited(tmp.path(), &["host"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("WARNING: /proc/meminfo looks cut short"),
+        "{out}"
+    );
+    assert!(out.contains("Black hole: not computed"), "{out}");
+    let v = json(&["host", "--json"], Some(tmp.path()));
+    assert!(
+        v["accounting"]["black_hole_bytes"].is_null(),
+        "{}",
+        v["accounting"]
+    );
+    let warnings = v["sample"]["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+}
+
+/// Regression (issue 7): `pages=18446744073709551615` printed "Black hole: −16384 PiB". The
+/// figure fails its sanity bound: VmallocUsed is used, the output says the other was refused.
+#[test]
+fn an_absurd_vmalloc_figure_is_not_used_for_x() {
+    let tmp = copy_tree("guest-6.1-idle");
+    let (_, good, _, _) = run_limited(tmp.path(), &["host"]);
+    let path = tmp.path().join("proc/vmallocinfo");
+    let text = std::fs::read_to_string(&path).expect("vmallocinfo");
+    let line = text
+        .lines()
+        .find(|l| l.contains("bpf_prog_pack_alloc") && l.contains("pages="))
+        .expect("a vmalloc record that is not a stack");
+    let bad = line.replace(
+        &line[line.find("pages=").expect("pages=")..]
+            .split_whitespace()
+            .next()
+            .expect("word")
+            .to_string(),
+        "pages=18446744073709551615",
+    );
+    std::fs::write(&path, text.replacen(line, &bad, 1)).expect("write");
+    let (ok, out, err, _) = run_limited(tmp.path(), &["host"]);
+    assert!(ok, "{err}");
+    let black_hole = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("Black hole"))
+            .map(str::to_string)
+    };
+    assert_eq!(black_hole(&out), black_hole(&good), "{out}");
+    assert!(
+        out.contains("BROKEN"),
+        "the vmalloc identity flags it:\n{out}"
+    );
+    assert!(
+        out.contains("vmalloc from vmallocinfo: pages= of vmalloc records is 16384 PiB")
+            && out.contains("more than MemTotal 469 MiB: not used"),
+        "{out}"
+    );
+}
+
+/// Regression (issue 7): a FIFO in place of meminfo or smaps_rollup hung every command;
+/// /dev/zero in place of modules, vmallocinfo or smaps_rollup drove memwarden to 4–8 GB; a
+/// 200 MB meminfo took 3.4 s and 748 MB. Now each is refused at once.
+#[test]
+fn fifos_devices_and_huge_files_are_refused() {
+    let tmp = copy_tree("guest-6.1-idle");
+    let proc = tmp.path().join("proc");
+    let mkfifo = |p: &Path| {
+        let _ = std::fs::remove_file(p);
+        let ok = std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .expect("mkfifo");
+        assert!(ok.success());
+    };
+    let zero = |p: &Path| {
+        let _ = std::fs::remove_file(p);
+        std::os::unix::fs::symlink("/dev/zero", p).expect("symlink");
+    };
+    // Optional files: refused with a note, the report still comes.
+    zero(&proc.join("modules"));
+    zero(&proc.join("vmallocinfo"));
+    zero(&proc.join("1/smaps_rollup"));
+    mkfifo(&proc.join("107/smaps_rollup"));
+    let (ok, out, err, took) = run_limited(tmp.path(), &["host"]);
+    assert!(ok, "{err}");
+    assert!(took.as_secs() < 10, "took {took:?}");
+    assert!(
+        out.contains("modules: refused: a character device"),
+        "{out}"
+    );
+    assert!(
+        out.contains("vmallocinfo: refused: a character device"),
+        "{out}"
+    );
+    assert!(out.contains("pid 1 (in part): smaps"), "{out}");
+    assert!(
+        out.contains("pid 107 (in part): smaps") && out.contains("a FIFO"),
+        "{out}"
+    );
+    // meminfo: a FIFO and an oversized file are errors.
+    mkfifo(&proc.join("meminfo"));
+    let (ok, _, err, took) = run_limited(tmp.path(), &["host"]);
+    assert!(!ok && err.contains("a FIFO"), "{err}");
+    assert!(took.as_secs() < 10, "took {took:?}");
+    std::fs::remove_file(proc.join("meminfo")).expect("rm");
+    let f = std::fs::File::create(proc.join("meminfo")).expect("create");
+    f.set_len(200 << 20).expect("sparse 200 MB");
+    let (ok, _, err, took) = run_limited(tmp.path(), &["host"]);
+    assert!(!ok && err.contains("larger than 1.00 MiB"), "{err}");
+    assert!(took.as_secs() < 10, "took {took:?}");
+}
+
+/// Regression (issue 7): a process without cmdline vanished silently (all of them on a tree
+/// captured without cmdline), one without status too; `procs` said 0 unreadable.
+#[test]
+fn unreadable_processes_are_counted_and_shown() {
+    let tmp = copy_tree("guest-6.1-idle");
+    let proc = tmp.path().join("proc");
+    let before = json(&["host", "--json"], Some(tmp.path()));
+    let n = before["sample"]["processes"].as_array().expect("p").len();
+    std::fs::remove_file(proc.join("107/cmdline")).expect("rm cmdline");
+    std::fs::remove_file(proc.join("45/status")).expect("rm status");
+    let v = json(&["host", "--json"], Some(tmp.path()));
+    assert_eq!(v["sample"]["processes"].as_array().expect("p").len(), n - 1);
+    let errors = v["sample"]["process_errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let (ok, out, err, _) = run_limited(tmp.path(), &["host"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Processes not read: 1 left out, 1 read in part"),
+        "{out}"
+    );
+    assert!(
+        out.contains("pid 45 (left out)") && out.contains("45/status"),
+        "{out}"
+    );
+    assert!(out.contains("pid 107 (in part): cmdline"), "{out}");
+    let (ok, out, err, _) = run_limited(tmp.path(), &["procs"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("pid 45 (left out)"), "{out}");
+}
+
+/// Regression (issue 7): `procs` and `ksm` failed when meminfo could not be parsed.
+#[test]
+fn procs_and_ksm_do_not_need_meminfo() {
+    let tmp = copy_tree("guest-6.1-ksm");
+    std::fs::write(tmp.path().join("proc/meminfo"), "garbage\n").expect("write");
+    let (ok, _, _, _) = run_limited(tmp.path(), &["host"]);
+    assert!(!ok);
+    let v = json(&["procs", "--json"], Some(tmp.path()));
+    assert!(v["total_pss_bytes"].as_u64().is_some_and(|p| p > 0), "{v}");
+    let v = json(&["ksm", "--json"], Some(tmp.path()));
+    assert_eq!(v["report"]["available"].as_bool(), Some(true), "{v}");
+}
+
+/// The smaller things: the tolerance behind "explained" is shown, hugetlb pools read as pages
+/// × size, `--lang zh` is refused where nothing is translated, errors quote at most ~100
+/// characters and print their cause once.
+#[test]
+fn what_an_operator_reads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let (ok, out, err) = run_on(&dir.join("guest-6.1-hugepages"), &["host"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("hugetlb pool: 16 × 2.00 MiB pages = 32.0 MiB"),
+        "{out}"
+    );
+    assert!(out.contains("holds (≤ 4.00 MiB)"), "{out}");
+    let (ok, _, err) = run_on(&dir.join("guest-6.1-idle"), &["--lang", "zh", "host"]);
+    assert!(!ok && err.contains("English only"), "{err}");
+    let long = "x".repeat(10_000);
+    let (ok, _, err) = run_on(&dir.join("guest-6.1-idle"), &["explain", &long]);
+    assert!(!ok && err.len() < 400, "{} bytes: {err}", err.len());
+    let tmp = tree(None);
+    let (_, _, err) = run_on(tmp.path(), &["host"]);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

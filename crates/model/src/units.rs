@@ -6,7 +6,9 @@ pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
 /// Bytes in one GiB.
 pub const GIB: u64 = 1024 * MIB;
-/// The page size of every architecture memwarden runs on today (x86_64, and aarch64 with 4K pages).
+/// The base page size assumed when a sample does not record one (x86_64; aarch64 with 4K pages).
+/// Readers record the real one in `HostSample::page_size_bytes` (64 KiB-page arm64 hosts exist):
+/// prefer [`pages_to_bytes_at`] with it.
 pub const PAGE_SIZE: u64 = 4096;
 
 /// KiB to bytes; `None` on overflow (a kernel never prints such a value, a corrupt file might).
@@ -14,9 +16,20 @@ pub fn kib_to_bytes(kib: u64) -> Option<u64> {
     kib.checked_mul(KIB)
 }
 
-/// Pages (4 KiB) to bytes; `None` on overflow.
+/// Pages of [`PAGE_SIZE`] to bytes; `None` on overflow.
 pub fn pages_to_bytes(pages: u64) -> Option<u64> {
     pages.checked_mul(PAGE_SIZE)
+}
+
+/// Pages of `page_size_bytes` to bytes; `None` on overflow.
+pub fn pages_to_bytes_at(pages: u64, page_size_bytes: u64) -> Option<u64> {
+    pages.checked_mul(page_size_bytes)
+}
+
+/// A plausible base page size: a power of two from 4 KiB to 1 MiB (x86_64 4K; arm64 4K, 16K,
+/// 64K; ppc64 64K; some MIPS/LoongArch/SPARC 8K/16K).
+pub fn is_page_size(bytes: u64) -> bool {
+    bytes.is_power_of_two() && (4 * KIB..=MIB).contains(&bytes)
 }
 
 /// Human form with binary prefixes, three significant figures: `0 B`, `812 KiB`, `1.50 GiB`.
@@ -108,6 +121,14 @@ mod tests {
         assert_eq!(format_bytes(1536 * MIB), "1.50 GiB");
         assert_eq!(format_bytes(300 * MIB), "300 MiB");
         assert_eq!(format_signed_bytes(-(2 * MIB as i128)), "-2.00 MiB");
+    }
+
+    #[test]
+    fn page_sizes() {
+        assert_eq!(pages_to_bytes_at(3, 64 * KIB), Some(192 * KIB));
+        assert_eq!(pages_to_bytes_at(u64::MAX, 4096), None);
+        assert!(is_page_size(4096) && is_page_size(64 * KIB));
+        assert!(!is_page_size(0) && !is_page_size(4095) && !is_page_size(2 * MIB));
     }
 
     #[test]

@@ -17,7 +17,10 @@ const ESRCH: i32 = 3;
 pub enum Error {
     /// Opening or reading `path` failed. See [`Error::is_not_found`],
     /// [`Error::is_permission_denied`] and [`Error::is_gone`] to decide what to do.
-    #[error("{}: {source}", path.display())]
+    ///
+    /// `Display` names the path only: the cause is the error's `source()`, which `{:#}` (anyhow)
+    /// and [`Error::with_cause`] print after it (once).
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -76,6 +79,15 @@ impl Error {
                 expected,
                 got,
             },
+        }
+    }
+
+    /// One line with the cause: `/proc/meminfo: No such file or directory (os error 2)` (for
+    /// callers that print the error without walking its source chain).
+    pub fn with_cause(&self) -> String {
+        match self {
+            Error::Io { path, source } => format!("{}: {source}", path.display()),
+            e => e.to_string(),
         }
     }
 
@@ -138,8 +150,22 @@ mod tests {
         let denied = Error::io("/proc/1/smaps", io::ErrorKind::PermissionDenied.into());
         assert!(denied.is_permission_denied() && !denied.is_gone());
         assert_eq!(
-            denied.at(Path::new("/x")).to_string(),
+            denied.at(Path::new("/x")).with_cause(),
             "/x: permission denied"
         );
+    }
+
+    /// Regression: the cause was printed twice (`...(os error 2): ...(os error 2)`) because
+    /// `Display` included `{source}` while `#[source]` chained it too.
+    #[test]
+    fn io_cause_is_printed_once_through_the_chain() {
+        use std::error::Error as _;
+        let e = Error::io("/proc/meminfo", io::Error::from_raw_os_error(2));
+        assert_eq!(e.to_string(), "/proc/meminfo");
+        let source = e.source().expect("chained cause").to_string();
+        assert!(source.contains("os error 2"), "{source}");
+        let chain = format!("{e}: {source}");
+        assert_eq!(chain.matches("os error 2").count(), 1, "{chain}");
+        assert_eq!(e.with_cause(), chain);
     }
 }

@@ -4,7 +4,7 @@
 //! I/O, fuzzed); [`HostReader`] opens the files under an injectable root and attaches paths to
 //! errors. Parsers are hand-written rather than taken from the `procfs` crate because it drops
 //! data we need (unknown meminfo keys; it has nothing for vmallocinfo, KSM sysfs, hugepage
-//! sysfs or ksm_stat), and small parsers are easy to fuzz.
+//! sysfs, zoneinfo or ksm_stat), and small parsers are easy to fuzz.
 
 pub mod error;
 pub mod hugepages;
@@ -19,6 +19,7 @@ mod text;
 pub mod thp;
 pub mod vmallocinfo;
 pub mod vmstat;
+pub mod zoneinfo;
 
 pub use error::{Error, Result};
 pub use ksm::{
@@ -30,10 +31,11 @@ pub use meminfo::{
 };
 pub use modules::parse as parse_modules;
 pub use psi::parse as parse_psi;
-pub use reader::{HostReader, ProcessOptions};
+pub use reader::{caps, HostReader, ProcessOptions, ProcessScan};
 pub use smaps_rollup::{parse as parse_smaps_rollup, parse_smaps};
 pub use status::{parse as parse_status, ParsedStatus};
 pub use text::selected_choice;
 pub use thp::thp_sysfs;
 pub use vmallocinfo::parse as parse_vmallocinfo;
 pub use vmstat::parse as parse_vmstat;
+pub use zoneinfo::parse as parse_zoneinfo;

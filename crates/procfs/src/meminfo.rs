@@ -13,14 +13,115 @@ const PATH: &str = "/proc/meminfo";
 const NODE_PATH: &str = "/sys/devices/system/node/nodeN/meminfo";
 const EXPECTED: &str = "\"Key: value [kB]\"";
 
+/// Keys every kernel since 4.20 prints, in its order, whatever its configuration (on x86-64;
+/// `Mlocked` needs CONFIG_MMU). A file that has the first but not the rest was cut short.
+pub const ALWAYS_PRINTED: &[&str] = &[
+    "MemTotal",
+    "MemFree",
+    "MemAvailable",
+    "Buffers",
+    "Cached",
+    "SwapCached",
+    "Active",
+    "Inactive",
+    "Active(anon)",
+    "Inactive(anon)",
+    "Active(file)",
+    "Inactive(file)",
+    "Unevictable",
+    "Mlocked",
+    "SwapTotal",
+    "SwapFree",
+    "Dirty",
+    "Writeback",
+    "AnonPages",
+    "Mapped",
+    "Shmem",
+    "KReclaimable",
+    "Slab",
+    "SReclaimable",
+    "SUnreclaim",
+    "KernelStack",
+    "PageTables",
+    "NFS_Unstable",
+    "Bounce",
+    "WritebackTmp",
+    "CommitLimit",
+    "Committed_AS",
+    "VmallocTotal",
+    "VmallocUsed",
+    "VmallocChunk",
+];
+
+/// Keys without which nothing about the host can be said: their absence is an error.
+pub const REQUIRED: &[&str] = &["MemTotal", "MemFree"];
+
 /// Parses /proc/meminfo. `kB` lines become bytes (an overflow is an error naming the line),
-/// unit-less lines (`HugePages_Total`...) are counts. Blank lines are skipped.
+/// unit-less lines (`HugePages_Total`...) are counts. Blank lines are skipped. A key printed
+/// twice is an error (the kernel never does; which value would be right?).
 pub fn parse(text: &str) -> Result<Meminfo> {
-    let mut entries = Vec::new();
+    let mut entries: Vec<MeminfoEntry> = Vec::new();
     for (n, line) in numbered_lines(text) {
-        entries.push(parse_line(PATH, n, line)?);
+        let e = parse_line(PATH, n, line)?;
+        if entries.iter().any(|x| x.key == e.key) {
+            return Err(Error::parse(
+                PATH,
+                n,
+                format!("each key once ({} is printed twice)", e.key),
+                line,
+            ));
+        }
+        entries.push(e);
     }
     Ok(Meminfo { entries })
+}
+
+/// Checks a parsed /proc/meminfo for what a kernel always prints: an error when a
+/// [`REQUIRED`] key is missing or MemTotal is 0, else the warnings (empty when the file is
+/// whole): keys of [`ALWAYS_PRINTED`] that are missing, i.e. a file cut short.
+pub fn check(m: &Meminfo) -> Result<Vec<String>> {
+    let missing_required: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|k| !m.contains(k))
+        .collect();
+    if !missing_required.is_empty() {
+        let got = format!("{} lines", m.entries.len());
+        return Err(Error::parse(
+            PATH,
+            m.entries.len().max(1),
+            format!(
+                "the keys every kernel prints ({} missing)",
+                missing_required.join(", ")
+            ),
+            &got,
+        ));
+    }
+    if m.get("MemTotal") == Some(0) {
+        return Err(Error::parse(
+            PATH,
+            1,
+            "a MemTotal above 0",
+            "MemTotal: 0 kB",
+        ));
+    }
+    let missing: Vec<&str> = ALWAYS_PRINTED
+        .iter()
+        .copied()
+        .filter(|k| !m.contains(k))
+        .collect();
+    let mut warnings = Vec::new();
+    if !missing.is_empty() {
+        let last = m.entries.last().map_or("", |e| e.key.as_str());
+        let shown: Vec<&str> = missing.iter().copied().take(8).collect();
+        warnings.push(format!(
+            "/proc/meminfo looks cut short: {} keys every kernel prints are missing ({}{};              last line {last}); figures that need them are not computed",
+            missing.len(),
+            shown.join(", "),
+            if missing.len() > shown.len() { ", ..." } else { "" },
+        ));
+    }
+    Ok(warnings)
 }
 
 /// Parses a NUMA node's meminfo: each line starts with `Node N `, stripped; every line must
@@ -184,6 +285,50 @@ Node 0 HugePages_Total:     0
         assert_eq!(n.meminfo.get("HugePages_Total"), Some(0));
         assert!(parse_node("Node 0 MemTotal: 1 kB\nNode 1 MemFree: 1 kB\n").is_err());
         assert!(parse_node("MemTotal: 1 kB\n").is_err());
+    }
+
+    /// Regression: the JSON carried both values and the arithmetic silently used the first.
+    #[test]
+    fn a_duplicated_key_is_an_error() {
+        let e = parse("MemTotal: 1 kB\nMemFree: 2 kB\nMemFree: 3 kB\n").expect_err("duplicate");
+        let s = e.to_string();
+        assert!(
+            s.contains("line 3") && s.contains("MemFree is printed twice"),
+            "{s}"
+        );
+    }
+
+    /// Regression: an empty meminfo, one without MemTotal, or one cut after `SwapCached`
+    /// gave exit 0 with "MemTotal 0 B" or a black hole of most of RAM.
+    #[test]
+    fn missing_and_cut_short_files() {
+        let empty = check(&parse("").expect("parses")).expect_err("empty");
+        assert!(
+            empty.to_string().contains("MemTotal, MemFree missing"),
+            "{empty}"
+        );
+        let no_total = check(&parse("MemFree: 1 kB\n").expect("parses")).expect_err("no total");
+        assert!(
+            no_total.to_string().contains("MemTotal missing"),
+            "{no_total}"
+        );
+        assert!(check(&parse("MemTotal: 0 kB\nMemFree: 0 kB\n").expect("parses")).is_err());
+        let cut = "MemTotal: 9 kB\nMemFree: 1 kB\nMemAvailable: 1 kB\nBuffers: 0 kB\n\
+                   Cached: 1 kB\nSwapCached: 10 kB\n";
+        let w = check(&parse(cut).expect("parses")).expect("required keys present");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("29 keys") && w[0].contains("last line SwapCached"),
+            "{w:?}"
+        );
+        let whole: String = ALWAYS_PRINTED
+            .iter()
+            .map(|k| format!("{k}: 1 kB\n"))
+            .collect();
+        assert_eq!(
+            check(&parse(&whole).expect("parses")).expect("ok"),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

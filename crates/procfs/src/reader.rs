@@ -3,19 +3,49 @@
 //!
 //! meminfo is required; every other source is optional and degrades to `None` (or an empty
 //! list) with one line in [`HostSample::degraded`] saying which file and why.
+//!
+//! Every file is opened non-blocking and must be a regular file (a FIFO or a device in place of
+//! a /proc file is refused, never waited on or read forever), and every read is capped at a size
+//! no real kernel file reaches ([`caps`]): a larger file is an error naming the cap.
 
 use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use memwarden_model::host::{
-    HostSample, HugepagePool, KsmSysfs, Meminfo, Module, NodeMeminfo, ProcKsm, ProcessMem, Psi,
-    SmapsRollup, ThpSysfs, UksmSysfs, VmallocInfo, Vmstat,
+    HostSample, HugepagePool, KsmSysfs, Meminfo, Module, NodeMeminfo, ProcKsm, ProcessMem,
+    ProcessReadError, Psi, SmapsRollup, ThpSysfs, UksmSysfs, VirtioBalloonSysfs, VmallocInfo,
+    Vmstat, ZoneInfo,
 };
+use memwarden_model::units::{is_page_size, KIB};
 
 use crate::error::{Error, Result};
 use crate::{
-    hugepages, ksm, meminfo, modules, psi, smaps_rollup, status, thp, vmallocinfo, vmstat,
+    hugepages, ksm, meminfo, modules, psi, smaps_rollup, status, thp, vmallocinfo, vmstat, zoneinfo,
 };
+
+/// The most memwarden reads of each file, in bytes. Each is far above what a real kernel prints
+/// (measured: meminfo 1.5 KiB, vmstat 5 KiB, a 2-CPU zoneinfo 5 KiB, a 2,000-area vmallocinfo
+/// 200 KiB, smaps_rollup 1 KiB) and far below what would hurt memwarden's own memory.
+pub mod caps {
+    /// meminfo, vmstat, PSI, status, smaps_rollup, ksm files, osrelease, sysfs attributes.
+    pub const SMALL: u64 = 1 << 20;
+    /// /proc/zoneinfo (per zone per CPU: ~150 bytes; 1,024 CPUs × 5 zones is under 1 MiB).
+    pub const ZONEINFO: u64 = 16 << 20;
+    /// /proc/modules (~60 bytes a module).
+    pub const MODULES: u64 = 16 << 20;
+    /// /proc/vmallocinfo (~100 bytes an area).
+    pub const VMALLOCINFO: u64 = 64 << 20;
+    /// /proc/PID/smaps, read only on kernels before 4.14 (~1 KiB a mapping).
+    pub const SMAPS: u64 = 256 << 20;
+    /// /proc/PID/cmdline is cut (not refused) here: it is only shown.
+    pub const CMDLINE: u64 = 64 << 10;
+}
+
+/// `O_NONBLOCK` (the same value on every Linux architecture memwarden builds for except
+/// alpha, mips, parisc and sparc, which `libc` knows).
+const O_NONBLOCK: i32 = libc::O_NONBLOCK;
 
 /// What to read per process. smaps_rollup is what costs (the kernel walks every mapping):
 /// a collector that runs every few seconds reads it only when PSS is asked for.
@@ -69,76 +99,176 @@ impl HostReader {
         self.read_host_with(ProcessOptions::default())
     }
 
-    /// Everything in one pass, each process read as `opts` says.
+    /// Everything in one pass, each process read as `opts` says. Fails when meminfo cannot be
+    /// read or parsed, or lacks MemTotal or MemFree; a meminfo cut short is a warning.
     pub fn read_host_with(&self, opts: ProcessOptions) -> Result<HostSample> {
         let meminfo = self.read_meminfo()?;
+        let warnings =
+            meminfo::check(&meminfo).map_err(|e| e.at(&self.proc_root.join("meminfo")))?;
+        let mut s = self.read_host_without_meminfo(opts);
+        s.meminfo = meminfo;
+        s.warnings.extend(warnings);
+        Ok(s)
+    }
+
+    /// Everything but meminfo (left empty), never failing: what `procs` and `ksm` need, so
+    /// that a broken meminfo does not stop them.
+    pub fn read_host_without_meminfo(&self, opts: ProcessOptions) -> HostSample {
         let mut degraded = Vec::new();
         let d = &mut degraded;
+        let page_size_bytes = self.read_page_size();
+        if page_size_bytes.is_none() {
+            d.push(
+                "page size: no readable KernelPageSize in any smaps; page counts converted \
+                 with 4 KiB"
+                    .to_string(),
+            );
+        }
+        let page_size = page_size_bytes.unwrap_or(memwarden_model::units::PAGE_SIZE);
         let kernel_release = optional(d, self.read_kernel_release(), "no osrelease");
-        let vmstat = optional(d, self.read_vmstat(), "kernel too old?");
-        let psi = optional(d, self.read_psi(), "kernel without CONFIG_PSI, or psi=0");
-        let vmalloc = optional(d, self.read_vmallocinfo(), "kernel without CONFIG_PROC_FS?");
+        let vmstat = optional(d, self.read_vmstat(), "an old or stripped kernel");
+        let psi = optional(d, self.read_psi(), "CONFIG_PSI off, or psi=0");
+        let vmalloc = optional(
+            d,
+            self.read_vmallocinfo_with(page_size),
+            "a capture that left it out, or a hardened /proc",
+        );
         let modules = optional(
             d,
             self.read_modules(),
-            "kernel built without module support",
+            "a kernel without module support, or a capture that left it out",
         );
-        let ksm = optional(d, self.read_ksm(), "kernel without CONFIG_KSM");
-        let hugepages = optional(d, self.read_hugepages(), "kernel without CONFIG_HUGETLBFS");
-        let numa_nodes = optional(d, self.read_numa_nodes(), "kernel without CONFIG_NUMA");
-        let thp = optional(
-            d,
-            self.read_thp(),
-            "kernel without CONFIG_TRANSPARENT_HUGEPAGE",
-        );
-        // UKSM exists only on patched kernels: its absence is the normal case, not a degradation.
+        let zoneinfo = optional(d, self.read_zoneinfo(), "a capture that left it out");
+        let ksm = optional(d, self.read_ksm(), "CONFIG_KSM off");
+        let hugepages = optional(d, self.read_hugepages(), "CONFIG_HUGETLBFS off");
+        let numa_nodes = optional(d, self.read_numa_nodes(), "CONFIG_NUMA off");
+        let thp = optional(d, self.read_thp(), "CONFIG_TRANSPARENT_HUGEPAGE off");
+        // UKSM exists only on patched kernels, a balloon only in guests that have one: their
+        // absence is the normal case, not a degradation.
         let uksm = match self.read_uksm() {
             Err(e) if e.is_not_found() => None,
             r => optional(d, r, ""),
         };
-        let processes = self.read_processes(opts, &mut degraded);
-        Ok(HostSample {
+        let virtio_balloon = match self.read_virtio_balloon() {
+            Err(e) if e.is_not_found() => None,
+            r => optional(d, r, "").flatten(),
+        };
+        let scan = self.read_processes(opts, &mut degraded);
+        HostSample {
             kernel_release,
-            meminfo,
+            meminfo: Meminfo::default(),
             vmstat,
             psi,
             vmalloc,
             modules,
-            processes,
+            processes: scan.processes,
             ksm,
             uksm,
             hugepages: hugepages.unwrap_or_default(),
             numa_nodes: numa_nodes.unwrap_or_default(),
             thp,
+            zoneinfo,
+            page_size_bytes,
+            virtio_balloon,
+            process_errors: scan.errors,
+            processes_exited: scan.exited,
+            warnings: Vec::new(),
             degraded,
-        })
+        }
     }
 
-    /// /proc/meminfo (required everywhere).
+    /// /proc/meminfo (required everywhere), parsed but not checked (see [`meminfo::check`]).
     pub fn read_meminfo(&self) -> Result<Meminfo> {
-        self.parse_file(&self.proc_root.join("meminfo"), meminfo::parse)
+        self.parse_file(&self.proc_root.join("meminfo"), caps::SMALL, meminfo::parse)
     }
 
     /// /proc/sys/kernel/osrelease, trimmed.
     pub fn read_kernel_release(&self) -> Result<String> {
         let path = self.proc_root.join("sys/kernel/osrelease");
-        Ok(read_text(&path)?.trim().to_string())
+        Ok(read_text(&path, caps::SMALL)?.trim().to_string())
     }
 
     pub fn read_vmstat(&self) -> Result<Vmstat> {
-        self.parse_file(&self.proc_root.join("vmstat"), vmstat::parse)
+        self.parse_file(&self.proc_root.join("vmstat"), caps::SMALL, vmstat::parse)
     }
 
     pub fn read_psi(&self) -> Result<Psi> {
-        self.parse_file(&self.proc_root.join("pressure/memory"), psi::parse)
+        self.parse_file(
+            &self.proc_root.join("pressure/memory"),
+            caps::SMALL,
+            psi::parse,
+        )
     }
 
+    /// /proc/vmallocinfo with 4 KiB pages; the host read uses the page size it found.
     pub fn read_vmallocinfo(&self) -> Result<VmallocInfo> {
-        self.parse_file(&self.proc_root.join("vmallocinfo"), vmallocinfo::parse)
+        self.read_vmallocinfo_with(memwarden_model::units::PAGE_SIZE)
+    }
+
+    pub fn read_vmallocinfo_with(&self, page_size: u64) -> Result<VmallocInfo> {
+        self.parse_file(
+            &self.proc_root.join("vmallocinfo"),
+            caps::VMALLOCINFO,
+            |t| vmallocinfo::parse_with_page_size(t, page_size),
+        )
     }
 
     pub fn read_modules(&self) -> Result<Vec<Module>> {
-        self.parse_file(&self.proc_root.join("modules"), modules::parse)
+        self.parse_file(
+            &self.proc_root.join("modules"),
+            caps::MODULES,
+            modules::parse,
+        )
+    }
+
+    pub fn read_zoneinfo(&self) -> Result<ZoneInfo> {
+        self.parse_file(
+            &self.proc_root.join("zoneinfo"),
+            caps::ZONEINFO,
+            zoneinfo::parse,
+        )
+    }
+
+    /// The base page size: `KernelPageSize` of the first mapping in /proc/self/smaps (the live
+    /// system), else of the first captured process that has smaps. `None` when none says.
+    pub fn read_page_size(&self) -> Option<u64> {
+        let from = |path: &Path| -> Option<u64> {
+            let text = read_text(path, caps::SMAPS).ok()?;
+            text.lines().find_map(|l| {
+                let v = l.strip_prefix("KernelPageSize:")?.trim();
+                let kib = crate::text::parse_u64(v.strip_suffix("kB")?.trim())?;
+                kib.checked_mul(KIB).filter(|b| is_page_size(*b))
+            })
+        };
+        if let Some(p) = from(&self.proc_root.join("self/smaps")) {
+            return Some(p);
+        }
+        let pids = self.pids().ok()?;
+        pids.iter()
+            .take(64)
+            .find_map(|pid| from(&self.proc_root.join(format!("{pid}/smaps"))))
+    }
+
+    /// The virtio-balloon device's `features`, from the driver's directory in sysfs. A
+    /// `NotFound` error when no balloon driver is bound; `Ok(None)` when bound to no device.
+    pub fn read_virtio_balloon(&self) -> Result<Option<VirtioBalloonSysfs>> {
+        let dir = self.sys_root.join("bus/virtio/drivers/virtio_balloon");
+        let entries = fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mut devices: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| file_name(p).starts_with("virtio"))
+            .collect();
+        devices.sort();
+        match devices.first() {
+            None => Ok(None),
+            Some(dev) => {
+                let features = read_text(&dev.join("features"), caps::SMALL)?;
+                Ok(Some(VirtioBalloonSysfs {
+                    features: features.trim().to_string(),
+                }))
+            }
+        }
     }
 
     /// Every file of /sys/kernel/mm/ksm (an error when the directory is absent).
@@ -170,7 +300,7 @@ impl HostReader {
     pub fn read_numa_nodes(&self) -> Result<Vec<NodeMeminfo>> {
         let mut nodes = Vec::new();
         for (_, dir) in self.node_dirs()? {
-            nodes.push(self.parse_file(&dir.join("meminfo"), meminfo::parse_node)?);
+            nodes.push(self.parse_file(&dir.join("meminfo"), caps::SMALL, meminfo::parse_node)?);
         }
         Ok(nodes)
     }
@@ -208,18 +338,51 @@ impl HostReader {
 
     /// One process, read as `opts` says (`smaps: None` when not asked for).
     pub fn read_process_with(&self, pid: u32, opts: ProcessOptions) -> Result<ProcessMem> {
+        self.read_process_noted(pid, opts, &mut Vec::new())
+    }
+
+    /// One process. status is required; a cmdline, smaps or ksm file that cannot be read
+    /// while the process is still there leaves that part empty and one line in `notes`.
+    fn read_process_noted(
+        &self,
+        pid: u32,
+        opts: ProcessOptions,
+        notes: &mut Vec<String>,
+    ) -> Result<ProcessMem> {
         let dir = self.proc_root.join(pid.to_string());
-        let parsed = self.parse_file(&dir.join("status"), status::parse)?;
-        let cmdline = read_bytes(&dir.join("cmdline"))?;
-        let cmdline = String::from_utf8_lossy(&cmdline)
-            .trim_end_matches('\0')
-            .replace('\0', " ");
+        let parsed = self.parse_file(&dir.join("status"), caps::SMALL, status::parse)?;
+        let mut partial = |what: &str, e: Error| -> Result<()> {
+            still_there(&dir)?;
+            notes.push(format!("{what}: {}", e.with_cause()));
+            Ok(())
+        };
+        let cmdline = match read_bytes_cut(&dir.join("cmdline"), caps::CMDLINE) {
+            Ok(b) => String::from_utf8_lossy(&b)
+                .trim_end_matches('\0')
+                .replace('\0', " "),
+            Err(e) => {
+                partial("cmdline", e)?;
+                String::new()
+            }
+        };
         let smaps = if opts.smaps {
-            self.read_smaps(&dir)?
+            match self.read_smaps(&dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    partial("smaps", e)?;
+                    None
+                }
+            }
         } else {
             None
         };
-        let ksm = self.read_proc_ksm(&dir)?;
+        let ksm = match self.read_proc_ksm(&dir) {
+            Ok(k) => k,
+            Err(e) => {
+                partial("ksm", e)?;
+                None
+            }
+        };
         Ok(ProcessMem {
             pid,
             name: parsed.status.name.clone(),
@@ -236,25 +399,25 @@ impl HostReader {
     /// denied.
     fn read_smaps(&self, dir: &Path) -> Result<Option<SmapsRollup>> {
         let rollup = dir.join("smaps_rollup");
-        let (path, text, parse): (_, _, fn(&str) -> Result<SmapsRollup>) = match read_text(&rollup)
-        {
-            Ok(text) => (rollup, text, smaps_rollup::parse),
-            Err(e) if e.is_not_found() => {
-                let smaps = dir.join("smaps");
-                match read_text(&smaps) {
-                    Ok(text) => (smaps, text, smaps_rollup::parse_smaps),
-                    Err(e) if e.is_permission_denied() => return Ok(None),
-                    // Neither file while the process is still there: a kernel without
-                    // CONFIG_PROC_PAGE_MONITOR, or a capture that left them out.
-                    Err(e) if e.is_gone() => return still_there(dir).map(|()| None),
-                    Err(e) => return Err(e),
+        let (path, text, parse): (_, _, fn(&str) -> Result<SmapsRollup>) =
+            match read_text(&rollup, caps::SMALL) {
+                Ok(text) => (rollup, text, smaps_rollup::parse),
+                Err(e) if e.is_not_found() => {
+                    let smaps = dir.join("smaps");
+                    match read_text(&smaps, caps::SMAPS) {
+                        Ok(text) => (smaps, text, smaps_rollup::parse_smaps),
+                        Err(e) if e.is_permission_denied() => return Ok(None),
+                        // Neither file while the process is still there: a kernel without
+                        // CONFIG_PROC_PAGE_MONITOR, or a capture that left them out.
+                        Err(e) if e.is_gone() => return still_there(dir).map(|()| None),
+                        Err(e) => return Err(e),
+                    }
                 }
-            }
-            Err(e) if e.is_permission_denied() => return Ok(None),
-            // A kernel thread's smaps_rollup fails with ESRCH although the thread lives.
-            Err(e) if e.is_gone() => return still_there(dir).map(|()| None),
-            Err(e) => return Err(e),
-        };
+                Err(e) if e.is_permission_denied() => return Ok(None),
+                // A kernel thread's smaps_rollup fails with ESRCH although the thread lives.
+                Err(e) if e.is_gone() => return still_there(dir).map(|()| None),
+                Err(e) => return Err(e),
+            };
         if text.trim().is_empty() {
             return Ok(None);
         }
@@ -264,14 +427,14 @@ impl HostReader {
     /// ksm_stat and ksm_merging_pages; `None` when the kernel has neither, or the process has
     /// no mm (kernel threads read both as empty).
     fn read_proc_ksm(&self, dir: &Path) -> Result<Option<ProcKsm>> {
-        let stat = match read_text(&dir.join("ksm_stat")) {
+        let stat = match read_text(&dir.join("ksm_stat"), caps::SMALL) {
             Ok(t) if t.trim().is_empty() => None,
             Ok(t) => Some(ksm::parse_stat(&t).map_err(|e| e.at(&dir.join("ksm_stat")))?),
             Err(e) if e.is_gone() || e.is_permission_denied() => None,
             Err(e) => return Err(e),
         };
         let merging_path = dir.join("ksm_merging_pages");
-        let merging = match read_text(&merging_path) {
+        let merging = match read_text(&merging_path, caps::SMALL) {
             Ok(t) if t.trim().is_empty() => None,
             Ok(t) => Some(ksm::parse_merging_pages(&t).map_err(|e| e.at(&merging_path))?),
             Err(e) if e.is_gone() || e.is_permission_denied() => None,
@@ -289,25 +452,40 @@ impl HostReader {
         })
     }
 
-    /// Every process still there at the end of its read; exited ones are skipped silently,
-    /// unreadable ones are noted in `degraded`.
-    fn read_processes(&self, opts: ProcessOptions, degraded: &mut Vec<String>) -> Vec<ProcessMem> {
+    /// Every process: those read (in part or whole), those that could not be read and why,
+    /// and how many exited while being read (their /proc/PID directory is gone).
+    pub fn read_processes(&self, opts: ProcessOptions, degraded: &mut Vec<String>) -> ProcessScan {
+        let mut scan = ProcessScan::default();
         let pids = match self.pids() {
             Ok(p) => p,
             Err(e) => {
-                degraded.push(format!("processes: {e}"));
-                return Vec::new();
+                degraded.push(format!("processes: {}", e.with_cause()));
+                return scan;
             }
         };
-        let mut out = Vec::with_capacity(pids.len());
+        scan.processes.reserve(pids.len());
         for pid in pids {
-            match self.read_process_with(pid, opts) {
-                Ok(p) => out.push(p),
-                Err(e) if e.is_gone() => {}
-                Err(e) => degraded.push(format!("process {pid} skipped: {e}")),
+            let mut notes = Vec::new();
+            match self.read_process_noted(pid, opts, &mut notes) {
+                Ok(p) => scan.processes.push(p),
+                Err(e) if e.is_gone() && !self.proc_root.join(pid.to_string()).exists() => {
+                    scan.exited += 1;
+                    continue;
+                }
+                Err(e) => scan.errors.push(ProcessReadError {
+                    pid,
+                    dropped: true,
+                    why: e.with_cause(),
+                }),
             }
+            scan.errors
+                .extend(notes.into_iter().map(|why| ProcessReadError {
+                    pid,
+                    dropped: false,
+                    why,
+                }));
         }
-        out
+        scan
     }
 
     fn read_pools(&self, node: Option<u32>, dir: &Path) -> Result<Vec<HugepagePool>> {
@@ -341,9 +519,24 @@ impl HostReader {
         Ok(nodes)
     }
 
-    fn parse_file<T>(&self, path: &Path, parse: impl FnOnce(&str) -> Result<T>) -> Result<T> {
-        parse(&read_text(path)?).map_err(|e| e.at(path))
+    fn parse_file<T>(
+        &self,
+        path: &Path,
+        cap: u64,
+        parse: impl FnOnce(&str) -> Result<T>,
+    ) -> Result<T> {
+        parse(&read_text(path, cap)?).map_err(|e| e.at(path))
     }
+}
+
+/// What [`HostReader::read_processes`] found.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessScan {
+    pub processes: Vec<ProcessMem>,
+    /// Processes left out (`dropped`) or read in part, with why.
+    pub errors: Vec<ProcessReadError>,
+    /// Processes that exited while being read.
+    pub exited: u64,
 }
 
 /// `Ok` while the process's directory still has its status file; the `NotFound` error (which
@@ -362,24 +555,92 @@ fn optional<T>(degraded: &mut Vec<String>, r: Result<T>, absent_hint: &str) -> O
         Err(e) => {
             let path = e.path().display();
             degraded.push(if e.is_not_found() {
-                format!("{path}: not present ({absent_hint})")
+                format!("{path}: not present (possible causes: {absent_hint})")
             } else if e.is_permission_denied() {
                 format!("{path}: permission denied (run as root to read it)")
             } else {
-                format!("unreadable: {e}")
+                format!("unreadable: {}", e.with_cause())
             });
             None
         }
     }
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|e| Error::io(path, e))
+/// Opens `path` non-blocking (a FIFO without a writer does not hang the open) and refuses
+/// anything but a regular file (a FIFO, a device such as /dev/zero, a directory).
+fn open_regular(path: &Path) -> Result<fs::File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        let kind = {
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_char_device() {
+                "a character device"
+            } else if t.is_block_device() {
+                "a block device"
+            } else if t.is_dir() {
+                "a directory"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "not a regular file"
+            }
+        };
+        return Err(Error::io(
+            path,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refused: {kind}, not a regular file"),
+            ),
+        ));
+    }
+    Ok(file)
+}
+
+/// At most `cap` bytes of `path` and whether there was more.
+fn read_capped(path: &Path, cap: u64) -> Result<(Vec<u8>, bool)> {
+    let file = open_regular(path)?;
+    let mut bytes = Vec::new();
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    let more = bytes.len() as u64 > cap;
+    bytes.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
+    Ok((bytes, more))
+}
+
+/// The whole file; an error when it is larger than `cap` (no real kernel file is).
+fn read_bytes(path: &Path, cap: u64) -> Result<Vec<u8>> {
+    match read_capped(path, cap)? {
+        (_, true) => Err(Error::io(
+            path,
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "refused: larger than {} (no kernel prints this file that large)",
+                    memwarden_model::units::format_bytes(cap)
+                ),
+            ),
+        )),
+        (bytes, false) => Ok(bytes),
+    }
+}
+
+/// The first `cap` bytes of the file (for text that is only shown).
+fn read_bytes_cut(path: &Path, cap: u64) -> Result<Vec<u8>> {
+    read_capped(path, cap).map(|(b, _)| b)
 }
 
 /// The file as text; bytes that are not UTF-8 (process names can hold any) become U+FFFD.
-fn read_text(path: &Path) -> Result<String> {
-    let bytes = read_bytes(path)?;
+fn read_text(path: &Path, cap: u64) -> Result<String> {
+    let bytes = read_bytes(path, cap)?;
     Ok(match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
@@ -411,7 +672,12 @@ fn read_dir_files(dir: &Path) -> Result<Vec<(String, String)>> {
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-        .filter_map(|e| Some((file_name(&e.path()), read_text(&e.path()).ok()?)))
+        .filter_map(|e| {
+            Some((
+                file_name(&e.path()),
+                read_text(&e.path(), caps::SMALL).ok()?,
+            ))
+        })
         .collect();
     out.sort();
     Ok(out)

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use memwarden_model::host::{VmallocCaller, VmallocInfo};
-use memwarden_model::units::PAGE_SIZE;
+use memwarden_model::units::{is_page_size, PAGE_SIZE};
 
 use crate::error::{Error, Result};
 use crate::text::{numbered_lines, parse_u64};
@@ -33,8 +33,31 @@ const FLAGS: &[&str] = &[
     "vm_map_ram",
 ];
 
-/// Parses and summarizes /proc/vmallocinfo. Sums saturate (a corrupt file cannot overflow them).
+/// Callers that allocate kernel stacks (CONFIG_VMAP_STACK): `kernel_clone` since 5.10,
+/// `_do_fork` before; `copy_process`, `dup_task_struct` and `alloc_thread_stack_node` where the
+/// compiler did not inline them.
+pub const STACK_CALLERS: &[&str] = &[
+    "kernel_clone",
+    "_do_fork",
+    "copy_process",
+    "dup_task_struct",
+    "alloc_thread_stack_node",
+];
+
+/// Parses and summarizes /proc/vmallocinfo with 4 KiB pages; see [`parse_with_page_size`].
 pub fn parse(text: &str) -> Result<VmallocInfo> {
+    parse_with_page_size(text, PAGE_SIZE)
+}
+
+/// Parses and summarizes /proc/vmallocinfo, `pages=` counted in pages of `page_size` bytes
+/// (4 KiB when that is not a plausible page size). Sums saturate (a corrupt file cannot
+/// overflow them).
+pub fn parse_with_page_size(text: &str, page_size: u64) -> Result<VmallocInfo> {
+    let page_size = if is_page_size(page_size) {
+        page_size
+    } else {
+        PAGE_SIZE
+    };
     let mut info = VmallocInfo::default();
     let mut callers: HashMap<&str, (u64, u64)> = HashMap::new();
     for (n, line) in numbered_lines(text) {
@@ -63,13 +86,20 @@ pub fn parse(text: &str) -> Result<VmallocInfo> {
         let has = |flag: &str| rest.contains(&flag);
         match pages {
             Some(pages) if has("vmalloc") => {
-                let bytes = pages.saturating_mul(PAGE_SIZE);
+                let bytes = pages.saturating_mul(page_size);
+                if caller.is_some_and(|c| STACK_CALLERS.contains(&c)) {
+                    info.stack_bytes = info.stack_bytes.saturating_add(bytes);
+                }
                 info.vmalloc_pages_bytes = info.vmalloc_pages_bytes.saturating_add(bytes);
                 info.vmalloc_size_bytes = info.vmalloc_size_bytes.saturating_add(size);
-                info.vmalloc_records += 1;
+                info.vmalloc_records = info.vmalloc_records.saturating_add(1);
                 let slot = callers.entry(caller.unwrap_or("?")).or_default();
                 slot.0 = slot.0.saturating_add(bytes);
-                slot.1 += 1;
+                slot.1 = slot.1.saturating_add(1);
+            }
+            _ if caller == Some("pcpu_get_vm_areas") => {
+                info.percpu_chunk_bytes = info.percpu_chunk_bytes.saturating_add(size);
+                info.other_bytes = info.other_bytes.saturating_add(size);
             }
             _ if has("ioremap") => info.ioremap_bytes = info.ioremap_bytes.saturating_add(size),
             _ if has("vmap") => info.vmap_bytes = info.vmap_bytes.saturating_add(size),
@@ -114,6 +144,8 @@ mod tests {
         assert_eq!(v.vmap_bytes, 20480);
         assert_eq!(v.other_bytes, 2097152);
         assert_eq!(v.unpurged_bytes, 20480);
+        assert_eq!(v.stack_bytes, 8 * 4096, "kernel_clone records are stacks");
+        assert_eq!(v.percpu_chunk_bytes, 2097152);
         assert_eq!(
             v.top_callers,
             [VmallocCaller {
@@ -152,6 +184,21 @@ mod tests {
         assert_eq!(v.top_callers.len(), TOP_CALLERS);
         assert_eq!(v.top_callers[0].caller, "f30");
         assert_eq!(v.top_callers[19].caller, "f11");
+    }
+
+    #[test]
+    fn pages_count_in_the_hosts_page_size() {
+        let text = "0x1-0x2 139264 f+0x0/0x1 pages=2 vmalloc\n";
+        let v = parse_with_page_size(text, 65536).expect("parses");
+        assert_eq!(v.vmalloc_pages_bytes, 2 * 65536);
+        let v = parse_with_page_size(text, 12345).expect("parses");
+        assert_eq!(
+            v.vmalloc_pages_bytes,
+            2 * 4096,
+            "implausible page size: 4 KiB"
+        );
+        let huge = "0x1-0x2 4096 f+0x0/0x1 pages=18446744073709551615 vmalloc\n";
+        assert_eq!(parse(huge).expect("parses").vmalloc_pages_bytes, u64::MAX);
     }
 
     #[test]

@@ -28,6 +28,8 @@ fn lines() -> impl Strategy<Value = String> {
             "(some|full) (avg10|avg60|avg300|total)=[0-9.a-z]{0,8}( [a-z0-9=.]{0,12}){0,4}",
             "0x[0-9a-f]{1,16}-0x[0-9a-f]{1,16} +[0-9]{1,8}( [a-z_+/0-9x=\\[\\]-]{1,20}){0,5}",
             "Node [0-9]{1,3} [A-Za-z]{1,8}: +[0-9]{1,8}( kB)?",
+            "Node [0-9]{1,3}, zone +[A-Za-z0-9]{0,8}",
+            " +(pages free|managed|present|spanned|pagesets|cpu:|count:|high:|batch:) +[0-9a-z-]{0,21}",
             "\\PC{0,40}",
         ],
         0..12,
@@ -37,7 +39,10 @@ fn lines() -> impl Strategy<Value = String> {
 
 proptest! {
     #[test]
-    fn meminfo_roundtrips(entries in prop::collection::vec(entry(), 0..60)) {
+    fn meminfo_roundtrips(mut entries in prop::collection::vec(entry(), 0..60)) {
+        // The kernel prints each key once (a duplicate is refused): keep the first of each.
+        let mut seen = std::collections::HashSet::new();
+        entries.retain(|e| seen.insert(e.key.clone()));
         let m = Meminfo { entries };
         let text = p::render_meminfo(&m);
         prop_assert_eq!(p::parse_meminfo(&text).expect("rendered text parses"), m);
@@ -56,6 +61,10 @@ proptest! {
         let _ = p::parse_status(&text);
         let _ = p::parse_ksm_stat(&text);
         let _ = p::parse_ksm_merging_pages(&text);
+        if let Ok(z) = p::parse_zoneinfo(&text) {
+            // Sums saturate; every pcp list belongs to a zone.
+            let _ = (z.pcp_free_pages(), z.managed_pages());
+        }
         let _ = p::selected_choice(&text);
         let files = vec![("run".to_string(), text.clone()), ("enabled".to_string(), text.clone())];
         let _ = p::ksm_sysfs(files.clone());
@@ -70,5 +79,6 @@ proptest! {
         let _ = p::parse_psi(&text);
         let _ = p::parse_status(&text);
         let _ = p::parse_smaps(&text);
+        let _ = p::parse_zoneinfo(&text);
     }
 }

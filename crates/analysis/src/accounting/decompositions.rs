@@ -1,15 +1,20 @@
 //! MemTotal decomposed three ways, and the unaccounted rest: the "black hole".
 //!
 //! Every decomposition is MemFree + user-visible memory (seen one way) + kernel memory + hugetlb
-//! pools + X. Kernel memory is the same in all three: Slab, vmalloc'd pages, PageTables,
-//! KernelStack, HardwareCorrupted, Bounce, and where the kernel prints them Percpu,
-//! SecPageTables, Zswap, Balloon and Unaccepted. X is what nothing in /proc accounts for:
-//! pages taken straight from the buddy allocator with alloc_pages() by drivers (balloon drivers,
-//! GPU and network buffers), per-CPU page lists, memory reserved at boot after MemTotal was fixed.
+//! pools + X. Kernel memory is the same in all three and counted once ([`super::kernel`]):
+//! Slab, vmalloc'd pages (stacks inside them with CONFIG_VMAP_STACK), PageTables, free pages
+//! on the per-CPU lists, and where the kernel prints them SecPageTables, Percpu, Zswap,
+//! Unaccepted and a deflate-on-oom balloon. X is what nothing in /proc accounts for: pages
+//! taken straight from the buddy allocator with alloc_pages() by drivers (GPU and network
+//! buffers, a balloon whose features are unknown), pages in per-CPU LRU batches.
+//!
+//! X is not computed (`None`) when a term it needs is missing from the sample or fails its
+//! sanity bound: a confident figure from a broken file is worse than none.
 
 use memwarden_model::host::HostSample;
 use serde::Serialize;
 
+use super::kernel::{self, KernelTerms};
 use super::terms::Term;
 use memwarden_model::units::{format_bytes, MIB};
 
@@ -30,66 +35,28 @@ pub struct Decomposition {
     pub memtotal_bytes: u64,
     pub parts: Vec<Part>,
     /// MemTotal − Σ parts: the black hole as this decomposition sees it (negative when the parts
-    /// double count).
-    pub unaccounted_bytes: i128,
+    /// double count). `None` when it cannot be computed (`not_computed` says why).
+    pub unaccounted_bytes: Option<i128>,
+    /// Why X is not computed: terms missing from the sample, or refused by their sanity bound.
+    pub not_computed: Option<String>,
     /// What this formula counts twice or misses, evaluated on this sample (empty when nothing
     /// applies).
     pub caveats: Vec<String>,
 }
 
-/// Kernel memory common to the three decompositions. `VmallocUsed` is taken from vmallocinfo's
-/// `vmalloc` records when readable (VmallocUsed printed 0 on Linux 4.4–5.2).
-fn kernel_parts(s: &HostSample) -> Vec<Part> {
-    let mut parts = Vec::new();
-    let mut push = |label: &str, bytes: Option<u64>, source: &str| {
-        if let Some(bytes) = bytes {
-            parts.push(Part {
-                label: label.into(),
-                bytes,
-                source: source.into(),
-            });
-        }
-    };
-    let mi = |k: &str| s.meminfo.get(k);
-    push(
-        "Slab",
-        mi("Slab"),
-        "meminfo Slab (SReclaimable + SUnreclaim)",
-    );
-    match Term::VmallocAllocPages.value(s) {
-        Some(v) => push("vmalloc", Some(v), "vmallocinfo: pages= of vmalloc records"),
-        None => push("vmalloc", mi("VmallocUsed"), "meminfo VmallocUsed"),
-    }
-    for k in [
-        "PageTables",
-        "SecPageTables",
-        "KernelStack",
-        "ShadowCallStack",
-        "Percpu",
-        "HardwareCorrupted",
-        "Bounce",
-        "Zswap",
-        "Balloon",
-        "Unaccepted",
-    ] {
-        push(k, mi(k), &format!("meminfo {k}"));
-    }
-    push(
-        "hugetlb pools",
-        super::terms::hugetlb_bytes(s).filter(|b| *b > 0),
-        "hugepages sysfs nr_hugepages × size (all sizes)",
-    );
-    parts
-}
-
-fn meminfo_parts(s: &HostSample, keys: &[&str]) -> Vec<Part> {
+/// The named meminfo fields as parts; the missing ones are added to `missing`.
+fn meminfo_parts(s: &HostSample, keys: &[&str], missing: &mut Vec<String>) -> Vec<Part> {
     keys.iter()
-        .filter_map(|k| {
-            s.meminfo.get(k).map(|bytes| Part {
+        .filter_map(|k| match s.meminfo.get(k) {
+            Some(bytes) => Some(Part {
                 label: (*k).to_string(),
                 bytes,
                 source: format!("meminfo {k}"),
-            })
+            }),
+            None => {
+                missing.push((*k).to_string());
+                None
+            }
         })
         .collect()
 }
@@ -99,73 +66,117 @@ fn finish(
     formula: &'static str,
     s: &HostSample,
     mut parts: Vec<Part>,
-    caveats: Vec<String>,
+    mut caveats: Vec<String>,
+    missing: Vec<String>,
 ) -> Decomposition {
-    parts.extend(kernel_parts(s));
+    let KernelTerms {
+        parts: kparts,
+        caveats: kcaveats,
+        refused,
+        blocks_x,
+        ..
+    } = kernel::terms(s);
+    parts.extend(kparts);
+    caveats.extend(kcaveats);
+    caveats.extend(refused);
     let memtotal = s.meminfo.get_or_zero("MemTotal");
+    let not_computed = if memtotal == 0 {
+        Some("MemTotal is missing or 0".to_string())
+    } else if !missing.is_empty() {
+        Some(format!(
+            "{} missing from meminfo (a file cut short?)",
+            missing.join(", ")
+        ))
+    } else {
+        blocks_x
+    };
     let sum: u128 = parts.iter().map(|p| u128::from(p.bytes)).sum();
+    let x = i128::from(memtotal) - i128::try_from(sum).unwrap_or(i128::MAX);
     Decomposition {
         name,
         formula,
         memtotal_bytes: memtotal,
-        unaccounted_bytes: i128::from(memtotal) - sum as i128,
+        unaccounted_bytes: not_computed.is_none().then_some(x),
+        not_computed,
         parts,
         caveats,
     }
 }
 
-/// Common caveats that hit every decomposition.
-fn shared_caveats(s: &HostSample) -> Vec<String> {
-    let mut c = Vec::new();
-    let balloon = s.meminfo.get_or_zero("Balloon");
-    if balloon > 0 {
+/// Swap-cache pages that are not also AnonPages (unmapped), estimated from the anon LRU
+/// identity: Active(anon) + Inactive(anon) − AnonPages − Shmem, within 0..=SwapCached. Mapped
+/// swap-cache pages are in both SwapCached and AnonPages: counting all of SwapCached beside
+/// AnonPages counted them twice (the page-cache table of a swapping guest added up to 119%).
+fn unmapped_swapcache(s: &HostSample) -> u64 {
+    let mi = |k: &str| s.meminfo.get_or_zero(k);
+    mi("Active(anon)")
+        .saturating_add(mi("Inactive(anon)"))
+        .saturating_sub(mi("AnonPages").saturating_add(mi("Shmem")))
+        .min(mi("SwapCached"))
+}
+
+/// SwapCached as a part without its mapped pages, with a caveat saying what was taken out.
+fn swapcache_part(s: &HostSample, missing: &mut Vec<String>, c: &mut Vec<String>) -> Option<Part> {
+    let Some(swapcached) = s.meminfo.get("SwapCached") else {
+        missing.push("SwapCached".into());
+        return None;
+    };
+    let unmapped = unmapped_swapcache(s);
+    if swapcached > 0 {
         c.push(format!(
-            "Balloon is {}: a virtio-balloon without deflate-on-oom also lowers MemTotal by the \
-             pages it holds, so they are subtracted twice and X is understated by up to that",
-            format_bytes(balloon)
+            "SwapCached is {}: its pages that are also mapped are in AnonPages (or PSS) too, so \
+             only the {} not mapped (anon LRU − AnonPages − Shmem, at most SwapCached) is \
+             counted here; mlocked swap-cache pages sit on Unevictable and may still count twice",
+            format_bytes(swapcached),
+            format_bytes(unmapped)
         ));
     }
-    c
+    Some(Part {
+        label: "SwapCached, unmapped".into(),
+        bytes: unmapped,
+        source: "meminfo SwapCached − its mapped pages (estimated from the anon LRU)".into(),
+    })
+}
+
+/// The LRU-batch caveat, for what it is: a few pages per CPU, not the bulk of X.
+fn lru_batch_caveat() -> String {
+    "pages in per-CPU LRU batches (at most 15 per CPU and batch) are on no LRU list yet and \
+     land in X"
+        .to_string()
 }
 
 /// By LRU: MemFree + Active + Inactive + Unevictable + kernel + X.
 pub fn by_lru(s: &HostSample) -> Decomposition {
-    let parts = meminfo_parts(s, &["MemFree", "Active", "Inactive", "Unevictable"]);
-    let mut c = shared_caveats(s);
-    c.push(
-        "pages held in per-CPU LRU batches are on no list yet and land in X (usually a few MiB)"
-            .to_string(),
+    let mut missing = Vec::new();
+    let parts = meminfo_parts(
+        s,
+        &["MemFree", "Active", "Inactive", "Unevictable"],
+        &mut missing,
     );
     finish(
         "by LRU",
         "MemFree + Active + Inactive + Unevictable + kernel + hugetlb + X",
         s,
         parts,
-        c,
+        vec![lru_batch_caveat()],
+        missing,
     )
 }
 
-/// By page cache: MemFree + Buffers + Cached + SwapCached + AnonPages + kernel + X.
+/// By page cache: MemFree + Buffers + Cached + unmapped SwapCached + AnonPages + kernel + X.
 pub fn by_page_cache(s: &HostSample) -> Decomposition {
-    let parts = meminfo_parts(
-        s,
-        &["MemFree", "Buffers", "Cached", "SwapCached", "AnonPages"],
-    );
-    let mut c = shared_caveats(s);
-    let swapcached = s.meminfo.get_or_zero("SwapCached");
-    if swapcached > 0 {
-        c.push(format!(
-            "SwapCached is {}: swap-cache pages that are also mapped count in both SwapCached and \
-             AnonPages, so X is understated by up to that",
-            format_bytes(swapcached)
-        ));
-    }
+    let mut missing = Vec::new();
+    let mut c = Vec::new();
+    let mut parts = meminfo_parts(s, &["MemFree", "Buffers", "Cached"], &mut missing);
+    parts.extend(swapcache_part(s, &mut missing, &mut c));
+    parts.extend(meminfo_parts(s, &["AnonPages"], &mut missing));
     finish(
         "by page cache",
-        "MemFree + Buffers + Cached + SwapCached + AnonPages + kernel + hugetlb + X",
+        "MemFree + Buffers + Cached + SwapCached (unmapped) + AnonPages + kernel + hugetlb + X",
         s,
         parts,
         c,
+        missing,
     )
 }
 
@@ -174,8 +185,17 @@ pub fn by_page_cache(s: &HostSample) -> Decomposition {
 pub fn by_pss(s: &HostSample) -> Option<Decomposition> {
     let pss = Term::ProcsPss.value(s)?;
     let mi = |k: &str| s.meminfo.get_or_zero(k);
-    let unmapped_cache = (mi("Cached") + mi("Buffers")).saturating_sub(mi("Mapped"));
-    let mut parts = meminfo_parts(s, &["MemFree"]);
+    let mut missing = Vec::new();
+    for k in ["Cached", "Buffers", "Mapped"] {
+        if !s.meminfo.contains(k) {
+            missing.push(k.to_string());
+        }
+    }
+    let unmapped_cache = mi("Cached")
+        .saturating_add(mi("Buffers"))
+        .saturating_sub(mi("Mapped"));
+    let mut c = Vec::new();
+    let mut parts = meminfo_parts(s, &["MemFree"], &mut missing);
     parts.push(Part {
         label: "Σ process Pss".into(),
         bytes: pss,
@@ -186,8 +206,7 @@ pub fn by_pss(s: &HostSample) -> Option<Decomposition> {
         bytes: unmapped_cache,
         source: "meminfo Cached + Buffers − Mapped".into(),
     });
-    parts.extend(meminfo_parts(s, &["SwapCached"]));
-    let mut c = shared_caveats(s);
+    parts.extend(swapcache_part(s, &mut missing, &mut c));
     let unreadable = s.processes.iter().filter(|p| p.smaps.is_none()).count();
     if unreadable > 0 {
         c.push(format!(
@@ -199,8 +218,8 @@ pub fn by_pss(s: &HostSample) -> Option<Decomposition> {
         .processes
         .iter()
         .filter_map(|p| p.smaps.as_ref())
-        .map(|r| r.shared_hugetlb + r.private_hugetlb)
-        .sum();
+        .map(|r| r.shared_hugetlb.saturating_add(r.private_hugetlb))
+        .fold(0u64, u64::saturating_add);
     if hugetlb_mapped > 0 {
         c.push(format!(
             "processes map {} of hugetlb pages: not in PSS, counted once in hugetlb pools",
@@ -211,12 +230,19 @@ pub fn by_pss(s: &HostSample) -> Option<Decomposition> {
         "processes are read one after another, so PSS drifts while memory moves (tolerate ~{})",
         format_bytes((mi("MemTotal") / 100).max(16 * MIB))
     ));
+    let dropped = s.process_errors.iter().filter(|e| e.dropped).count();
+    if dropped > 0 {
+        c.push(format!(
+            "{dropped} processes could not be read at all: their PSS lands in X"
+        ));
+    }
     Some(finish(
         "by PSS",
-        "MemFree + ΣPss + (Cached + Buffers − Mapped) + SwapCached + kernel + hugetlb + X",
+        "MemFree + ΣPss + (Cached + Buffers − Mapped) + SwapCached (unmapped) + kernel + hugetlb + X",
         s,
         parts,
         c,
+        missing,
     ))
 }
 

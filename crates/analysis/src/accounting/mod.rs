@@ -2,6 +2,7 @@
 
 pub mod decompositions;
 pub mod identities;
+pub mod kernel;
 pub mod modules;
 pub mod terms;
 
@@ -17,8 +18,12 @@ pub struct HostAccounting {
     pub identities: Vec<IdentityResult>,
     pub decompositions: Vec<Decomposition>,
     /// The black hole: the LRU decomposition's unaccounted rest (the one with the fewest double
-    /// counts; the other two are shown beside it).
-    pub black_hole_bytes: i128,
+    /// counts; the other two are shown beside it). `None` when it cannot be computed (the LRU
+    /// decomposition's `not_computed` says why).
+    pub black_hole_bytes: Option<i128>,
+    /// How each kernel term that can be counted two ways was counted (stacks, vmalloc,
+    /// Percpu, balloon), one line each.
+    pub kernel_rules: Vec<String>,
     pub modules: Option<modules::ModulesSummary>,
 }
 
@@ -27,7 +32,8 @@ pub fn analyse(s: &HostSample) -> HostAccounting {
     let decompositions = decompositions::all(s);
     HostAccounting {
         identities: identities::evaluate_all(s),
-        black_hole_bytes: decompositions.first().map_or(0, |d| d.unaccounted_bytes),
+        black_hole_bytes: decompositions.first().and_then(|d| d.unaccounted_bytes),
+        kernel_rules: kernel::terms(s).rules,
         decompositions,
         modules: modules::summarize(s, 10),
     }

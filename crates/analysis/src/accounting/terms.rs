@@ -43,9 +43,11 @@ impl Term {
             Term::ProcsPss => sum_procs(s, |r| r.pss),
             Term::VmallocAllocPages => s.vmalloc.as_ref().map(|v| v.vmalloc_pages_bytes),
             Term::VmstatDirtyTotal => s.vmstat.as_ref().and_then(|v| {
-                let pages =
-                    v.get("nr_dirty")? + v.get("nr_writeback")? + v.get("nr_unstable").unwrap_or(0);
-                memwarden_model::units::pages_to_bytes(pages)
+                let pages = v
+                    .get("nr_dirty")?
+                    .checked_add(v.get("nr_writeback")?)?
+                    .checked_add(v.get("nr_unstable").unwrap_or(0))?;
+                memwarden_model::units::pages_to_bytes_at(pages, s.page_size())
             }),
             Term::HugetlbPools => hugetlb_bytes(s),
         }

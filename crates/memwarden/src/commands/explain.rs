@@ -15,6 +15,46 @@ use memwarden_model::units::format_bytes;
 use super::host::reader;
 use crate::cli::{ExplainArgs, Lang};
 
+/// Longest piece of user input an error quotes.
+const MAX_QUOTED: usize = 100;
+
+/// `input` cut to [`MAX_QUOTED`] characters (with `...` when cut), for error messages.
+fn quoted(input: &str) -> String {
+    match input.char_indices().nth(MAX_QUOTED) {
+        Some((cut, _)) => format!("{:?}...", &input[..cut]),
+        None => format!("{input:?}"),
+    }
+}
+
+/// The first sentence of `text`: up to a `.` followed by a space (or the end) that does not
+/// close `e.g.`/`i.e.`/`vs.`, or a `。`. A dot inside a word (`vm.overcommit`, `4.14`) is not a
+/// sentence end.
+fn first_sentence(text: &str) -> &str {
+    let bytes = text.as_bytes();
+    for (i, c) in text.char_indices() {
+        if c == '。' {
+            return &text[..i + c.len_utf8()];
+        }
+        if c != '.' {
+            continue;
+        }
+        let next = bytes.get(i + 1);
+        if !matches!(next, None | Some(b' ') | Some(b'\n')) {
+            continue;
+        }
+        let before = &text[..i];
+        if ["e.g", "i.e", " vs", "etc"]
+            .iter()
+            .any(|a| before.ends_with(a))
+            && next.is_some()
+        {
+            continue;
+        }
+        return &text[..=i];
+    }
+    text
+}
+
 fn lang(l: Lang) -> GLang {
     match l {
         Lang::En => GLang::En,
@@ -58,21 +98,16 @@ pub fn explain(root: Option<&Path>, l: Lang, a: &ExplainArgs) -> Result<()> {
             Some((_, e)) => describe(e, l, &mut out),
             None => {
                 anyhow::bail!(
-                    "{key:?} is not in memwarden's glossary: if your kernel prints it, memwarden \
+                    "{} is not in memwarden's glossary: if your kernel prints it, memwarden \
                      keeps and shows it (memwarden host --json) but cannot explain it; \
-                     `memwarden explain` lists the fields it knows"
+                     `memwarden explain` lists the fields it knows",
+                    quoted(key)
                 )
             }
         },
         None => {
             let meminfo = reader(root).read_meminfo()?;
-            let first_line = |e: &Entry| {
-                let t = e.text(l);
-                let end = t.find(['.', '。']).map_or(t.len(), |i| {
-                    i + t[i..].chars().next().map_or(0, char::len_utf8)
-                });
-                t[..end].to_string()
-            };
+            let first_line = |e: &Entry| first_sentence(e.text(l)).to_string();
             let mut t = crate::render::table(&["field", "value", "meaning"], &[1]);
             for entry in &meminfo.entries {
                 let value = match entry.unit {
@@ -102,4 +137,31 @@ pub fn explain(root: Option<&Path>, l: Lang, a: &ExplainArgs) -> Result<()> {
         }
     }
     super::print(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the list cut each meaning at the first "." ("vm.", "4.").
+    #[test]
+    fn cuts_at_a_sentence_end() {
+        assert_eq!(
+            first_sentence("Limit set by vm.overcommit_ratio. More text."),
+            "Limit set by vm.overcommit_ratio."
+        );
+        assert_eq!(
+            first_sentence("Printed since Linux 4.14, e.g. on Debian. Then."),
+            "Printed since Linux 4.14, e.g. on Debian."
+        );
+        assert_eq!(first_sentence("无句号的文本。第二句。"), "无句号的文本。");
+        assert_eq!(first_sentence("No end"), "No end");
+    }
+
+    #[test]
+    fn quotes_at_most_a_hundred_characters() {
+        let q = quoted(&"x".repeat(10_000));
+        assert!(q.len() < 110, "{}", q.len());
+        assert_eq!(quoted("Shmem"), "\"Shmem\"");
+    }
 }

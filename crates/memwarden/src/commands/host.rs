@@ -6,11 +6,11 @@ use anyhow::{Context, Result};
 use memwarden_analysis::{accounting, ksm, procs};
 use memwarden_model::host::HostSample;
 use memwarden_model::units::format_bytes;
-use memwarden_procfs::HostReader;
+use memwarden_procfs::{HostReader, ProcessOptions};
 use serde::Serialize;
 
 use super::{print, print_json};
-use crate::cli::{HostArgs, JsonArgs, ProcSort, ProcsArgs};
+use crate::cli::{HostArgs, JsonArgs, Lang, ProcSort, ProcsArgs};
 use crate::render;
 
 /// The reader for the live host, or for the captured tree under `root`.
@@ -23,6 +23,12 @@ pub fn read_host(root: Option<&Path>) -> Result<HostSample> {
     reader(root).read_host().context("reading host memory")
 }
 
+/// Everything but meminfo: `procs` and `ksm` need processes and KSM files, not meminfo, so a
+/// broken meminfo does not stop them.
+fn read_without_meminfo(root: Option<&Path>) -> HostSample {
+    reader(root).read_host_without_meminfo(ProcessOptions::default())
+}
+
 #[derive(Serialize)]
 struct HostJson<'a> {
     sample: &'a HostSample,
@@ -31,7 +37,13 @@ struct HostJson<'a> {
     ksm: &'a ksm::KsmReport,
 }
 
-pub fn host(root: Option<&Path>, a: &HostArgs) -> Result<()> {
+pub fn host(root: Option<&Path>, lang: Lang, a: &HostArgs) -> Result<()> {
+    if lang != Lang::En && !a.json {
+        anyhow::bail!(
+            "the host report is in English only: --lang zh works with `memwarden explain` \
+             (or use --json)"
+        );
+    }
     let s = read_host(root)?;
     let acc = accounting::analyse(&s);
     let top = procs::table(&s, procs::SortBy::Pss, a.top);
@@ -48,7 +60,7 @@ pub fn host(root: Option<&Path>, a: &HostArgs) -> Result<()> {
 }
 
 pub fn procs(root: Option<&Path>, a: &ProcsArgs) -> Result<()> {
-    let s = read_host(root)?;
+    let s = read_without_meminfo(root);
     let sort = match a.sort {
         ProcSort::Pss => procs::SortBy::Pss,
         ProcSort::Rss => procs::SortBy::Rss,
@@ -59,11 +71,11 @@ pub fn procs(root: Option<&Path>, a: &ProcsArgs) -> Result<()> {
         return print_json(&t);
     }
     let tbl = render::procs::process_table(&t, true);
-    print(&format!("{tbl}\n"))
+    print(&format!("{tbl}\n{}", render::host::process_errors(&s)))
 }
 
 pub fn ksm(root: Option<&Path>, a: &JsonArgs) -> Result<()> {
-    let s = read_host(root)?;
+    let s = read_without_meminfo(root);
     let r = ksm::report(&s);
     if a.json {
         return print_json(&serde_json::json!({ "report": r, "sysfs": s.ksm, "uksm": s.uksm }));

@@ -16,7 +16,7 @@ pub use vm::PartialRead;
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Host(a) => host::host(cli.root.as_deref(), &a),
+        Command::Host(a) => host::host(cli.root.as_deref(), cli.lang, &a),
         Command::Procs(a) => host::procs(cli.root.as_deref(), &a),
         Command::Ksm(a) => host::ksm(cli.root.as_deref(), &a),
         Command::Explain(a) => explain::explain(cli.root.as_deref(), cli.lang, &a),

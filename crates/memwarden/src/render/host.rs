@@ -23,12 +23,31 @@ pub fn render(s: &HostSample, acc: &HostAccounting, procs: &ProcTable) -> String
             .map_or("-".into(), format_bytes),
         s.kernel_release.as_deref().unwrap_or("unknown"),
     );
-    let _ = writeln!(
-        out,
-        "Black hole (memory no counter in /proc accounts for): {} ({} of MemTotal)\n",
-        format_signed_bytes(acc.black_hole_bytes),
-        percent(acc.black_hole_bytes, total)
-    );
+    match acc.black_hole_bytes {
+        Some(x) => {
+            let _ = writeln!(
+                out,
+                "Black hole (memory no counter in /proc accounts for): {} ({} of MemTotal)",
+                format_signed_bytes(x),
+                percent(x, total)
+            );
+        }
+        None => {
+            let why = acc
+                .decompositions
+                .first()
+                .and_then(|d| d.not_computed.as_deref())
+                .unwrap_or("no decomposition");
+            let _ = writeln!(out, "Black hole: not computed ({why})");
+        }
+    }
+    for w in &s.warnings {
+        let _ = writeln!(out, "WARNING: {w}");
+    }
+    for r in &acc.kernel_rules {
+        let _ = writeln!(out, "  counted: {r}");
+    }
+    out.push('\n');
 
     out.push_str(&decompositions(acc, total));
     out.push_str(&identities(acc));
@@ -73,8 +92,34 @@ pub fn render(s: &HostSample, acc: &HostAccounting, procs: &ProcTable) -> String
             unknown.join(", ")
         );
     }
+    out.push_str(&process_errors(s));
     for d in &s.degraded {
         let _ = writeln!(out, "note: {d}");
+    }
+    out
+}
+
+/// Every process that could not be read (or only in part), and why; then how many exited.
+pub fn process_errors(s: &HostSample) -> String {
+    let mut out = String::new();
+    let dropped = s.process_errors.iter().filter(|e| e.dropped).count();
+    let partial = s.process_errors.len() - dropped;
+    if dropped + partial > 0 {
+        let _ = writeln!(
+            out,
+            "Processes not read: {dropped} left out, {partial} read in part:"
+        );
+        for e in &s.process_errors {
+            let what = if e.dropped { "left out" } else { "in part" };
+            let _ = writeln!(out, "  pid {} ({what}): {}", e.pid, e.why);
+        }
+    }
+    if s.processes_exited > 0 {
+        let _ = writeln!(
+            out,
+            "{} processes exited while being read (not counted)",
+            s.processes_exited
+        );
     }
     out
 }
@@ -96,11 +141,16 @@ fn decompositions(acc: &HostAccounting, total: u64) -> String {
         }
         t.add_row(vec![
             "  unaccounted (X)".to_string(),
-            format_signed_bytes(d.unaccounted_bytes),
-            percent(d.unaccounted_bytes, total),
+            d.unaccounted_bytes
+                .map_or_else(|| "not computed".to_string(), format_signed_bytes),
+            d.unaccounted_bytes
+                .map_or("-".into(), |x| percent(x, total)),
             d.formula.to_string(),
         ]);
         let _ = writeln!(out, "{t}");
+        if let Some(why) = &d.not_computed {
+            let _ = writeln!(out, "    X not computed: {why}");
+        }
         for c in &d.caveats {
             let _ = writeln!(out, "    caveat: {c}");
         }
@@ -117,8 +167,12 @@ fn identities(acc: &HostAccounting) -> String {
     let mut notes = String::new();
     for r in &acc.identities {
         let verdict = match r.verdict {
-            Verdict::Holds => "holds".to_string(),
-            Verdict::Explained => format!("explained (≤ {})", format_bytes(r.explainable_bytes)),
+            Verdict::Holds => format!("holds (≤ {})", format_bytes(r.tolerance_bytes)),
+            Verdict::Explained => format!(
+                "explained (|residual| ≤ tolerance {} + named causes {})",
+                format_bytes(r.tolerance_bytes),
+                format_bytes(r.explainable_bytes)
+            ),
             Verdict::Broken => "BROKEN".to_string(),
             Verdict::NotApplicable => "n/a".to_string(),
         };
@@ -151,7 +205,7 @@ fn kernel_features(s: &HostSample) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "vmalloc: {} in {} areas (ioremap {} and vmap {} are address space, not RAM); top: {}",
+            "vmallocinfo: {} in {} areas (ioremap {} and vmap {} are address space, not RAM); top: {}",
             format_bytes(v.vmalloc_pages_bytes),
             v.vmalloc_records,
             format_bytes(v.ioremap_bytes),
@@ -166,9 +220,9 @@ fn kernel_features(s: &HostSample) -> String {
     {
         let _ = writeln!(
             out,
-            "hugetlb {}: {} pages ({}), {} free, {} reserved, {} surplus",
-            format_bytes(p.page_size_bytes),
+            "hugetlb pool: {} × {} pages = {}, {} free, {} reserved, {} surplus",
             p.nr_hugepages,
+            format_bytes(p.page_size_bytes),
             format_bytes(p.nr_hugepages.saturating_mul(p.page_size_bytes)),
             p.free_hugepages,
             p.resv_hugepages,
@@ -193,7 +247,7 @@ fn kernel_features(s: &HostSample) -> String {
             k.run.map_or("?".into(), |r| r.to_string()),
             k.pages_sharing.map_or("?".into(), |p| p.to_string()),
             k.pages_sharing
-                .and_then(memwarden_model::units::pages_to_bytes)
+                .and_then(|p| memwarden_model::units::pages_to_bytes_at(p, s.page_size()))
                 .map_or("-".into(), format_bytes)
         );
     }

@@ -65,6 +65,16 @@ pub struct VmallocInfo {
     /// `unpurged vm_area` records (freed lazily: address space only, no memory), by size column.
     #[serde(default)]
     pub unpurged_bytes: u64,
+    /// `pages=` of the records whose caller allocates kernel stacks (`kernel_clone`,
+    /// `_do_fork`, `copy_process`, `dup_task_struct`, `alloc_thread_stack_node`), in bytes:
+    /// with CONFIG_VMAP_STACK the stacks KernelStack counts are vmalloc'd.
+    #[serde(default)]
+    pub stack_bytes: u64,
+    /// Size column of the `pcpu_get_vm_areas` records: the address space of the percpu
+    /// allocator's dynamic chunks (all units), an upper bound on the pages they hold. Also
+    /// counted in `other_bytes`.
+    #[serde(default)]
+    pub percpu_chunk_bytes: u64,
     /// Top callers of vmalloc by bytes, largest first (the reader keeps at most 20).
     pub top_callers: Vec<VmallocCaller>,
 }

@@ -7,10 +7,12 @@
 mod kernel_mm;
 mod meminfo;
 mod process;
+mod zoneinfo;
 
 pub use kernel_mm::*;
 pub use meminfo::*;
 pub use process::*;
+pub use zoneinfo::*;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,8 +43,64 @@ pub struct HostSample {
     pub numa_nodes: Vec<NodeMeminfo>,
     #[serde(default)]
     pub thp: Option<ThpSysfs>,
+    /// /proc/zoneinfo (zones and their per-CPU free lists).
+    #[serde(default)]
+    pub zoneinfo: Option<ZoneInfo>,
+    /// The kernel's base page size in bytes, as the reader found it (`KernelPageSize` of a
+    /// process's smaps); `None` when it could not tell (see [`HostSample::page_size`]).
+    #[serde(default)]
+    pub page_size_bytes: Option<u64>,
+    /// The virtio-balloon device's feature bits, when its driver is bound
+    /// (`/sys/bus/virtio/drivers/virtio_balloon/virtioN/features`).
+    #[serde(default)]
+    pub virtio_balloon: Option<VirtioBalloonSysfs>,
+    /// Processes that could not be read, or only in part, with why. Processes that exited
+    /// while being read are only counted, in `processes_exited`.
+    #[serde(default)]
+    pub process_errors: Vec<ProcessReadError>,
+    #[serde(default)]
+    pub processes_exited: u64,
+    /// Input that was read but looks wrong (a meminfo whose known keys stop early...). Shown in
+    /// the output; figures that need what is missing are not computed.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// Optional sources that could not be read, one line each ("/proc/pressure/memory: not
     /// present (kernel without CONFIG_PSI)"). Never fatal.
     #[serde(default)]
     pub degraded: Vec<String>,
+}
+
+impl HostSample {
+    /// The page size to convert page counts with: the recorded one, else 4 KiB.
+    pub fn page_size(&self) -> u64 {
+        self.page_size_bytes
+            .filter(|p| crate::units::is_page_size(*p))
+            .unwrap_or(crate::units::PAGE_SIZE)
+    }
+}
+
+/// The virtio-balloon device as its driver's sysfs shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtioBalloonSysfs {
+    /// The `features` file: one `0`/`1` per feature bit, bit 0 first.
+    pub features: String,
+}
+
+impl VirtioBalloonSysfs {
+    /// VIRTIO_BALLOON_F_DEFLATE_ON_OOM (bit 2): the driver keeps ballooned pages in MemTotal
+    /// (and gives them back under OOM) instead of taking them out of it.
+    pub fn deflate_on_oom(&self) -> bool {
+        self.features.as_bytes().get(2) == Some(&b'1')
+    }
+}
+
+/// One process memwarden could not read (or read only in part).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessReadError {
+    pub pid: u32,
+    /// True when the process is left out of `processes`; false when it is there with the
+    /// named file missing (an empty cmdline, no smaps...).
+    pub dropped: bool,
+    /// The file and the cause, one line.
+    pub why: String,
 }
