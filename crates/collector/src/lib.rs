@@ -13,7 +13,9 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memwarden_hv::{Hypervisor, LibvirtBackend, QmpBackend};
-use memwarden_model::host::HostSample;
+use std::collections::HashMap;
+
+use memwarden_model::host::{HostSample, ProcessMem};
 use memwarden_model::vm::{ReadStatus, VmSample};
 use memwarden_model::{Sample, SourceHealth};
 use memwarden_procfs::{HostReader, ProcessOptions};
@@ -215,13 +217,14 @@ impl Collector {
 
     /// Gives each VM its QEMU process: from the host's table when it was read, else read now.
     fn join_processes(&self, host: &HostSample, vms: &mut [VmSample], opts: ProcessOptions) {
+        let by_pid: HashMap<u32, &ProcessMem> = host.processes.iter().map(|p| (p.pid, p)).collect();
         for vm in vms.iter_mut() {
             let Some(pid) = vm.qemu_pid else { continue };
             if vm.read.status == ReadStatus::Gone {
                 continue;
             }
             if self.cfg.host {
-                vm.host = host.processes.iter().find(|p| p.pid == pid).cloned();
+                vm.host = by_pid.get(&pid).map(|p| (*p).clone());
                 if vm.host.is_none() {
                     vm.degraded
                         .push(format!("QEMU process {pid} is not in the process table"));

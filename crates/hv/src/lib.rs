@@ -1,12 +1,13 @@
 //! Hypervisor backends (libvirt, QMP) behind one trait.
 //!
 //! Each backend fills [`memwarden_model::vm::VmSample`]s: balloon statistics in libvirt's tag
-//! form and as typed bytes, the balloon device's facts, the QEMU pid and the host's view of the
-//! QEMU process. Guest numbers are validated ([`tags::check`]) and never trusted blindly. A VM
-//! that vanishes while a sample is being taken is skipped, not fatal.
+//! form and as typed bytes, the balloon device's facts, the VM's configuration and the QEMU
+//! pid, exactly as reported (the checks on guest numbers live in `memwarden-analysis`; the
+//! QEMU process is read by `memwarden-collector`, joined by pid). `list` gives every VM a row:
+//! one that could not be read carries its [`ReadStatus`] and why.
 //!
-//! Calls block (libvirt's API and our QMP client are synchronous): run them on a thread of
-//! their own in async code.
+//! Every exchange runs under a deadline (QMP: one per VM session; libvirt: calls on threads of
+//! their own), so no call blocks past it.
 
 pub mod domain_xml;
 pub mod host;

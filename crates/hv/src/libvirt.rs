@@ -46,6 +46,9 @@ use crate::{domain_xml, now_unix_s, tags, Error, Hypervisor, Scope};
 pub const XML_REFRESH: Duration = Duration::from_secs(60);
 /// Bulk calls allowed in flight at once (one stuck on a wedged monitor, one hedge).
 const MAX_INFLIGHT: usize = 2;
+/// Re-asks for busy domains this many times, this far apart.
+const BUSY_RETRIES: usize = 2;
+const BUSY_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// What the domain XML says, cached per domain.
 #[derive(Debug, Clone)]
@@ -377,6 +380,7 @@ pub struct BulkRecord {
     /// monitor (`balloon.current`, `balloon.maximum`): no `balloon.rss`, which libvirt adds to
     /// every running domain it did query, balloon device or not.
     pub busy: bool,
+    pub domain: Domain,
 }
 
 fn parse_record(r: &libvirt_ffi::Record) -> Option<BulkRecord> {
@@ -420,6 +424,7 @@ fn parse_record(r: &libvirt_ffi::Record) -> Option<BulkRecord> {
         max_memory_bytes: max,
         busy: !queried && state == VmState::Running,
         state,
+        domain: r.domain.clone(),
     })
 }
 
@@ -496,11 +501,36 @@ impl Hypervisor for LibvirtBackend {
     /// holds them) are rows with [`ReadStatus::Busy`], never waited for.
     fn list(&mut self) -> Result<Vec<VmSample>, Error> {
         let deadline = Instant::now() + self.timeout;
-        let records = self.bulk_records(deadline)?;
+        let mut records: Vec<BulkRecord> = self
+            .bulk_records(deadline)?
+            .iter()
+            .filter_map(parse_record)
+            .collect();
+        // Another client's query (virsh domstats, a second memwarden) holds a domain's job for
+        // a few milliseconds: NOWAIT then skips it too. Ask again for those, briefly; a domain
+        // whose monitor is really stuck stays busy.
+        for _ in 0..BUSY_RETRIES {
+            if !records.iter().any(|r| r.busy)
+                || deadline.saturating_duration_since(Instant::now()) < BUSY_RETRY_PAUSE * 4
+            {
+                break;
+            }
+            std::thread::sleep(BUSY_RETRY_PAUSE);
+            let Ok(again) = self.bulk_records(deadline) else {
+                break;
+            };
+            for fresh in again.iter().filter_map(parse_record) {
+                if let Some(old) = records
+                    .iter_mut()
+                    .find(|r| r.busy && !fresh.busy && r.name == fresh.name)
+                {
+                    *old = fresh;
+                }
+            }
+        }
         let mut vms = Vec::with_capacity(records.len());
         let mut doms = Vec::with_capacity(records.len());
-        for r in &records {
-            let Some(rec) = parse_record(r) else { continue };
+        for rec in records {
             let mut vm = self.base(rec.name.clone());
             vm.uuid = rec.uuid.clone();
             vm.state = rec.state;
@@ -519,7 +549,7 @@ impl Hypervisor for LibvirtBackend {
                 };
             }
             let key = rec.uuid.unwrap_or_else(|| rec.name.clone());
-            match self.facts_for(&key, &r.domain, &rec.name, deadline) {
+            match self.facts_for(&key, &rec.domain, &rec.name, deadline) {
                 Ok(f) => {
                     vm.device = f.device;
                     vm.guest_os = f.guest_os;
@@ -535,7 +565,7 @@ impl Hypervisor for LibvirtBackend {
                 }
             }
             vms.push(vm);
-            doms.push(Some(r.domain.clone()));
+            doms.push(Some(rec.domain.clone()));
         }
         if self.monitor_passthrough {
             self.extra_stats_all(&mut vms, &doms, deadline);
@@ -548,22 +578,43 @@ impl Hypervisor for LibvirtBackend {
         Ok(vms)
     }
 
+    /// One domain through the per-domain calls, which wait for the domain's job (another
+    /// client's short job is not "busy" here) but not past this backend's timeout. Other
+    /// domains are not touched.
     fn sample(&mut self, name: &str) -> Result<VmSample, Error> {
-        let vms = self.list()?;
-        let vm = vms
-            .into_iter()
-            .find(|v| v.name == name)
-            .ok_or_else(|| Error::NoSuchVm {
-                name: name.to_string(),
-                where_: self.uri.clone(),
-            })?;
-        match vm.read.status {
-            ReadStatus::Ok => Ok(vm),
-            _ => Err(Error::Unsupported(format!(
-                "{name}: {}",
-                vm.read.reason.unwrap_or_default()
-            ))),
-        }
+        let n = name.to_string();
+        let uri = self.uri.clone();
+        let (d, state, max, tags_, xml) = self.call("virDomainMemoryStats", move |c| {
+            let d = lookup(c, &n, &uri)?;
+            let state = d
+                .state()
+                .map(|(s, _)| state_from(u64::from(s.to_raw())))
+                .unwrap_or_default();
+            let max = d.max_memory().ok().and_then(|k| k.checked_mul(KIB));
+            let stats = d
+                .memory_stats(0)
+                .map_err(lv("virDomainMemoryStats", Some(&n)))?;
+            let tags_: Vec<StatTag> = stats
+                .iter()
+                .map(|s| tags::libvirt_tag(s.tag, s.val))
+                .collect();
+            let xml = d.xml_desc(0).map_err(lv("virDomainGetXMLDesc", Some(&n)))?;
+            Ok((d, state, max, tags_, xml))
+        })?;
+        let parsed = domain_xml::parse(&xml).map_err(|e| {
+            Error::Unsupported(format!("domain XML of {}: {e}", crate::qmp::quote(name)))
+        })?;
+        let f = facts_from(&parsed, d.id(), self.pid_of(name));
+        let mut vm = self.base(name.to_string());
+        vm.uuid = d.uuid_string().ok();
+        vm.state = state;
+        vm.max_memory_bytes = max;
+        vm.balloon = tags::balloon_from_tags(tags_);
+        vm.device = f.device;
+        vm.guest_os = f.guest_os;
+        vm.config = f.config;
+        vm.qemu_pid = f.pid;
+        Ok(vm)
     }
 
     fn memory_stats(&mut self, name: &str) -> Result<BalloonStats, Error> {

@@ -155,16 +155,6 @@ fn tag(name: &str, value: u64, unit: TagUnit) -> StatTag {
     }
 }
 
-/// True when `value` is the unset sentinel in this unit's form (see [`StatTag::is_unset`]).
-pub fn is_unset(value: u64, unit: TagUnit) -> bool {
-    StatTag {
-        name: String::new(),
-        value,
-        unit,
-    }
-    .is_unset()
-}
-
 /// Builds typed [`BalloonStats`] from libvirt-form tags, exactly as reported. Never fails and
 /// judges nothing: a tag left unset (2^64−1) or too large for bytes stays only in `tags`; the
 /// checks on the guest's numbers live in `memwarden-analysis` (`vm::checks`).

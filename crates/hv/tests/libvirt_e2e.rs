@@ -179,13 +179,17 @@ fn no_balloon_is_diagnosed_and_a_vm_destroyed_mid_sample_is_skipped() {
         while t0.elapsed() < Duration::from_secs(8) {
             // The one bulk call that races libvirt's teardown of the domain may fail; the
             // next ones must not.
-            let Ok(vms) = hv.list() else {
-                failed += 1;
-                assert!(
-                    failed <= 1,
-                    "list failed more than once after the VM vanished"
-                );
-                continue;
+            let vms = match hv.list() {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("list failed: {}", e.plain());
+                    failed += 1;
+                    assert!(
+                        failed <= 1,
+                        "list failed more than once after the VM vanished"
+                    );
+                    continue;
+                }
             };
             if vms.iter().any(|v| v.name == name) {
                 seen += 1;

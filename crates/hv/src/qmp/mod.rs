@@ -146,12 +146,7 @@ impl QmpBackend {
     /// with its [`ReadStatus`] and the reason.
     pub fn read_endpoint(&self, socket: &Path, deadline: Instant) -> VmSample {
         let started = Instant::now();
-        let mut vm = VmSample {
-            name: name_from_path(socket),
-            backend: VmBackend::Qmp,
-            source: socket.display().to_string(),
-            ..VmSample::default()
-        };
+        let mut vm = row(socket);
         let r =
             QmpClient::connect(socket, deadline).and_then(|mut c| self.read_vm(&mut c, &mut vm));
         vm.read_at_unix_s = now_unix_s();
@@ -215,6 +210,16 @@ impl QmpBackend {
         }
         vm.balloon = stats(c, &vm.device, None)?;
         Ok(())
+    }
+}
+
+/// A QMP VM's row before anything is read: named after its socket.
+fn row(socket: &Path) -> VmSample {
+    VmSample {
+        name: name_from_path(socket),
+        backend: VmBackend::Qmp,
+        source: socket.display().to_string(),
+        ..VmSample::default()
     }
 }
 
@@ -376,18 +381,13 @@ impl Hypervisor for QmpBackend {
             .collect())
     }
 
+    /// One VM, read on the session `find` opened (one connection, not two).
     fn sample(&mut self, name: &str) -> Result<VmSample, Error> {
-        let (s, c) = self.find(name)?;
-        drop(c);
-        let vm = self.read_endpoint(&s, Instant::now() + self.timeout);
-        match vm.read.status {
-            ReadStatus::Ok => Ok(vm),
-            _ => Err(Error::Unsupported(format!(
-                "{}: {}",
-                vm.name,
-                vm.read.reason.unwrap_or_default()
-            ))),
-        }
+        let (s, mut c) = self.find(name)?;
+        let mut vm = row(&s);
+        self.read_vm(&mut c, &mut vm)?;
+        vm.read_at_unix_s = now_unix_s();
+        Ok(vm)
     }
 
     fn memory_stats(&mut self, name: &str) -> Result<BalloonStats, Error> {
