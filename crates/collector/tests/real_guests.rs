@@ -96,23 +96,38 @@ fn a_sigstopped_qemu_does_not_hold_the_other_domains() -> memwarden_lab::Result<
     assert!(v.balloon.available_bytes.is_some(), "{v:#?}");
 
     let _freeze = Frozen::new(frozen_dom.pid());
-    for round in 0..3 {
+    // Three samples in which libvirtd answered. libvirtd itself may stall a bulk call while
+    // another test starts or destroys a domain (it holds that domain's object lock): such a
+    // sample must still end by its deadline, with a line saying why, and is not counted.
+    let (mut answered, mut stalled) = (0, 0);
+    let t_all = Instant::now();
+    while answered < 3 {
+        assert!(
+            t_all.elapsed() < Duration::from_secs(60),
+            "libvirtd answered only {answered} samples in 60 s ({stalled} stalled)"
+        );
         let t = Instant::now();
         let s = c.collect().expect("sample");
         let took = t.elapsed();
+        assert!(
+            took < DEADLINE + Duration::from_secs(2),
+            "a sample took {took:?}: the frozen VM held it"
+        );
+        if !s.degraded.is_empty() {
+            eprintln!("stalled sample ({took:?}): {:?}", s.degraded);
+            stalled += 1;
+            continue;
+        }
         let f = row(&s, frozen_dom.name()).expect("frozen domain has a row");
         let l = row(&s, live_dom.name()).expect("live domain has a row");
         eprintln!(
-            "round {round}: {took:?}; frozen: {:?} {:?}; live: {:?}",
+            "round {answered}: {took:?}; frozen: {:?} {:?}; live: {:?}",
             f.read.status, f.read.reason, l.read.status
         );
         assert_ne!(f.read.status, ReadStatus::Ok, "a frozen QEMU cannot answer");
         assert_eq!(l.read.status, ReadStatus::Ok, "{:?}", l.read);
         assert!(l.balloon.available_bytes.is_some(), "{l:#?}");
-        assert!(
-            took < DEADLINE + Duration::from_secs(2),
-            "round {round} took {took:?}: the frozen VM held the sample"
-        );
+        answered += 1;
     }
     Ok(())
 }

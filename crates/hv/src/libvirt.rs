@@ -246,8 +246,10 @@ impl LibvirtBackend {
                 inflight.fetch_sub(1, Ordering::SeqCst);
             }
         };
+        let mut sent = 0;
         if self.inflight.load(Ordering::SeqCst) < MAX_INFLIGHT {
             send(conn.clone(), self.inflight.clone());
+            sent += 1;
         }
         let hedge_at = deadline
             .checked_sub(self.timeout / 2)
@@ -258,6 +260,17 @@ impl LibvirtBackend {
             Err(_) => {
                 if self.inflight.load(Ordering::SeqCst) < MAX_INFLIGHT {
                     send(conn, self.inflight.clone());
+                    sent += 1;
+                }
+                if sent == 0 {
+                    // Earlier calls still wait on libvirtd: a new one would only queue behind
+                    // them. Say so now instead of waiting out the deadline for nothing.
+                    return Err(Error::Unsupported(format!(
+                        "libvirt at {} has not answered the last {MAX_INFLIGHT} calls yet \
+                         (a domain being started or destroyed holds libvirtd, or libvirtd is \
+                         stuck); trying again on the next sample",
+                        self.uri
+                    )));
                 }
                 rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
                     .ok()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use memwarden_analysis::vm::{diagnose, FindingKind};
-use memwarden_hv::{Hypervisor, LibvirtBackend, Scope};
+use memwarden_hv::{Error, Hypervisor, LibvirtBackend, Scope};
 use memwarden_lab::{virsh, wait_for, Domain, DomainOpts, Lab, URI};
 use memwarden_model::units::{KIB, MIB};
 use memwarden_model::vm::BalloonStats;
@@ -177,17 +177,18 @@ fn no_balloon_is_diagnosed_and_a_vm_destroyed_mid_sample_is_skipped() {
         let (mut seen, mut gone, mut failed) = (0, 0, 0);
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(8) {
-            // The one bulk call that races libvirt's teardown of the domain may fail; the
-            // next ones must not.
+            // libvirtd holds a domain's object lock while it kills its QEMU, and the bulk call
+            // waits for it: a call may miss its deadline then. That must be a timeout (or the
+            // note that earlier calls are still waiting), never another failure.
             let vms = match hv.list() {
                 Ok(v) => v,
                 Err(e) => {
                     eprintln!("list failed: {}", e.plain());
-                    failed += 1;
                     assert!(
-                        failed <= 1,
-                        "list failed more than once after the VM vanished"
+                        matches!(e, Error::LibvirtTimeout { .. } | Error::Unsupported(_)),
+                        "{e:?}"
                     );
+                    failed += 1;
                     continue;
                 }
             };
@@ -197,6 +198,7 @@ fn no_balloon_is_diagnosed_and_a_vm_destroyed_mid_sample_is_skipped() {
                 gone += 1;
             }
         }
+        eprintln!("seen {seen}, gone {gone}, timed out {failed}");
         (seen, gone)
     });
     std::thread::sleep(Duration::from_secs(2));

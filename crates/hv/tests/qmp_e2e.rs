@@ -10,6 +10,7 @@ use memwarden_hv::tags::QMP_STATS;
 use memwarden_hv::{Hypervisor, QmpBackend, Scope};
 use memwarden_lab::{wait_for, GuestOpts, Lab, QemuGuest};
 use memwarden_model::units::{KIB, MIB};
+use memwarden_model::vm::ReadStatus;
 
 #[test]
 fn qmp_backend_reads_sets_and_diagnoses_a_plain_qemu_guest() {
@@ -163,9 +164,18 @@ fn qmp_backend_reads_sets_and_diagnoses_a_plain_qemu_guest() {
     assert_eq!(actual0 - actual1, 128 * MIB);
     assert_eq!(total0 - total1, 128 * MIB);
 
-    // A QEMU that exits is skipped by list(), not fatal.
+    // A QEMU that exits is a row that says so, not an error and not a silent gap.
     drop(g);
-    assert!(hv.list().expect("list with a dead socket").is_empty());
+    let vms = hv.list().expect("list with a dead socket");
+    assert_eq!(vms.len(), 1, "{vms:?}");
+    assert!(
+        matches!(
+            vms[0].read.status,
+            ReadStatus::Unreachable | ReadStatus::Gone
+        ),
+        "{:?}",
+        vms[0].read
+    );
 }
 
 /// A plain QEMU guest started without any balloon device: listed, diagnosed in plain words,
