@@ -1,10 +1,11 @@
 //! The collector against real guests: a QEMU frozen with SIGSTOP under libvirt does not hold
-//! the other domains, and a QEMU killed between samples becomes a row that says so.
+//! the other domains, a QEMU killed between samples becomes a row that says so, and a
+//! libvirtd restarted mid-run is reconnected on the next sample.
 
 use std::time::{Duration, Instant};
 
 use memwarden_collector::{Collector, Config, VmSource};
-use memwarden_lab::{wait_for, Domain, DomainOpts, GuestOpts, Lab, QemuGuest, URI};
+use memwarden_lab::{wait_for, Domain, DomainOpts, GuestOpts, Lab, Libvirtd, QemuGuest, URI};
 use memwarden_model::vm::ReadStatus;
 use memwarden_procfs::HostReader;
 
@@ -175,5 +176,66 @@ fn a_qemu_killed_between_samples_is_a_row_that_says_so() -> memwarden_lab::Resul
         v.read
     );
     assert!(v.read.reason.as_deref().is_some_and(|r| !r.is_empty()));
+    Ok(())
+}
+
+#[test]
+fn a_restarted_libvirtd_is_reconnected_on_the_next_sample() -> memwarden_lab::Result<()> {
+    let lab = Lab::new()?;
+    // Exclusive: no other test's domain or connection is pulled from under it.
+    let libvirtd = Libvirtd::exclusive(&lab)?;
+    let dom = Domain::start_on(
+        &libvirtd,
+        &lab,
+        DomainOpts {
+            name: "rst".into(),
+            mem_mib: 256,
+            stats_period: 1,
+            ..Default::default()
+        },
+    )?;
+    let mut c = libvirt_collector();
+    let ok_row = |s: &memwarden_model::Sample| {
+        s.vms
+            .iter()
+            .any(|v| v.name == dom.name() && v.read.status == ReadStatus::Ok)
+    };
+    let first = c.collect().expect("sample");
+    assert!(ok_row(&first), "read before the restart: {:?}", first.vms);
+
+    libvirtd.stop()?;
+    // While it is away: a sample still comes back, within the deadline, and says so.
+    let t = Instant::now();
+    let away = c.collect().expect("a sample without libvirtd");
+    let took = t.elapsed();
+    assert!(
+        took < DEADLINE + Duration::from_secs(1),
+        "sample took {took:?}"
+    );
+    assert!(
+        away.vms.is_empty(),
+        "no rows without libvirtd: {:?}",
+        away.vms
+    );
+    let src = away
+        .sources
+        .iter()
+        .find(|s| s.name.starts_with("libvirt"))
+        .expect("libvirt source");
+    assert!(!src.ok);
+    let why = src.error.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("VMs not read") && why.contains("trying again on the next sample"),
+        "{why}"
+    );
+    eprintln!("while libvirtd was away ({took:?}): {why}");
+
+    libvirtd.start()?;
+    // The same collector, no new one: the lost connection is dropped and opened again.
+    let t = Instant::now();
+    wait_for("the domain read again", Duration::from_secs(30), || {
+        ok_row(&c.collect().expect("sample"))
+    });
+    eprintln!("read again {:?} after libvirtd started", t.elapsed());
     Ok(())
 }

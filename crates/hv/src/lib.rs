@@ -70,6 +70,9 @@ pub enum Error {
         #[source]
         source: virt::error::Error,
     },
+    /// Opening the connection failed: libvirtd is down, restarting, or the URI is wrong.
+    #[error("cannot reach libvirt at {uri} (is libvirtd running?): {reason}")]
+    LibvirtUnreachable { uri: String, reason: String },
     #[error("libvirt at {uri} did not answer {op} within {ms} ms")]
     LibvirtTimeout {
         uri: String,
@@ -143,6 +146,7 @@ impl Error {
         match self {
             Error::Timeout { .. } | Error::LibvirtTimeout { .. } => ReadStatus::TimedOut,
             Error::QmpProtocol { .. } => ReadStatus::ProtocolError,
+            Error::LibvirtUnreachable { .. } => ReadStatus::Unreachable,
             Error::Io { source, .. }
                 if matches!(
                     source.kind(),

@@ -182,7 +182,10 @@ impl LibvirtBackend {
             Ok::<_, virt::error::Error>(Arc::new(Conn::new(c)))
         })
         .ok_or_else(|| self.timed_out("connect", deadline))?
-        .map_err(lv("connect", None))?;
+        .map_err(|e| Error::LibvirtUnreachable {
+            uri: self.uri.clone(),
+            reason: e.message().to_string(),
+        })?;
         self.conn = Some(opened.clone());
         Ok(opened)
     }

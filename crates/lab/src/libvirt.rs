@@ -3,34 +3,107 @@
 
 use crate::console::{Console, DEFAULT_TIMEOUT};
 use crate::error::{Error, Result};
-use crate::lock::{slot, Slot};
+use crate::lock::{shared_or_exclusive, slot, FileLock, Mode, Slot};
 use crate::qemu::{pid_alive, wait_ready};
 use crate::{keep_run_dirs, run, Lab};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The libvirt URI the lab uses.
 pub const URI: &str = "qemu:///system";
 
-/// A running libvirtd + virtlogd (left running when dropped: other tests share it).
-#[derive(Debug, Clone, Copy)]
+/// Where tests say they use the shared libvirtd: a shared flock while they do, an exclusive
+/// one for a test that stops or restarts it (so it never pulls libvirtd from under another).
+const USERS_LOCK: &str = "/run/lock/memwarden-lab/libvirtd-users.lock";
+
+/// A running libvirtd + virtlogd (left running when dropped: other tests share it), and this
+/// test's hold on it: shared ([`Libvirtd::ensure`]) or exclusive ([`Libvirtd::exclusive`]).
+#[derive(Debug, Clone)]
 pub struct Libvirtd {
-    _private: (),
+    hold: Arc<FileLock>,
+    exclusive: bool,
+    start_script: PathBuf,
 }
 
 impl Libvirtd {
     /// Starts virtlogd and libvirtd unless they run; idempotent and safe to call
     /// from parallel tests (the script holds a flock). ~8 s the first time, ~0.1 s after.
+    /// Holds libvirtd shared while this value (or a domain started on it) lives; waits up
+    /// to 10 minutes while a test holds it exclusively.
     pub fn ensure(lab: &Lab) -> Result<Libvirtd> {
-        run(&mut Command::new(lab.script("start-libvirtd.sh")))?;
-        Ok(Libvirtd { _private: () })
+        Self::hold(lab, Mode::Shared)
+    }
+
+    /// Like [`Libvirtd::ensure`], but waits (up to 10 minutes) until no other test uses
+    /// libvirtd and keeps it that way: for tests that stop or restart it.
+    pub fn exclusive(lab: &Lab) -> Result<Libvirtd> {
+        Self::hold(lab, Mode::Exclusive)
+    }
+
+    fn hold(lab: &Lab, mode: Mode) -> Result<Libvirtd> {
+        let path = Path::new(USERS_LOCK);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(crate::io("create lock dir", dir))?;
+        }
+        let hold = shared_or_exclusive(path, mode, Duration::from_secs(600))?;
+        let d = Libvirtd {
+            hold: Arc::new(hold),
+            exclusive: mode == Mode::Exclusive,
+            start_script: lab.script("start-libvirtd.sh"),
+        };
+        d.start()?;
+        Ok(d)
+    }
+
+    /// Starts libvirtd (and virtlogd) unless they run.
+    pub fn start(&self) -> Result<()> {
+        run(&mut Command::new(&self.start_script)).map(drop)
+    }
+
+    /// Stops libvirtd (SIGTERM by its pid file, waits up to 10 s); running domains keep
+    /// running and libvirtd finds them again when it starts. Only with an exclusive hold.
+    pub fn stop(&self) -> Result<()> {
+        if !self.exclusive {
+            return Err(Error::Script {
+                command: "Libvirtd::stop".into(),
+                status: "refused".into(),
+                stderr: "libvirtd is shared with other tests: take Libvirtd::exclusive".into(),
+            });
+        }
+        let pid_file = Path::new("/run/libvirtd.pid");
+        let pid = std::fs::read_to_string(pid_file).map_err(crate::io("read", pid_file))?;
+        let pid: u32 = pid.trim().parse().map_err(|_| Error::Script {
+            command: "read /run/libvirtd.pid".into(),
+            status: "not a pid".into(),
+            stderr: pid.clone(),
+        })?;
+        run(Command::new("kill").arg(pid.to_string()))?;
+        let start = Instant::now();
+        while pid_alive(pid) {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(Error::Timeout {
+                    what: format!("libvirtd ({pid}) to exit after SIGTERM"),
+                    secs: 10,
+                    run_dir: pid_file.to_path_buf(),
+                    log_tail: String::new(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     /// The connection URI: `qemu:///system`.
     pub fn uri(&self) -> &'static str {
         URI
+    }
+
+    /// Keeps this hold alive as long as `_hold` (a domain started on it).
+    fn share(&self) -> Arc<FileLock> {
+        self.hold.clone()
     }
 }
 
@@ -85,6 +158,8 @@ pub struct Domain {
     console: Console,
     boot_time: Duration,
     _slot: Slot,
+    // Last: the domain is destroyed (in Drop) before libvirtd is let go.
+    _libvirtd: Arc<FileLock>,
 }
 
 /// Destroys and undefines lab domains (`mwlab-*-<pid>`) whose test process is gone
@@ -110,7 +185,11 @@ impl Domain {
     /// Ensures libvirtd, takes a guest slot, starts the domain and waits until the
     /// guest's init is ready. Lab domains left by dead test processes are removed first.
     pub fn start(lab: &Lab, opts: DomainOpts) -> Result<Domain> {
-        Libvirtd::ensure(lab)?;
+        Self::start_on(&Libvirtd::ensure(lab)?, lab, opts)
+    }
+
+    /// [`Domain::start`] on a libvirtd this test already holds (e.g. exclusively).
+    pub fn start_on(libvirtd: &Libvirtd, lab: &Lab, opts: DomainOpts) -> Result<Domain> {
         let slot = slot(lab.dir(), opts.slot_timeout)?;
         let short = format!("{}-{}", opts.name, std::process::id());
         let name = format!("mwlab-{short}");
@@ -139,6 +218,7 @@ impl Domain {
             console: Console::new(run_dir),
             boot_time: Duration::ZERO,
             _slot: slot,
+            _libvirtd: libvirtd.share(),
         };
         dom.pid = pid?; // on error, `dom` drops and destroys the domain
         let pid = dom.pid;

@@ -29,6 +29,39 @@ pub(crate) fn lock(path: &Path) -> Result<FileLock> {
     Ok(FileLock { _file: file })
 }
 
+/// How a [`shared_or_exclusive`] lock is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Shared,
+    Exclusive,
+}
+
+/// Waits (up to `timeout`) for a shared or an exclusive flock on `path`.
+pub(crate) fn shared_or_exclusive(path: &Path, mode: Mode, timeout: Duration) -> Result<FileLock> {
+    let file = open(path)?;
+    let start = Instant::now();
+    loop {
+        let r = match mode {
+            Mode::Shared => file.try_lock_shared(),
+            Mode::Exclusive => file.try_lock(),
+        };
+        match r {
+            Ok(()) => return Ok(FileLock { _file: file }),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => return Err(io("flock", path)(e)),
+        }
+        if start.elapsed() > timeout {
+            return Err(Error::Timeout {
+                what: format!("{mode:?} lock {}", path.display()),
+                secs: timeout.as_secs(),
+                run_dir: path.to_path_buf(),
+                log_tail: String::new(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// One of the lab's guest slots, held for a guest's whole life.
 #[derive(Debug)]
 pub(crate) struct Slot {
