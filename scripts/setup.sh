@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install what memwarden needs on Debian 12 (idempotent; run as root).
-#   build:  pkg-config, libvirt-dev (the libvirt backend links libvirt.so.0)
+#   run:    libvirt0 (the libvirt backend loads libvirt.so.0 when it first connects; the
+#           build needs no system library)
 #   --test: also what the test suite runs against: QEMU, a minimal libvirtd, smem,
 #           busybox-static and cpio for the lab guests (see lab/README.md)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(pkg-config libvirt-dev libvirt0)
+pkgs=(libvirt0)
 if [ "${1:-}" = --test ]; then
   pkgs+=(busybox-static cpio smem time python3 gcc libc6-dev xz-utils zstd
          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86)

@@ -68,7 +68,7 @@ pub enum Error {
         op: &'static str,
         domain: Option<String>,
         #[source]
-        source: virt::error::Error,
+        source: crate::libvirt_ffi::LvError,
     },
     /// Opening the connection failed: libvirtd is down, restarting, or the URI is wrong.
     #[error("cannot reach libvirt at {uri} (is libvirtd running?): {reason}")]
@@ -124,10 +124,10 @@ fn on(d: &Option<String>) -> String {
 impl Error {
     /// The VM (or its QEMU process) went away while we were reading it: skip, do not fail.
     pub fn is_gone(&self) -> bool {
-        use virt::error::ErrorNumber as N;
+        use crate::libvirt_ffi::sys;
         match self {
             Error::Libvirt { source, .. } => {
-                source.code().is_any(vec![N::NoDomain, N::OperationInvalid])
+                [sys::VIR_ERR_NO_DOMAIN, sys::VIR_ERR_OPERATION_INVALID].contains(&source.code())
             }
             Error::NoSuchVm { .. } | Error::Closed { .. } => true,
             Error::Io { source, .. } => matches!(

@@ -1,4 +1,4 @@
-//! The libvirt backend (the `virt` crate): one bulk `virConnectGetAllDomainStats` call for all
+//! The libvirt backend (libvirt's C API loaded at run time: [`crate::libvirt_ffi`]): one bulk `virConnectGetAllDomainStats` call for all
 //! running domains, per-domain `virDomainMemoryStats` for `dommemstat`, and optionally the newer
 //! QEMU statistics through libvirt-qemu's monitor passthrough.
 //!
@@ -15,9 +15,6 @@
 //!
 //! The domain XML (parsed by [`crate::domain_xml`]) is read once per domain (again when its id changes or after
 //! [`XML_REFRESH`]); the QEMU pid comes from libvirt's pid file.
-//!
-//! The connection is closed explicitly on drop (the crate's own `Drop` panics when close
-//! fails).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,9 +24,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use virt::connect::Connect;
-use virt::domain::Domain;
-use virt::sys;
 
 use memwarden_model::units::KIB;
 use memwarden_model::vm::{
@@ -37,7 +31,7 @@ use memwarden_model::vm::{
     VmConfig, VmRead, VmSample, VmState,
 };
 
-use crate::libvirt_ffi::{self, Conn, Param};
+use crate::libvirt_ffi::{self, sys, Connect, Domain, LvError, Param};
 use crate::qmp::parse_guest_stats;
 
 use crate::{domain_xml, now_unix_s, tags, Error, Hypervisor, Scope};
@@ -63,7 +57,7 @@ struct Facts {
 
 /// A libvirt connection.
 pub struct LibvirtBackend {
-    conn: Option<Arc<Conn>>,
+    conn: Option<Arc<Connect>>,
     uri: String,
     /// Read the newer QEMU stats (`stat-oom-kills`, ...) through `virDomainQemuMonitorCommand`.
     /// Off by default: libvirt marks a domain "tainted: custom-monitor" when it is used.
@@ -86,7 +80,7 @@ impl std::fmt::Debug for LibvirtBackend {
     }
 }
 
-fn lv(op: &'static str, domain: Option<&str>) -> impl FnOnce(virt::error::Error) -> Error {
+fn lv(op: &'static str, domain: Option<&str>) -> impl FnOnce(LvError) -> Error {
     let domain = domain.map(str::to_string);
     move |source| Error::Libvirt { op, domain, source }
 }
@@ -95,13 +89,13 @@ fn lv(op: &'static str, domain: Option<&str>) -> impl FnOnce(virt::error::Error)
 fn event_loop() -> bool {
     static STARTED: OnceLock<bool> = OnceLock::new();
     *STARTED.get_or_init(|| {
-        if virt::event::event_register_default_impl().is_err() {
+        if libvirt_ffi::event_register_default_impl().is_err() {
             return false;
         }
         std::thread::Builder::new()
             .name("libvirt-events".into())
             .spawn(|| loop {
-                if virt::event::event_run_default_impl().is_err() {
+                if libvirt_ffi::event_run_default_impl().is_err() {
                     std::thread::sleep(Duration::from_millis(100));
                 }
             })
@@ -127,10 +121,14 @@ fn by_deadline<T: Send + 'static>(
 }
 
 /// Errors that mean the connection itself is broken (libvirtd restarted or gone).
-fn connection_lost(e: &virt::error::Error) -> bool {
-    use virt::error::ErrorNumber as N;
-    e.code()
-        .is_any(vec![N::SystemError, N::NoConnect, N::Rpc, N::AuthFailed])
+fn connection_lost(e: &LvError) -> bool {
+    [
+        sys::VIR_ERR_SYSTEM_ERROR,
+        sys::VIR_ERR_NO_CONNECT,
+        sys::VIR_ERR_RPC,
+        sys::VIR_ERR_AUTH_FAILED,
+    ]
+    .contains(&e.code())
         || e.message().contains("client socket is closed")
         || e.message().contains("connection closed")
 }
@@ -139,8 +137,6 @@ impl LibvirtBackend {
     /// A backend for `uri` (`qemu:///system`, `test:///default`...) that connects on first use
     /// and again after the connection is lost.
     pub fn new(uri: &str) -> Self {
-        // libvirt's default handler prints every error to stderr; ours are returned instead.
-        virt::error::clear_error_callback();
         LibvirtBackend {
             conn: None,
             uri: uri.to_string(),
@@ -164,7 +160,7 @@ impl LibvirtBackend {
     }
 
     /// The open connection, opening it (under `deadline`) when there is none.
-    fn conn(&mut self, deadline: Instant) -> Result<Arc<Conn>, Error> {
+    fn conn(&mut self, deadline: Instant) -> Result<Arc<Connect>, Error> {
         if let Some(c) = &self.conn {
             if c.is_alive().unwrap_or(false) {
                 return Ok(c.clone());
@@ -174,12 +170,12 @@ impl LibvirtBackend {
         let keepalive = event_loop();
         let uri = self.uri.clone();
         let opened = by_deadline(deadline, move || {
-            let c = Connect::open(Some(&uri))?;
+            let c = Connect::open(&uri)?;
             if keepalive {
                 // Fails harmlessly on drivers without keepalive (test:///, qemu:///session).
                 let _ = c.set_keep_alive(5, 3);
             }
-            Ok::<_, virt::error::Error>(Arc::new(Conn::new(c)))
+            Ok::<_, LvError>(Arc::new(c))
         })
         .ok_or_else(|| self.timed_out("connect", deadline))?
         .map_err(|e| Error::LibvirtUnreachable {
@@ -229,7 +225,7 @@ impl LibvirtBackend {
     fn bulk_records(&mut self, deadline: Instant) -> Result<Vec<libvirt_ffi::Record>, Error> {
         let conn = self.conn(deadline)?;
         let (tx, rx) = mpsc::channel();
-        let send = |conn: Arc<Conn>, inflight: Arc<AtomicUsize>| {
+        let send = |conn: Arc<Connect>, inflight: Arc<AtomicUsize>| {
             let tx = tx.clone();
             inflight.fetch_add(1, Ordering::SeqCst);
             let done = inflight.clone();
@@ -604,7 +600,7 @@ impl Hypervisor for LibvirtBackend {
             let d = lookup(c, &n, &uri)?;
             let state = d
                 .state()
-                .map(|(s, _)| state_from(u64::from(s.to_raw())))
+                .map(|(s, _)| state_from(u64::from(s)))
                 .unwrap_or_default();
             let max = d.max_memory().ok().and_then(|k| k.checked_mul(KIB));
             let stats = d
@@ -612,7 +608,7 @@ impl Hypervisor for LibvirtBackend {
                 .map_err(lv("virDomainMemoryStats", Some(&n)))?;
             let tags_: Vec<StatTag> = stats
                 .iter()
-                .map(|s| tags::libvirt_tag(s.tag, s.val))
+                .map(|&(tag, val)| tags::libvirt_tag(tag, val))
                 .collect();
             let xml = d.xml_desc(0).map_err(lv("virDomainGetXMLDesc", Some(&n)))?;
             Ok((d, state, max, tags_, xml))
@@ -643,7 +639,7 @@ impl Hypervisor for LibvirtBackend {
                 .map_err(lv("virDomainMemoryStats", Some(&n)))?;
             let tags_ = stats
                 .iter()
-                .map(|s| tags::libvirt_tag(s.tag, s.val))
+                .map(|&(tag, val)| tags::libvirt_tag(tag, val))
                 .collect();
             Ok(tags::balloon_from_tags(tags_))
         })
@@ -695,7 +691,7 @@ impl Hypervisor for LibvirtBackend {
 
 fn lookup(c: &Connect, name: &str, uri: &str) -> Result<Domain, Error> {
     c.lookup_domain_by_name(name).map_err(|e| {
-        if e.code().is(virt::error::ErrorNumber::NoDomain) {
+        if e.code() == sys::VIR_ERR_NO_DOMAIN {
             Error::NoSuchVm {
                 name: crate::qmp::clip(name),
                 where_: uri.to_string(),
