@@ -8,9 +8,10 @@ use std::path::PathBuf;
 
 use memwarden_hv::{domain_xml, tags};
 use memwarden_metrics::DaemonHealth;
-use memwarden_model::host::{HostSample, ProcessMem, SmapsRollup};
+use memwarden_model::host::{HostSample, ProcKsm, ProcessMem, SmapsRollup};
 use memwarden_model::vm::{
-    BalloonDevice, NovaInstance, ReadStatus, StatTag, VmConfig, VmRead, VmSample, VmState,
+    BalloonDevice, ExtraStats, NovaInstance, ReadStatus, StatTag, VmConfig, VmRead, VmSample,
+    VmState,
 };
 use memwarden_model::{Sample, SourceHealth};
 use memwarden_procfs::HostReader;
@@ -57,10 +58,33 @@ fn nova() -> NovaInstance {
     }
 }
 
+/// What a QEMU 9.x with a Linux 6.12 guest adds through the monitor (as the libvirt backend
+/// appends it), plus a statistic no release has yet: it must be shown, not dropped.
+fn newer_stats() -> Vec<StatTag> {
+    let raw: Vec<(String, u64)> = [
+        ("stat-oom-kills", 1),
+        ("stat-alloc-stalls", 12),
+        ("stat-async-scans", 3400),
+        ("stat-direct-scans", 120),
+        ("stat-async-reclaims", 3000),
+        ("stat-direct-reclaims", 100),
+        ("stat-from-the-future", 7),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), *v))
+    .collect();
+    tags::qmp_to_tags(None, &raw, None, None)
+}
+
 /// VM number `i`: healthy and Nova-managed, except every fourth (polling off, no Nova) and
-/// every seventh (timed out) so that diagnoses and read statuses show.
+/// every seventh (timed out) so that diagnoses and read statuses show; odd ones have a newer
+/// QEMU's statistics, KSM-merged pages and hugetlb-backed memory.
 pub fn vm(i: usize) -> VmSample {
-    let balloon = tags::balloon_from_tags(dommemstat());
+    let mut tags = dommemstat();
+    if i % 2 == 1 {
+        tags.extend(newer_stats());
+    }
+    let balloon = tags::balloon_from_tags(tags);
     let read_at = balloon.last_update_unix_s.unwrap_or(0) + 1;
     let mut vm = VmSample {
         name: format!("instance-{i:08x}"),
@@ -98,6 +122,17 @@ pub fn vm(i: usize) -> VmSample {
         }),
         ..VmSample::default()
     };
+    if i % 2 == 1 {
+        vm.extra_stats = ExtraStats::Read;
+        if let Some(p) = vm.host.as_mut() {
+            p.status.hugetlb_pages = Some(0);
+            p.ksm = Some(ProcKsm {
+                merging_pages: Some(2048),
+                process_profit: Some(8 << 20),
+                ..ProcKsm::default()
+            });
+        }
+    }
     if i % 4 == 3 {
         vm.device.stats_period_s = Some(0);
         vm.config.nova = None;
