@@ -99,6 +99,56 @@ fn promtool_accepts_the_text_format() {
     assert!(said.trim().is_empty(), "promtool lint: {said}");
 }
 
+/// The official Python client's strict OpenMetrics parser (Debian's python3-prometheus-client
+/// installs into the system interpreter, hence /usr/bin/python3): it prints the number of
+/// samples, then every `domain` label value as JSON, one a line.
+const PARSE_OM: &str = "
+import sys, json
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+fams = list(text_string_to_metric_families(sys.stdin.read()))
+print(sum(len(f.samples) for f in fams))
+for f in fams:
+    for s in f.samples:
+        if 'domain' in s.labels:
+            print(json.dumps(s.labels['domain']))
+";
+
+#[test]
+fn the_reference_openmetrics_parser_reads_it_back() {
+    let has_parser = Command::new("/usr/bin/python3")
+        .args(["-c", "import prometheus_client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_parser {
+        eprintln!("SKIPPED: no python3-prometheus-client (scripts/setup.sh --test installs it)");
+        return;
+    }
+    let s = sample();
+    let text = render(&s, &common::health(), Format::OpenMetrics);
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", PARSE_OM])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("the parser reads");
+    let out = child.wait_with_output().expect("the parser ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "OpenMetrics parser: {err}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let mut lines = said.lines();
+    let count: usize = lines.next().and_then(|c| c.parse().ok()).expect("a count");
+    assert_eq!(count, samples(&text).count(), "every sample read");
+    let odd = serde_json::to_string(&s.vms[8].name).expect("json");
+    assert!(lines.any(|l| l == odd), "{odd} read back");
+}
+
 #[test]
 fn openmetrics_is_well_formed() {
     let text = render(&sample(), &common::health(), Format::OpenMetrics);
