@@ -3,13 +3,14 @@
 #   run:    libvirt0 (the libvirt backend loads libvirt.so.0 when it first connects; the
 #           build needs no system library)
 #   --test: also what the test suite runs against: QEMU, a minimal libvirtd, smem,
-#           busybox-static and cpio for the lab guests (see lab/README.md)
+#           busybox-static and cpio for the lab guests (see lab/README.md); promtool (prometheus)
+#           and python3-prometheus-client's OpenMetrics parser check /metrics and deploy/prometheus
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(libvirt0)
 if [ "${1:-}" = --test ]; then
   pkgs+=(busybox-static cpio smem time python3 gcc libc6-dev xz-utils zstd
-         libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86)
+         libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 prometheus python3-prometheus-client)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

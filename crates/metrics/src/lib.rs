@@ -1,0 +1,147 @@
+//! memwarden's Prometheus exposition: one [`render`] of a [`Sample`] and the daemon's own
+//! health, in the text format 0.0.4 or OpenMetrics 1.0.0, every family declared in [`METRICS`].
+//!
+//! Nothing is stored between scrapes: each series is derived from the Sample by the analyses
+//! (`memwarden_analysis`) at render time, so a better analysis shows on the next scrape. The
+//! daemon owns the counters in [`DaemonHealth`]; they never reset on scrape.
+
+mod host;
+mod table;
+mod vm;
+mod writer;
+
+use std::collections::HashSet;
+
+use memwarden_model::Sample;
+
+pub use table::{lookup, MetricDef, MetricType, METRICS};
+
+/// The exposition format a scraper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The Prometheus text format 0.0.4.
+    Prometheus,
+    /// OpenMetrics 1.0.0.
+    OpenMetrics,
+}
+
+impl Format {
+    /// Chooses by the `Accept` header: OpenMetrics when it is asked for with a quality at least
+    /// that of `text/plain` (Prometheus sends it first, q=1), else the text format, which every
+    /// scraper reads (no header, `*/*`, `text/plain`).
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        let (mut om, mut text) = (0.0_f64, 0.0_f64);
+        for range in accept.unwrap_or("").split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|v| v.parse::<f64>().ok())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => om = om.max(q),
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if om > 0.0 && om >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        }
+    }
+
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// The daemon's own figures, kept by the daemon across samples (counters never reset).
+#[derive(Default, Clone, Debug)]
+pub struct DaemonHealth {
+    pub samples_total: u64,
+    pub sample_errors_total: u64,
+    /// When the last sample finished, milliseconds since the Unix epoch; 0 = none yet.
+    pub last_sample_unix_ms: u64,
+    pub last_sample_duration_seconds: f64,
+    /// The daemon's CPU time, user + system.
+    pub cpu_seconds_total: f64,
+    pub resident_bytes: u64,
+    pub store_errors_total: u64,
+    pub store_bytes: u64,
+    /// Balloon targets set: (VM name, direction `inflate`/`deflate`, count).
+    pub balloon_actions_total: Vec<(String, String, u64)>,
+}
+
+/// Writes every series of `sample` and `health` in `format`.
+pub fn render(sample: &Sample, health: &DaemonHealth, format: Format) -> String {
+    let mut s = writer::Series::new();
+    host::write(&mut s, &sample.host);
+    // A VM listed twice (two backends reaching one QEMU) would write every series twice and
+    // make Prometheus reject the scrape; the first row is the one kept.
+    let mut seen = HashSet::new();
+    for v in &sample.vms {
+        if seen.insert((v.name.as_str(), v.uuid.as_deref())) {
+            vm::write(&mut s, v);
+        }
+    }
+    sample_series(&mut s, sample);
+    health_series(&mut s, health);
+    s.write(format)
+}
+
+fn sample_series(s: &mut writer::Series, sample: &Sample) {
+    if sample.taken_at_unix_ms > 0 {
+        s.add(
+            "memwarden_sample_timestamp_seconds",
+            &[],
+            sample.taken_at_unix_ms as f64 / 1e3,
+        );
+    }
+    let notes = [
+        ("host", sample.host.degraded.len()),
+        ("vms", sample.degraded.len()),
+    ];
+    for (scope, n) in notes {
+        s.add("memwarden_sample_degraded_notes", &[scope], n as u64);
+    }
+    for src in &sample.sources {
+        s.add("memwarden_source_success", &[&src.name], src.ok);
+        s.add(
+            "memwarden_source_duration_seconds",
+            &[&src.name],
+            src.duration_ms as f64 / 1e3,
+        );
+    }
+}
+
+fn health_series(s: &mut writer::Series, h: &DaemonHealth) {
+    s.add("memwarden_samples_total", &[], h.samples_total);
+    s.add("memwarden_sample_errors_total", &[], h.sample_errors_total);
+    if h.last_sample_unix_ms > 0 {
+        s.add(
+            "memwarden_last_sample_timestamp_seconds",
+            &[],
+            h.last_sample_unix_ms as f64 / 1e3,
+        );
+        s.add(
+            "memwarden_last_sample_duration_seconds",
+            &[],
+            h.last_sample_duration_seconds,
+        );
+    }
+    s.add("memwarden_store_errors_total", &[], h.store_errors_total);
+    s.add("memwarden_store_bytes", &[], h.store_bytes);
+    for (vm, direction, n) in &h.balloon_actions_total {
+        s.add("memwarden_balloon_actions_total", &[vm, direction], *n);
+    }
+    s.add("process_cpu_seconds_total", &[], h.cpu_seconds_total);
+    s.add("process_resident_memory_bytes", &[], h.resident_bytes);
+}
+
+#[cfg(test)]
+mod tests;
