@@ -109,6 +109,61 @@ pub fn parse_size(input: &str, default_unit_bytes: u64) -> Result<u64, SizeError
         .ok_or_else(|| err("size overflows 64 bits"))
 }
 
+/// `500ms`, `2s`, `1m`, `6h`, `30d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (write 500ms, 2s, 10m, 6h, 30d)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h, d)")),
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// serde for `Duration` fields written as `10s`, `6h` (config files).
+pub mod duration_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*v))
+    }
+}
+
+/// The shortest exact `parse_duration` spelling of `d` (`10s`, `6h`, `1500ms`).
+pub fn format_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, n) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= n && ms % n == 0 {
+            return format!("{}{unit}", ms / n);
+        }
+    }
+    format!("{ms}ms")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +219,25 @@ mod tests {
             let s = format_bytes(b);
             proptest::prop_assert!(s.ends_with('B'));
         }
+    }
+
+    #[test]
+    fn durations_parse_and_format_back() {
+        for (text, secs) in [
+            ("500ms", 0.5),
+            ("10s", 10.0),
+            ("6h", 21600.0),
+            ("30d", 2_592_000.0),
+        ] {
+            let d = parse_duration(text).expect(text);
+            assert_eq!(d.as_secs_f64(), secs, "{text}");
+            assert_eq!(format_duration(d), text);
+        }
+        assert_eq!(
+            format_duration(std::time::Duration::from_millis(1500)),
+            "1500ms"
+        );
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
     }
 }
