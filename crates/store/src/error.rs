@@ -28,7 +28,11 @@ pub enum Error {
     ReadOnlyHandle { path: PathBuf, doing: &'static str },
     /// The file was written by a newer memwarden.
     #[error("{}: schema version {found} is newer than this memwarden knows ({known}): upgrade memwarden", path.display())]
-    TooNew { path: PathBuf, found: i64, known: i64 },
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     /// A stored record could not be decoded (damage, or a format this build does not know).
     #[error("{}: {doing}: record {what} cannot be decoded: {why}", path.display())]
     Decode {

@@ -130,6 +130,18 @@ impl Store {
                 source,
             })?;
         }
+        // SQLite would silently open a file it may not write read-only, and fail later (or at
+        // the WAL's shared-memory file) with a vaguer message: say it now.
+        if path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|source| Error::Io {
+                    path: path.to_owned(),
+                    doing: "open the store for writing",
+                    source,
+                })?;
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -186,8 +198,9 @@ impl Store {
         }
         // FULL: the WAL is synced on every commit, so an append that returned survives a power
         // cut, not only kill -9. One fsync per sample every few seconds is cheap.
+        // After a checkpoint, the WAL is cut back to 4 MiB rather than keeping its high mark.
         self.conn
-            .execute_batch("PRAGMA synchronous = FULL;")
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 4194304;")
             .map_err(sql(p, "set synchronous"))
     }
 
@@ -204,7 +217,11 @@ impl Store {
         self.conn
             .execute(
                 "INSERT INTO recent (ts, fmt, data) VALUES (?1, ?2, ?3)",
-                params![ms_to_sql(sample.taken_at_unix_ms), codec::FORMAT_ZSTD_JSON, blob],
+                params![
+                    ms_to_sql(sample.taken_at_unix_ms),
+                    codec::FORMAT_ZSTD_JSON,
+                    blob
+                ],
             )
             .map_err(sql(&self.path, DOING))?;
         Ok(())

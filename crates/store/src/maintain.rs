@@ -134,9 +134,18 @@ impl Store {
 
     /// Replace blocks of the tier below `to` whose whole `to`-block window ended before
     /// `cutoff` by one `to` block of mean samples.
-    fn downsample(&mut self, to: Tier, cutoff: u64, report: &mut MaintainReport) -> Result<(), Error> {
+    fn downsample(
+        &mut self,
+        to: Tier,
+        cutoff: u64,
+        report: &mut MaintainReport,
+    ) -> Result<(), Error> {
         const DOING: &str = "downsample old samples";
-        let from = if to == Tier::Hour { Tier::Minute } else { Tier::Full };
+        let from = if to == Tier::Hour {
+            Tier::Minute
+        } else {
+            Tier::Full
+        };
         let win = to.block_window_ms() as i64;
         let due_before = ms_to_sql(cutoff).div_euclid(win) * win;
         let groups: Vec<i64> = {
@@ -222,9 +231,8 @@ impl Store {
         for group in samples.chunk_by(|a, b| bucket(a, bucket_ms) == bucket(b, bucket_ms)) {
             let refs: Vec<&Value> = group.iter().collect();
             if let Some(mean) = downsample::mean(&refs) {
-                serde_json::from_value::<memwarden_model::Sample>(mean.clone()).map_err(|e| {
-                    self.decode_err("downsample old samples", "mean sample", e)
-                })?;
+                serde_json::from_value::<memwarden_model::Sample>(mean.clone())
+                    .map_err(|e| self.decode_err("downsample old samples", "mean sample", e))?;
                 out.push(mean);
             }
         }

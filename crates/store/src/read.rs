@@ -26,6 +26,8 @@ pub struct TierStats {
 pub struct StoreStats {
     /// The database file plus its WAL, bytes.
     pub file_bytes: u64,
+    /// Of which the WAL (bounded: cut back to 4 MiB after each checkpoint).
+    pub wal_bytes: u64,
     /// `recent`, `full`, `minute`, `hour`, in that order.
     pub tiers: Vec<TierStats>,
     pub oldest_unix_ms: Option<u64>,
@@ -56,7 +58,9 @@ impl Store {
             .map_err(sql(&self.path, DOING))?;
         let block = match (row, block) {
             (Some((ts, _, _)), Some(b)) if b.1 > ts => b,
-            (Some((ts, fmt, data)), _) => return self.decode_sample(DOING, ts, fmt, &data).map(Some),
+            (Some((ts, fmt, data)), _) => {
+                return self.decode_sample(DOING, ts, fmt, &data).map(Some)
+            }
             (None, Some(b)) => b,
             (None, None) => return Ok(None),
         };
@@ -140,11 +144,9 @@ impl Store {
     /// File size, and rows, samples and extent of each tier.
     pub fn stats(&self) -> Result<StoreStats, Error> {
         const DOING: &str = "read the store's statistics";
-        let file_bytes = [self.path.clone(), wal_path(&self.path)]
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
+        let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let wal_bytes = size(&wal_path(&self.path));
+        let file_bytes = size(&self.path) + wal_bytes;
         let mut tiers = Vec::new();
         let recent = self
             .conn
@@ -172,6 +174,7 @@ impl Store {
         let newest_unix_ms = tiers.iter().filter_map(|t| t.newest_unix_ms).max();
         Ok(StoreStats {
             file_bytes,
+            wal_bytes,
             tiers,
             oldest_unix_ms,
             newest_unix_ms,
@@ -231,4 +234,22 @@ pub(crate) fn wal_path(db: &std::path::Path) -> std::path::PathBuf {
     let mut s = db.as_os_str().to_owned();
     s.push("-wal");
     s.into()
+}
+
+impl Store {
+    /// SQLite's `PRAGMA integrity_check`: the problems found, empty when the file is sound.
+    pub fn check_integrity(&self) -> Result<Vec<String>, Error> {
+        const DOING: &str = "check the file's integrity";
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA integrity_check")
+            .map_err(sql(&self.path, DOING))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(sql(&self.path, DOING))?;
+        let lines: Vec<String> = rows
+            .collect::<Result<_, _>>()
+            .map_err(sql(&self.path, DOING))?;
+        Ok(lines.into_iter().filter(|l| l != "ok").collect())
+    }
 }

@@ -78,7 +78,7 @@ fn user_version(conn: &Connection, path: &Path) -> Result<i64, Error> {
 }
 
 fn too_new(version: i64, path: &Path) -> Result<(), Error> {
-    if version > SCHEMA_VERSION || version < 0 {
+    if !(0..=SCHEMA_VERSION).contains(&version) {
         return Err(Error::TooNew {
             path: path.to_owned(),
             found: version,
