@@ -4,5 +4,6 @@ pub mod accounting;
 pub mod glossary;
 pub mod ksm;
 pub mod procs;
+pub mod series;
 
 pub mod vm;

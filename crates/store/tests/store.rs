@@ -1,0 +1,306 @@
+//! The store end to end on real files: round trip, tiers, retention, read-only handles,
+//! concurrent maintenance. (Crash and full-disk tests are in their own files.)
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use memwarden_model::host::{HostSample, Meminfo, MeminfoEntry, MeminfoUnit};
+use memwarden_model::Sample;
+use memwarden_store::{redact, ErrorKind, Retention, Store};
+
+/// A small sample whose MemFree is `free`: tier tests need thousands of them.
+pub fn small(ts: u64, free: u64) -> Sample {
+    let entry = |key: &str, value| MeminfoEntry {
+        key: key.into(),
+        value,
+        unit: MeminfoUnit::Bytes,
+    };
+    Sample {
+        taken_at_unix_ms: ts,
+        host: HostSample {
+            meminfo: Meminfo {
+                entries: vec![entry("MemTotal", 1 << 30), entry("MemFree", free)],
+            },
+            ..HostSample::default()
+        },
+        ..Sample::default()
+    }
+}
+
+fn json(s: &Sample) -> serde_json::Value {
+    serde_json::to_value(s).expect("serialize")
+}
+
+fn free(s: &Sample) -> u64 {
+    s.host.meminfo.get("MemFree").expect("MemFree")
+}
+
+const T0: u64 = 1_700_000_000_000 / 86_400_000 * 86_400_000; // a UTC midnight
+const HOUR: u64 = 3_600_000;
+
+#[test]
+fn round_trip_keeps_every_field() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("a/b/history.db"); // directories are created
+    let mut store = Store::open(&path).expect("open");
+    assert!(store.latest().expect("latest").is_none());
+    let mut gen = common::Generator::new(T0, 7);
+    let samples: Vec<Sample> = (0..3).map(|_| gen.next_sample()).collect();
+    for s in &samples {
+        store.append(s).expect("append");
+    }
+    let latest = store.latest().expect("latest").expect("some");
+    assert_eq!(json(&latest), json(&samples[2]));
+    let got = store.range(0, u64::MAX).expect("range");
+    assert_eq!(
+        got.iter().map(json).collect::<Vec<_>>(),
+        samples.iter().map(json).collect::<Vec<_>>()
+    );
+    // Compacted into a block, still the same samples.
+    let r = store
+        .maintain(T0 + 24 * HOUR, &Retention::default())
+        .expect("maintain");
+    assert_eq!(r.samples_compacted, 3);
+    let got = store.range(0, u64::MAX).expect("range");
+    assert_eq!(
+        got.iter().map(json).collect::<Vec<_>>(),
+        samples.iter().map(json).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        json(&store.latest().expect("latest").expect("some")),
+        json(&samples[2])
+    );
+    assert!(store.check_integrity().expect("check").is_empty());
+}
+
+fn short_retention() -> Retention {
+    Retention {
+        full: Duration::from_millis(HOUR),
+        minute: Duration::from_millis(3 * HOUR),
+        hour: Duration::from_millis(48 * HOUR),
+    }
+}
+
+/// Six hours of samples 10 s apart, MemFree = index × 1000.
+fn six_hours(store: &mut Store) -> u64 {
+    let n = 6 * 360;
+    for i in 0..n {
+        store
+            .append(&small(T0 + i * 10_000, i * 1000))
+            .expect("append");
+    }
+    T0 + (n - 1) * 10_000
+}
+
+#[test]
+fn range_reads_each_period_at_the_finest_tier_kept() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut store = Store::open(&dir.path().join("h.db")).expect("open");
+    let last = six_hours(&mut store);
+    let now = last + 10_000; // 6 h after T0
+    let r = store.maintain(now, &short_retention()).expect("maintain");
+    // Hours 0-1 are older than 3 h... to hour means only when their whole day is: not yet.
+    // Full kept for the last hour (5-6), minutes for hours 0-5 (the day is not due for hours).
+    assert_eq!(r.samples_compacted, 2160);
+    assert_eq!(r.samples_downsampled_to_minute, 5 * 360);
+    assert_eq!(r.minute_samples_written, 5 * 60);
+    let got = store.range(0, u64::MAX).expect("range");
+    assert_eq!(got.len(), 5 * 60 + 360);
+    assert!(got
+        .windows(2)
+        .all(|w| w[0].taken_at_unix_ms < w[1].taken_at_unix_ms));
+    // Minute k holds samples 6k..6k+5: mean MemFree (6k + 2.5) × 1000, time at its middle.
+    let m = &got[7];
+    assert_eq!(free(m), (6 * 7) * 1000 + 2500);
+    assert_eq!(m.taken_at_unix_ms, T0 + 7 * 60_000 + 25_000);
+    // The last hour is every sample.
+    assert_eq!(free(got.last().expect("last")), 2159 * 1000);
+    assert_eq!(got[300].taken_at_unix_ms, T0 + 5 * HOUR);
+
+    // Two days on, the day is due for hour means: one per hour, 6 of them.
+    let r = store
+        .maintain(T0 + 30 * HOUR, &short_retention())
+        .expect("maintain");
+    assert_eq!(r.hour_samples_written, 6);
+    let got = store.range(0, u64::MAX).expect("range");
+    assert_eq!(got.len(), 6);
+    // Hour 2 is the mean of its minutes, which are means of its samples: 720..1079 → 899.5.
+    assert_eq!(free(&got[2]), 899_500);
+    let sub = store.range(T0 + 2 * HOUR, T0 + 4 * HOUR).expect("range");
+    assert_eq!(sub.len(), 2, "hour means lie at each hour's middle");
+    assert!(store.check_integrity().expect("check").is_empty());
+}
+
+#[test]
+fn retention_deletes_old_data() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("h.db");
+    let mut store = Store::open(&path).expect("open");
+    six_hours(&mut store);
+    store
+        .maintain(T0 + 7 * HOUR, &short_retention())
+        .expect("maintain");
+    let before = store.stats().expect("stats");
+    let r = store
+        .maintain(T0 + 100 * HOUR, &short_retention())
+        .expect("maintain");
+    assert_eq!(r.samples_expired, 6);
+    assert!(store.range(0, u64::MAX).expect("range").is_empty());
+    assert!(store.latest().expect("latest").is_none());
+    let after = store.stats().expect("stats");
+    assert!(after.tiers.iter().all(|t| t.rows == 0), "{after:?}");
+    assert_eq!(after.oldest_unix_ms, None);
+    assert!(before.file_bytes > 0);
+}
+
+#[test]
+fn read_only_handle_refuses_writes_clearly_and_still_reads() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("h.db");
+    let mut w = Store::open(&path).expect("open");
+    w.append(&small(T0, 1)).expect("append");
+    let mut ro = Store::open_read_only(&path).expect("open ro");
+    let e = ro.append(&small(T0 + 1, 2)).expect_err("read-only append");
+    assert_eq!(e.kind(), ErrorKind::ReadOnly);
+    let msg = e.to_string();
+    assert!(msg.contains("h.db") && msg.contains("read-only"), "{msg}");
+    assert_eq!(
+        ro.maintain(T0, &Retention::default())
+            .expect_err("ro")
+            .kind(),
+        ErrorKind::ReadOnly
+    );
+    // The writer goes on; the reader sees its commits.
+    w.append(&small(T0 + 2, 3)).expect("append");
+    assert_eq!(ro.range(0, u64::MAX).expect("range").len(), 2);
+    assert!(Store::open_read_only(&dir.path().join("missing.db")).is_err());
+}
+
+#[test]
+fn chmod_0444_file_gives_a_clear_error() {
+    if unsafe_is_root() {
+        println!(
+            "skipped: root writes through mode 0444; tests/full_disk.rs covers a read-only mount"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("h.db");
+    drop(Store::open(&path).expect("open"));
+    set_mode(&path, 0o444);
+    let err = match Store::open(&path) {
+        Err(e) => e,
+        Ok(mut s) => s.append(&small(T0, 1)).expect_err("append to a 0444 file"),
+    };
+    assert_eq!(err.kind(), ErrorKind::ReadOnly, "{err}");
+    assert!(err.to_string().contains("h.db"), "{err}");
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn unsafe_is_root() -> bool {
+    // Reading our own uid from /proc keeps the crate free of `unsafe` (libc::geteuid).
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn maintain_on_a_second_handle_never_fails_an_append() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("h.db");
+    let mut writer = Store::open(&path).expect("open");
+    let mut maintainer = Store::open(&path).expect("open second");
+    let newest = Arc::new(AtomicU64::new(T0));
+    let done = Arc::new(AtomicBool::new(false));
+    let (n2, d2) = (newest.clone(), done.clone());
+    let maint = std::thread::spawn(move || {
+        let mut passes = 0u32;
+        let mut compacted = 0u64;
+        while !d2.load(Ordering::SeqCst) || passes == 0 {
+            // Full resolution for 30 min only, so minute downsampling runs too.
+            let ret = Retention {
+                full: Duration::from_secs(1800),
+                ..Retention::default()
+            };
+            let r = maintainer
+                .maintain(n2.load(Ordering::SeqCst), &ret)
+                .expect("maintain");
+            compacted += r.samples_compacted;
+            passes += 1;
+        }
+        (passes, compacted)
+    });
+    let mut gen = common::Generator::new(T0, 3);
+    let n = 900u64;
+    for _ in 0..n {
+        let s = gen.next_sample();
+        writer
+            .append(&s)
+            .expect("append while another handle maintains");
+        newest.store(s.taken_at_unix_ms, Ordering::SeqCst);
+    }
+    done.store(true, Ordering::SeqCst);
+    let (passes, compacted) = maint.join().expect("maintainer");
+    assert!(
+        passes > 1 && compacted > 0,
+        "maintenance ran ({passes} passes, {compacted} compacted)"
+    );
+    let got = writer.range(0, u64::MAX).expect("range");
+    // 900 samples span 2.5 h: everything older than 30 min before the last became minutes.
+    let stats = writer.stats().expect("stats");
+    assert!(
+        stats
+            .tiers
+            .iter()
+            .any(|t| t.name == "minute" && t.samples > 0),
+        "{stats:?}"
+    );
+    assert!(got
+        .windows(2)
+        .all(|w| w[0].taken_at_unix_ms < w[1].taken_at_unix_ms));
+    assert_eq!(
+        got.last().map(|s| s.taken_at_unix_ms),
+        Some(newest.load(Ordering::SeqCst))
+    );
+    assert!(writer.check_integrity().expect("check").is_empty());
+}
+
+#[test]
+fn redact_drops_cmdlines_keeps_names() {
+    let mut gen = common::Generator::new(T0, 1);
+    let mut s = gen.next_sample();
+    assert!(s.host.processes.iter().any(|p| !p.cmdline.is_empty()));
+    let names: Vec<String> = s.host.processes.iter().map(|p| p.name.clone()).collect();
+    let mut kept = s.clone();
+    redact(&mut kept, true);
+    assert_eq!(json(&kept), json(&s));
+    redact(&mut s, false);
+    assert!(s.host.processes.iter().all(|p| p.cmdline.is_empty()));
+    assert!(s
+        .vms
+        .iter()
+        .filter_map(|v| v.host.as_ref())
+        .all(|p| p.cmdline.is_empty()));
+    assert!(s.vms.iter().all(|v| v.host.is_some()));
+    assert_eq!(
+        s.host
+            .processes
+            .iter()
+            .map(|p| p.name.clone())
+            .collect::<Vec<_>>(),
+        names
+    );
+}
