@@ -3,6 +3,7 @@
 pub mod accounting;
 pub mod glossary;
 pub mod ksm;
+pub mod leaks;
 pub mod procs;
 pub mod series;
 
