@@ -129,6 +129,21 @@ impl Collector {
         &self.cfg
     }
 
+    /// The deadline for every VM's exchange, from the next sample on (a reloaded config).
+    /// Applies to QMP and libvirt backends created by this collector.
+    pub fn set_deadline(&mut self, deadline: Duration) {
+        self.cfg.deadline = deadline;
+        if let Some(hv) = self.hv.as_deref_mut() {
+            hv.set_timeout(deadline);
+        }
+    }
+
+    /// Read PSS (every process's smaps_rollup) from the next sample on, or only status: the
+    /// daemon reads PSS on a slower cadence than the rest.
+    pub fn set_pss(&mut self, pss: bool) {
+        self.cfg.pss = pss;
+    }
+
     /// The hypervisor behind this collector, for actions (setmem, stats-period).
     pub fn hypervisor(&mut self) -> Option<&mut (dyn Hypervisor + Send + 'static)> {
         self.hv.as_deref_mut()

@@ -55,6 +55,8 @@ pub trait Hypervisor {
     fn qemu_pid(&mut self, name: &str) -> Result<Option<u32>, Error>;
     /// Names of the running VMs.
     fn names(&mut self) -> Result<Vec<String>, Error>;
+    /// One VM's whole exchange (libvirt: every call of a sample) must finish within this.
+    fn set_timeout(&mut self, timeout: std::time::Duration);
 }
 
 /// Errors from the hypervisor backends. [`Error::is_gone`] tells "the VM went away" apart;

@@ -509,6 +509,10 @@ fn state_from(v: u64) -> VmState {
 }
 
 impl Hypervisor for LibvirtBackend {
+    fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// Every running domain, one row each, all under one deadline: busy domains (another job
     /// holds them) are rows with [`ReadStatus::Busy`], never waited for.
     fn list(&mut self) -> Result<Vec<VmSample>, Error> {

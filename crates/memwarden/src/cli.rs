@@ -48,6 +48,78 @@ pub enum Command {
     StatsPeriod(StatsPeriodArgs),
     /// Set a VM's balloon target, refusing unsafe targets unless --force.
     Setmem(SetmemArgs),
+    /// Run the daemon: record host + VMs every interval, serve /metrics, a JSON API and a page.
+    Serve(ServeArgs),
+    /// Print recorded series from the history store.
+    History(HistoryArgs),
+    /// What grew in the recorded history (meminfo components, processes, VMs), ranked.
+    Leaks(LeaksArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (default /etc/memwarden/memwarden.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// HTTP address (default 127.0.0.1:9848).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// History file (default /var/lib/memwarden/history.db).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Sampling interval (default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Option<std::time::Duration>,
+    /// libvirt URI (sets [vms] source = "libvirt").
+    #[arg(long, value_name = "URI")]
+    pub connect: Option<String>,
+    /// QMP sockets, paths or globs, repeatable (sets [vms] source = "qmp").
+    #[arg(long, value_name = "PATH_OR_GLOB")]
+    pub qmp: Vec<String>,
+    /// Do not read VMs (host only).
+    #[arg(long, conflicts_with_all = ["connect", "qmp"])]
+    pub no_vms: bool,
+}
+
+/// The history file, shared by `history` and `leaks`.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// History file written by `memwarden serve`.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/var/lib/memwarden/history.db"
+    )]
+    pub db: PathBuf,
+    /// How far back (`30m`, `6h`, `7d`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Only this VM's series (and its QEMU process's).
+    #[arg(long, value_name = "NAME")]
+    pub vm: Option<String>,
+    /// A series name or prefix (`meminfo.Slab`, `vm.guest_used`, `host.lru.`); repeatable.
+    /// Without it, the names recorded are listed.
+    #[arg(long, value_name = "F")]
+    pub field: Vec<String>,
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// One row per sample and series: time, series, value.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaksArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

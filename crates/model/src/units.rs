@@ -157,7 +157,7 @@ pub fn format_duration(d: std::time::Duration) -> String {
         ("m", 60_000),
         ("s", 1000),
     ] {
-        if ms >= n && ms % n == 0 {
+        if ms >= n && ms.is_multiple_of(n) {
             return format!("{}{unit}", ms / n);
         }
     }

@@ -355,6 +355,10 @@ fn stats(
 }
 
 impl Hypervisor for QmpBackend {
+    fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// Every socket, read concurrently (at most `parallelism` at once), each under its own
     /// deadline of `timeout` from the moment its read starts. One row per socket.
     fn list(&mut self) -> Result<Vec<VmSample>, Error> {

@@ -1,5 +1,6 @@
 //! One module per subcommand; each reads, analyses and prints, nothing more.
 
+mod daemon;
 mod explain;
 mod host;
 mod sample;
@@ -25,6 +26,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dommemstat(a) => vm::dommemstat(&a),
         Command::StatsPeriod(a) => vm::stats_period(&a),
         Command::Setmem(a) => vm::setmem(&a),
+        Command::Serve(a) => daemon::serve(&a),
+        Command::History(a) => daemon::history(&a),
+        Command::Leaks(a) => daemon::leaks(&a),
     }
 }
 

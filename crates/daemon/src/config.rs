@@ -1,0 +1,250 @@
+//! `memwarden serve`'s configuration: one TOML file, every key documented here (the README's
+//! configuration reference is this file's doc comments), unknown keys refused with the key and
+//! the file named. Command-line flags override the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use memwarden_model::units::duration_str;
+use serde::{Deserialize, Serialize};
+
+/// Where `serve` looks for its configuration when `--config` is not given (absent is fine).
+pub const DEFAULT_PATH: &str = "/etc/memwarden/memwarden.toml";
+/// 9848: no exporter on Prometheus's default-port allocation list uses it.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9848";
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the HTTP server (/metrics, /api/v1/..., the page). Loopback by default:
+    /// the JSON API shows process names and VM names; bind elsewhere only behind a firewall
+    /// or a reverse proxy that authenticates.
+    pub listen: SocketAddr,
+    /// The SQLite history file (created with its directory).
+    pub db: PathBuf,
+    /// How often the host, the VMs and KSM are sampled.
+    #[serde(with = "duration_str")]
+    pub interval: Duration,
+    /// One VM's whole exchange must finish within this; a VM that does not is marked for that
+    /// sample ("timed out") and never waited for.
+    #[serde(with = "duration_str")]
+    pub deadline: Duration,
+    pub vms: VmsConfig,
+    pub record: RecordConfig,
+    pub retention: RetentionConfig,
+}
+
+/// `[vms]`: where VMs come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VmsConfig {
+    /// `libvirt`, `qmp` or `none`.
+    pub source: VmSourceKind,
+    /// libvirt URI (source = "libvirt").
+    pub connect: String,
+    /// QMP sockets, paths or globs (source = "qmp").
+    pub qmp: Vec<String>,
+    /// libvirt: also read QEMU's newer balloon stats through libvirt-qemu's monitor
+    /// passthrough (libvirt then marks each domain "tainted: custom-monitor").
+    pub monitor_passthrough: bool,
+    /// QMP sockets read at once (default: cores × 4).
+    pub parallelism: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmSourceKind {
+    Libvirt,
+    Qmp,
+    None,
+}
+
+/// `[record]`: what goes into the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordConfig {
+    /// Keep every process's full command line. Off by default: arguments can hold secrets;
+    /// the process name (and a QEMU's domain) is kept either way.
+    pub keep_cmdlines: bool,
+    /// Read every process's smaps_rollup (PSS) this often; the other samples read only each
+    /// process's status (RSS, swap), which costs a tenth as much.
+    #[serde(with = "duration_str")]
+    pub pss_every: Duration,
+    /// Run retention and downsampling this often.
+    #[serde(with = "duration_str")]
+    pub maintain_every: Duration,
+}
+
+/// `[retention]`: how long each resolution is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Every sample.
+    #[serde(with = "duration_str")]
+    pub full: Duration,
+    /// One-minute means.
+    #[serde(with = "duration_str")]
+    pub minute: Duration,
+    /// One-hour means.
+    #[serde(with = "duration_str")]
+    pub hour: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9848))),
+            db: PathBuf::from("/var/lib/memwarden/history.db"),
+            interval: Duration::from_secs(10),
+            deadline: Duration::from_secs(2),
+            vms: VmsConfig::default(),
+            record: RecordConfig::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+impl Default for VmsConfig {
+    fn default() -> Self {
+        VmsConfig {
+            source: VmSourceKind::Libvirt,
+            connect: "qemu:///system".into(),
+            qmp: Vec::new(),
+            monitor_passthrough: false,
+            parallelism: None,
+        }
+    }
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig {
+            keep_cmdlines: false,
+            pss_every: Duration::from_secs(60),
+            maintain_every: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            full: Duration::from_secs(2 * 86_400),
+            minute: Duration::from_secs(30 * 86_400),
+            hour: Duration::from_secs(365 * 86_400),
+        }
+    }
+}
+
+impl RetentionConfig {
+    pub fn to_store(&self) -> memwarden_store::Retention {
+        memwarden_store::Retention {
+            full: self.full,
+            minute: self.minute,
+            hour: self.hour,
+        }
+    }
+}
+
+impl Config {
+    /// Parses `text` (from `path`, named in every error).
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
+        let cfg: Config =
+            toml::from_str(text).with_context(|| format!("configuration {}", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("configuration {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// `explicit` must exist; without it, [`DEFAULT_PATH`] is read when present, else the
+    /// defaults. Returns the file it read, if any.
+    pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Config, Option<PathBuf>)> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
+            None => return Ok((Config::default(), None)),
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading configuration {}", path.display()))?;
+        Ok((Config::parse(&text, &path)?, Some(path)))
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.interval < Duration::from_millis(100) {
+            bail!("interval {:?} is below 100ms", self.interval);
+        }
+        if self.deadline >= self.interval {
+            bail!(
+                "deadline {:?} must be shorter than interval {:?}: a sample must end before the next begins",
+                self.deadline,
+                self.interval
+            );
+        }
+        if self.vms.source == VmSourceKind::Qmp && self.vms.qmp.is_empty() {
+            bail!("[vms] source = \"qmp\" needs qmp = [\"/path/or/glob\", ...]");
+        }
+        if self.record.pss_every < self.interval {
+            bail!("[record] pss_every must be at least the interval");
+        }
+        Ok(())
+    }
+
+    /// What `SIGHUP` cannot change in a running daemon (it needs a restart), by key.
+    pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.listen != new.listen {
+            keys.push("listen");
+        }
+        if self.db != new.db {
+            keys.push("db");
+        }
+        if self.vms != new.vms {
+            keys.push("[vms]");
+        }
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_documented_in_the_example_parses_and_defaults_hold() {
+        let text = include_str!("../../../deploy/memwarden.toml");
+        let cfg = Config::parse(text, Path::new("deploy/memwarden.toml")).expect("example");
+        assert_eq!(cfg, Config::default(), "the example shows the defaults");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_naming_the_key_and_the_file() {
+        let e = Config::parse("[record]\nkeep_cmdline = true\n", Path::new("/etc/x.toml"))
+            .expect_err("typo");
+        let msg = format!("{e:#}");
+        assert!(msg.contains("/etc/x.toml"), "{msg}");
+        assert!(msg.contains("keep_cmdline"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn durations_are_written_as_text() {
+        let cfg = Config::parse("interval = \"30s\"\ndeadline = \"500ms\"\n", Path::new("c"))
+            .expect("parse");
+        assert_eq!(cfg.interval, Duration::from_secs(30));
+        assert_eq!(cfg.deadline, Duration::from_millis(500));
+        let e = Config::parse("interval = \"10 sec\"\n", Path::new("c")).expect_err("bad");
+        assert!(format!("{e:#}").contains("10 sec"), "{e:#}");
+    }
+
+    #[test]
+    fn a_deadline_longer_than_the_interval_is_refused() {
+        let e = Config::parse("interval = \"1s\"\ndeadline = \"2s\"\n", Path::new("c"))
+            .expect_err("refused");
+        assert!(format!("{e:#}").contains("deadline"), "{e:#}");
+    }
+}

@@ -1,0 +1,206 @@
+//! The HTTP side: /metrics (Prometheus text or OpenMetrics), a read-only JSON API, the page.
+//! Everything is derived at request time from the recorder's latest sample or from the store
+//! (derive on read); nothing here writes.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use memwarden_analysis::{accounting, ksm, leaks, series, vm};
+use memwarden_metrics::Format;
+use memwarden_model::units::parse_duration;
+use memwarden_model::Sample;
+use memwarden_store::Store;
+use serde::{Deserialize, Serialize};
+
+use crate::recorder::{now_unix_ms, Shared};
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub shared: Arc<RwLock<Shared>>,
+    pub db: PathBuf,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/latest", get(latest))
+        .route("/api/v1/series", get(series_api))
+        .route("/api/v1/leaks", get(leaks_api))
+        .route("/api/v1/health", get(health))
+        .with_state(state)
+}
+
+/// An API error: a status and a sentence.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn latest_sample(st: &AppState) -> Result<Arc<Sample>, ApiError> {
+    st.shared
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .latest
+        .clone()
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no sample yet: the first one is being taken".into(),
+            )
+        })
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("../page/index.html"))
+}
+
+async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let (sample, health) = {
+        let s = st.shared.read().unwrap_or_else(|p| p.into_inner());
+        (s.latest.clone(), s.health.clone())
+    };
+    let Some(sample) = sample else {
+        return ApiError(StatusCode::SERVICE_UNAVAILABLE, "no sample yet".into()).into_response();
+    };
+    let body = memwarden_metrics::render(&sample, &health, format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// One VM as the page and API consumers want it: the figures and diagnoses derived now.
+#[derive(Serialize)]
+struct VmView {
+    name: String,
+    figures: vm::VmFigures,
+    findings: Vec<vm::Finding>,
+}
+
+#[derive(Serialize)]
+struct LatestView<'a> {
+    taken_at_unix_ms: u64,
+    accounting: accounting::HostAccounting,
+    ksm: ksm::KsmReport,
+    vms: Vec<VmView>,
+    sample: &'a Sample,
+}
+
+async fn latest(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let sample = latest_sample(&st)?;
+    let view = LatestView {
+        taken_at_unix_ms: sample.taken_at_unix_ms,
+        accounting: accounting::analyse(&sample.host),
+        ksm: ksm::report(&sample.host),
+        vms: sample
+            .vms
+            .iter()
+            .map(|v| VmView {
+                name: v.name.clone(),
+                figures: vm::figures(v),
+                findings: vm::diagnose(v),
+            })
+            .collect(),
+        sample: &sample,
+    };
+    Ok(Json(view).into_response())
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    /// How far back: `6h`, `30d` (default 6h).
+    since: Option<String>,
+    /// Series name prefixes or exact names, comma-separated (default: all).
+    field: Option<String>,
+    vm: Option<String>,
+}
+
+fn since_ms(q: &Option<String>, default: Duration) -> Result<u64, ApiError> {
+    let d = match q {
+        Some(s) => parse_duration(s).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?,
+        None => default,
+    };
+    Ok(now_unix_ms().saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+}
+
+/// Reads `[since, now]` from the store on a blocking thread.
+async fn history(st: &AppState, since: u64) -> Result<Vec<Sample>, ApiError> {
+    let db = st.db.clone();
+    tokio::task::spawn_blocking(move || {
+        Store::open_read_only(&db)
+            .and_then(|s| s.range(since, u64::MAX))
+            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("history: {e}")))
+    })
+    .await
+    .map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("history reader: {e}"),
+        )
+    })?
+}
+
+async fn series_api(
+    State(st): State<AppState>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Response, ApiError> {
+    let since = since_ms(&q.since, Duration::from_secs(6 * 3600))?;
+    let samples = history(&st, since).await?;
+    let filter = series::Filter {
+        fields: q
+            .field
+            .as_deref()
+            .map(|f| {
+                f.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        vm: q.vm.clone(),
+    };
+    Ok(Json(serde_json::json!({
+        "samples": samples.len(),
+        "series": series::series(&samples, &filter),
+    }))
+    .into_response())
+}
+
+async fn leaks_api(
+    State(st): State<AppState>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Response, ApiError> {
+    let since = since_ms(&q.since, Duration::from_secs(24 * 3600))?;
+    let samples = history(&st, since).await?;
+    Ok(Json(serde_json::json!({
+        "samples": samples.len(),
+        "leaks": leaks::find(&samples, &leaks::LeakConfig::default()),
+    }))
+    .into_response())
+}
+
+async fn health(State(st): State<AppState>) -> Response {
+    let s = st.shared.read().unwrap_or_else(|p| p.into_inner());
+    Json(serde_json::json!({
+        "samples_total": s.health.samples_total,
+        "sample_errors_total": s.health.sample_errors_total,
+        "last_sample_unix_ms": s.health.last_sample_unix_ms,
+        "last_sample_duration_seconds": s.health.last_sample_duration_seconds,
+        "cpu_seconds_total": s.health.cpu_seconds_total,
+        "resident_bytes": s.health.resident_bytes,
+        "peak_resident_bytes": s.peak_resident_bytes,
+        "store_errors_total": s.health.store_errors_total,
+        "store_error": s.store_error,
+        "sources": s.latest.as_ref().map(|l| l.sources.clone()).unwrap_or_default(),
+    }))
+    .into_response()
+}

@@ -1,0 +1,149 @@
+//! `memwarden serve`: samples the host and its VMs every interval through the shared
+//! collector, records each sample in the history store, and serves `/metrics`, a read-only
+//! JSON API and a web page.
+//!
+//! Threads: the recorder (sampling + appends), the maintainer (retention, downsampling) and a
+//! single-threaded tokio runtime for HTTP. SIGTERM/SIGINT: the sample in progress is finished
+//! and committed, then the process exits 0. SIGHUP: the configuration file is read again.
+
+pub mod config;
+mod health;
+pub mod http;
+pub mod recorder;
+
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, RwLock};
+
+use anyhow::Context;
+use memwarden_collector::{Collector, VmSource};
+use memwarden_procfs::HostReader;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+pub use config::Config;
+
+fn collector_config(cfg: &Config) -> memwarden_collector::Config {
+    use config::VmSourceKind;
+    memwarden_collector::Config {
+        host: true,
+        pss: true,
+        vms: match cfg.vms.source {
+            VmSourceKind::Libvirt => VmSource::Libvirt {
+                uri: cfg.vms.connect.clone(),
+                monitor_passthrough: cfg.vms.monitor_passthrough,
+            },
+            VmSourceKind::Qmp => VmSource::Qmp {
+                patterns: cfg.vms.qmp.clone(),
+            },
+            VmSourceKind::None => VmSource::None,
+        },
+        deadline: cfg.deadline,
+        parallelism: cfg
+            .vms
+            .parallelism
+            .unwrap_or_else(|| memwarden_collector::Config::default().parallelism),
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
+pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    cfg.validate().context("configuration")?;
+    let collector = Collector::new(collector_config(&cfg), HostReader::live())
+        .context("setting up the collector")?;
+    if let Err(e) = memwarden_store::Store::open(&cfg.db) {
+        warn!(error = %e, "history store not usable now; sampling and serving go on, recording is retried every sample");
+    }
+    let shared = Arc::new(RwLock::new(recorder::Shared::default()));
+    let (rec_tx, rec_rx) = mpsc::channel();
+    let recorder = {
+        let (cfg, shared) = (cfg.clone(), shared.clone());
+        std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || recorder::run(cfg, collector, shared, rec_rx))
+            .context("starting the recorder thread")?
+    };
+    let maint_cfg = Arc::new(RwLock::new(cfg.clone()));
+    let (maint_tx, maint_rx) = mpsc::channel::<()>();
+    let maintainer = {
+        let c = maint_cfg.clone();
+        std::thread::Builder::new()
+            .name("maintainer".into())
+            .spawn(move || recorder::maintain_loop(c, maint_rx))
+            .context("starting the maintenance thread")?
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("starting the HTTP runtime")?;
+    let state = http::AppState {
+        shared,
+        db: cfg.db.clone(),
+    };
+    let served = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("listening on {}", cfg.listen))?;
+        info!(listen = %cfg.listen, db = %cfg.db.display(), interval = ?cfg.interval, "memwarden serving");
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        let running = Arc::new(RwLock::new(cfg.clone()));
+        let shutdown = async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { info!("SIGTERM: finishing the current sample"); break; }
+                    _ = int.recv() => { info!("SIGINT: finishing the current sample"); break; }
+                    _ = hup.recv() => reload(&config_path, &running, &rec_tx, &maint_cfg),
+                }
+            }
+            let _ = rec_tx.send(recorder::Control::Stop);
+        };
+        axum::serve(listener, http::router(state))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("HTTP server")
+    });
+    let _ = maint_tx.send(());
+    if recorder.join().is_err() {
+        error!("the recorder thread panicked");
+    }
+    let _ = maintainer.join();
+    served?;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+/// SIGHUP: read the file again; apply what can change while running, say what cannot.
+fn reload(
+    path: &Option<PathBuf>,
+    running: &Arc<RwLock<Config>>,
+    rec_tx: &mpsc::Sender<recorder::Control>,
+    maint_cfg: &Arc<RwLock<Config>>,
+) {
+    let Some(path) = path else {
+        warn!("SIGHUP: no configuration file to read again (started without one)");
+        return;
+    };
+    let new = match Config::load(Some(path)) {
+        Ok((c, _)) => c,
+        Err(e) => {
+            error!(error = %format!("{e:#}"), "SIGHUP: configuration not reloaded; the running one stays");
+            return;
+        }
+    };
+    let mut cur = running.write().unwrap_or_else(|p| p.into_inner());
+    let mut applied = new.clone();
+    let keep = cur.restart_needed(&new);
+    if !keep.is_empty() {
+        warn!(keys = ?keep, "SIGHUP: these need a restart; their running values stay");
+        applied.listen = cur.listen;
+        applied.db = cur.db.clone();
+        applied.vms = cur.vms.clone();
+    }
+    *cur = applied.clone();
+    *maint_cfg.write().unwrap_or_else(|p| p.into_inner()) = applied.clone();
+    let _ = rec_tx.send(recorder::Control::Reload(Box::new(applied)));
+    info!(file = %path.display(), "SIGHUP: configuration reloaded");
+}

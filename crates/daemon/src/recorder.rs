@@ -1,0 +1,156 @@
+//! The sampling loop: every interval, one sample through the shared collector, recorded in
+//! the store and published for the HTTP side. A store that fails (full disk, read-only) is
+//! logged and counted; sampling and serving go on.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use memwarden_collector::Collector;
+use memwarden_metrics::DaemonHealth;
+use memwarden_model::Sample;
+use memwarden_store::Store;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::health;
+
+/// What the recorder publishes: the latest sample and the daemon's health.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub latest: Option<Arc<Sample>>,
+    pub health: DaemonHealth,
+    /// The store's last error, in plain words (`None` while appends succeed).
+    pub store_error: Option<String>,
+    pub peak_resident_bytes: u64,
+}
+
+/// Messages to the recorder.
+#[derive(Debug)]
+pub enum Control {
+    /// Use this configuration from the next sample (SIGHUP).
+    Reload(Box<Config>),
+    /// Finish the sample in progress (its append commits) and return.
+    Stop,
+}
+
+pub(crate) fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The recorder's loop; returns when told to stop.
+pub fn run(
+    mut cfg: Config,
+    mut collector: Collector,
+    shared: Arc<RwLock<Shared>>,
+    control: Receiver<Control>,
+) {
+    let mut store: Option<Store> = None;
+    let mut last_pss: Option<Instant> = None;
+    let mut next = Instant::now();
+    loop {
+        let pss = last_pss.is_none_or(|t| t.elapsed() + cfg.interval / 2 >= cfg.record.pss_every);
+        collector.set_pss(pss);
+        let started = Instant::now();
+        let result = collector.collect();
+        let took = started.elapsed();
+        let mut store_error = None;
+        let mut published = None;
+        match result {
+            Ok(mut sample) => {
+                if pss {
+                    last_pss = Some(started);
+                }
+                memwarden_store::redact(&mut sample, cfg.record.keep_cmdlines);
+                for d in &sample.degraded {
+                    debug!(what = %d, "sample degraded");
+                }
+                if let Err(e) = append(&mut store, &cfg, &sample) {
+                    store_error = Some(e);
+                }
+                published = Some(Arc::new(sample));
+            }
+            Err(e) => error!(error = %format!("{e:#}"), "sample failed"),
+        }
+        {
+            let mut s = shared.write().unwrap_or_else(|p| p.into_inner());
+            let h = &mut s.health;
+            match published {
+                Some(sample) => {
+                    h.samples_total += 1;
+                    h.last_sample_unix_ms = sample.taken_at_unix_ms;
+                    s.latest = Some(sample);
+                }
+                None => s.health.sample_errors_total += 1,
+            }
+            let h = &mut s.health;
+            h.last_sample_duration_seconds = took.as_secs_f64();
+            h.cpu_seconds_total = health::cpu_time().as_secs_f64();
+            h.resident_bytes = health::resident_bytes();
+            if let Some(e) = &store_error {
+                h.store_errors_total += 1;
+                if s.store_error.as_deref() != Some(e) {
+                    warn!(error = %e, "history not recorded; sampling goes on");
+                }
+            } else if s.store_error.is_some() {
+                info!("history recorded again");
+            }
+            s.store_error = store_error;
+            s.peak_resident_bytes = health::peak_resident_bytes();
+        }
+        debug!(ms = took.as_millis() as u64, pss, "sampled");
+        next += cfg.interval;
+        // A sample that overran the interval: start the next one now, not a burst of them.
+        if next < Instant::now() {
+            next = Instant::now();
+        }
+        match control.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                info!("recorder stopped");
+                return;
+            }
+            Ok(Control::Reload(new)) => {
+                info!(interval = ?new.interval, "configuration reloaded");
+                collector.set_deadline(new.deadline);
+                cfg = *new;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
+/// Appends to the store, opening it first when it is not open (at start, or after it failed).
+fn append(store: &mut Option<Store>, cfg: &Config, sample: &Sample) -> Result<(), String> {
+    if store.is_none() {
+        *store = Some(Store::open(&cfg.db).map_err(|e| format!("{e}"))?);
+    }
+    let Some(s) = store.as_mut() else {
+        return Err("store not open".into());
+    };
+    s.append(sample).map_err(|e| {
+        let msg = format!("{e}");
+        // Reopen next time: a file replaced or remounted read-write comes back on its own.
+        *store = None;
+        msg
+    })
+}
+
+/// Retention and downsampling on a handle of its own, so appends never wait for it long.
+pub fn maintain_loop(shared_cfg: Arc<RwLock<Config>>, control: Receiver<()>) {
+    loop {
+        let cfg = shared_cfg.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let t = Instant::now();
+        match Store::open(&cfg.db)
+            .and_then(|mut s| s.maintain(now_unix_ms(), &cfg.retention.to_store()))
+        {
+            Ok(r) => debug!(report = ?r, ms = t.elapsed().as_millis() as u64, "maintained"),
+            Err(e) => warn!(error = %e, "retention and downsampling failed; trying again later"),
+        }
+        match control.recv_timeout(cfg.record.maintain_every.max(Duration::from_secs(1))) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
+}

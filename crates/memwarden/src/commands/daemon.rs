@@ -1,0 +1,185 @@
+//! `serve`, `history` and `leaks`: the daemon and the two readers of what it recorded.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use memwarden_analysis::{leaks as leak_finder, series};
+use memwarden_daemon::config::{Config, VmSourceKind};
+use memwarden_model::units::format_bytes;
+use memwarden_model::Sample;
+use memwarden_store::Store;
+
+use super::{print, print_json};
+use crate::cli::{DbArgs, HistoryArgs, LeaksArgs, ServeArgs};
+
+pub fn serve(a: &ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MEMWARDEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let (mut cfg, path) = Config::load(a.config.as_deref())?;
+    if let Some(l) = a.listen {
+        cfg.listen = l;
+    }
+    if let Some(d) = &a.db {
+        cfg.db = d.clone();
+    }
+    if let Some(i) = a.interval {
+        cfg.interval = i;
+        // A short --interval brings the deadline down with it: a sample ends before the next.
+        if cfg.deadline >= i {
+            cfg.deadline = i / 2;
+        }
+    }
+    if let Some(c) = &a.connect {
+        cfg.vms.source = VmSourceKind::Libvirt;
+        cfg.vms.connect = c.clone();
+    }
+    if !a.qmp.is_empty() {
+        cfg.vms.source = VmSourceKind::Qmp;
+        cfg.vms.qmp = a.qmp.clone();
+    }
+    if a.no_vms {
+        cfg.vms.source = VmSourceKind::None;
+    }
+    memwarden_daemon::serve(cfg, path)
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn read(db: &DbArgs, default_since: Duration) -> Result<Vec<Sample>> {
+    let since = db.since.unwrap_or(default_since);
+    let from = unix_ms_now().saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+    let store = Store::open_read_only(&db.db)
+        .with_context(|| format!("opening the history {}", db.db.display()))?;
+    store
+        .range(from, u64::MAX)
+        .with_context(|| format!("reading the history {}", db.db.display()))
+}
+
+fn iso(ms: u64) -> String {
+    // UTC, seconds: enough for series and free of a time-zone database.
+    let s = ms / 1000;
+    let (days, rem) = (s / 86_400, s % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), for 1970-01-01 onwards.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+pub fn history(a: &HistoryArgs) -> Result<()> {
+    let samples = read(&a.db, Duration::from_secs(6 * 3600))?;
+    let filter = series::Filter {
+        fields: a.field.clone(),
+        vm: a.vm.clone(),
+    };
+    let all = series::series(&samples, &filter);
+    if a.json {
+        return print_json(&all);
+    }
+    let mut out = String::new();
+    if a.csv {
+        out.push_str("time,series,value\n");
+        for s in &all {
+            let key = s.key.to_string().replace('"', "\"\"");
+            for (t, v) in &s.points {
+                let _ = writeln!(out, "{},\"{key}\",{v}", iso(*t));
+            }
+        }
+        return print(&out);
+    }
+    if a.field.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} samples from {}; {} series (pick with --field NAME_OR_PREFIX):",
+            samples.len(),
+            a.db.db.display(),
+            all.len()
+        );
+        for s in &all {
+            let _ = writeln!(out, "  {}", s.key);
+        }
+        return print(&out);
+    }
+    for s in &all {
+        let _ = writeln!(out, "{} ({} points)", s.key, s.points.len());
+        for (t, v) in &s.points {
+            let shown = if s.key.name.starts_with("psi.") || s.key.name.ends_with("faults") {
+                format!("{v}")
+            } else {
+                format_bytes(v.max(0.0) as u64)
+            };
+            let _ = writeln!(out, "  {}  {shown}", iso(*t));
+        }
+    }
+    if all.is_empty() {
+        let _ = writeln!(
+            out,
+            "no series matches {:?} in {} samples",
+            a.field,
+            samples.len()
+        );
+    }
+    print(&out)
+}
+
+pub fn leaks(a: &LeaksArgs) -> Result<()> {
+    let samples = read(&a.db, Duration::from_secs(24 * 3600))?;
+    let found = leak_finder::find(&samples, &leak_finder::LeakConfig::default());
+    if a.json {
+        return print_json(&found);
+    }
+    let mut out = String::new();
+    let span = match (samples.first(), samples.last()) {
+        (Some(f), Some(l)) => format!("{} to {}", iso(f.taken_at_unix_ms), iso(l.taken_at_unix_ms)),
+        _ => "nothing recorded".into(),
+    };
+    let _ = writeln!(out, "{} samples, {span}", samples.len());
+    if found.is_empty() {
+        out.push_str("nothing grew steadily.\n");
+    }
+    for (i, l) in found.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{:>2}. {}  +{} ({}/h, fit r² {:.2})\n    look next: {}",
+            i + 1,
+            l.what,
+            format_bytes(l.growth_bytes.max(0) as u64),
+            format_bytes(l.slope_bytes_per_hour.max(0.0) as u64),
+            l.r2,
+            l.look_next
+        );
+    }
+    print(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso_dates() {
+        assert_eq!(super::iso(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::iso(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(super::iso(1_795_000_000_000), "2026-11-18T07:06:40Z");
+    }
+}
