@@ -118,6 +118,9 @@ pub struct HistoryArgs {
 pub struct LeaksArgs {
     #[command(flatten)]
     pub db: DbArgs,
+    /// The shortest history judged: growth over less is not called a leak.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub min_span: std::time::Duration,
     #[arg(long)]
     pub json: bool,
 }

@@ -146,7 +146,11 @@ pub fn history(a: &HistoryArgs) -> Result<()> {
 
 pub fn leaks(a: &LeaksArgs) -> Result<()> {
     let samples = read(&a.db, Duration::from_secs(24 * 3600))?;
-    let found = leak_finder::find(&samples, &leak_finder::LeakConfig::default());
+    let cfg = leak_finder::LeakConfig {
+        min_span_ms: u64::try_from(a.min_span.as_millis()).unwrap_or(u64::MAX),
+        ..leak_finder::LeakConfig::default()
+    };
+    let found = leak_finder::find(&samples, &cfg);
     if a.json {
         return print_json(&found);
     }

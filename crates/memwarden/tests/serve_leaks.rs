@@ -1,0 +1,188 @@
+//! The leak finder on trends recorded by the real daemon: a host process that grows, a guest
+//! whose used memory grows, and kernel memory (tmpfs inodes: unreclaimable slab) that grows;
+//! each must be ranked first in its own run by `memwarden leaks`.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::Daemon;
+use memwarden_lab::{GuestOpts, Lab, QemuGuest};
+
+const T: Duration = Duration::from_secs(60);
+
+/// Kills the child on drop.
+struct Kid(Child);
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn python(code: &str) -> Kid {
+    Kid(Command::new("python3")
+        .args(["-c", code])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3 (scripts/setup.sh --test installs it)"))
+}
+
+/// `memwarden leaks --json` over what `d` recorded: the ranked list.
+fn leaks(d: &Daemon) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_memwarden"))
+        .args([
+            "leaks",
+            "--since",
+            "1h",
+            "--min-span",
+            "5s",
+            "--json",
+            "--db",
+        ])
+        .arg(&d.db)
+        .output()
+        .expect("memwarden leaks");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let list = v.as_array().cloned().expect("a list");
+    for (i, l) in list.iter().take(5).enumerate() {
+        eprintln!(
+            "{}. {} {} +{} B, {:.0} B/h, r2 {:.2}",
+            i + 1,
+            l["kind"],
+            l["what"],
+            l["growth_bytes"],
+            l["slope_bytes_per_hour"].as_f64().unwrap_or(0.0),
+            l["r2"].as_f64().unwrap_or(0.0)
+        );
+    }
+    list
+}
+
+fn record(
+    dir: &std::path::Path,
+    extra: &[&str],
+    run: impl FnOnce(&Daemon),
+) -> Vec<serde_json::Value> {
+    let cfg = dir.join("memwarden.toml");
+    // PSS every sample, so process series are one kind of figure throughout.
+    std::fs::write(
+        &cfg,
+        "interval = \"500ms\"\ndeadline = \"400ms\"\n[record]\npss_every = \"500ms\"\n",
+    )
+    .expect("config");
+    let db = dir.join("h.db");
+    let mut args = vec!["--config", cfg.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    let d = Daemon::start(dir, &db, &args);
+    d.wait_samples(2, T);
+    run(&d);
+    let n = d.health().expect("health")["samples_total"]
+        .as_u64()
+        .unwrap_or(0);
+    d.wait_samples(n + 2, T);
+    leaks(&d)
+}
+
+#[test]
+fn a_growing_host_process_is_ranked_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let found = record(dir.path(), &["--no-vms"], |_| {
+        // 4 MiB touched every 100 ms for 8 s: a steady ~40 MiB/s grower.
+        let _kid = python(
+            "import time\nb=[]\nfor i in range(80):\n    b.append(b'x'*(4<<20))\n    time.sleep(0.1)\ntime.sleep(60)",
+        );
+        std::thread::sleep(Duration::from_secs(9));
+    });
+    let first = found.first().expect("something grew");
+    assert_eq!(first["kind"], "process", "{first}");
+    assert_eq!(first["what"]["process"], "python3", "{first}");
+    assert!(
+        first["growth_bytes"].as_i64().unwrap_or(0) > 200 << 20,
+        "{first}"
+    );
+}
+
+#[test]
+fn growing_kernel_slab_is_ranked_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = dir.path().join("files");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let ok = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=64m,nr_inodes=0",
+            "memwarden-leak",
+            mnt.to_str().expect("utf-8"),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "mount tmpfs (the suite runs as root)");
+    struct Umount(std::path::PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _u = Umount(mnt.clone());
+    let found = record(dir.path(), &["--no-vms"], |_| {
+        // Empty tmpfs files: each pins a shmem inode (unreclaimable slab) and a dentry.
+        let code = format!(
+            "import os,time\nd={:?}\nt=time.time()\ni=0\nwhile time.time()-t<8:\n    for _ in range(2000):\n        os.close(os.open(d+'/f%d'%i, os.O_CREAT|os.O_WRONLY)); i+=1\n    time.sleep(0.05)\ntime.sleep(60)",
+            mnt.to_str().expect("utf-8")
+        );
+        let _kid = python(&code);
+        std::thread::sleep(Duration::from_secs(9));
+    });
+    let first = found.first().expect("something grew");
+    assert_eq!(first["kind"], "kernel", "{first}");
+    let name = first["what"]["name"].as_str().unwrap_or_default();
+    assert!(
+        ["meminfo.SUnreclaim", "meminfo.Slab"].contains(&name),
+        "slab ranked first: {first}"
+    );
+}
+
+#[test]
+fn a_guest_whose_used_memory_grows_is_ranked_first() -> memwarden_lab::Result<()> {
+    let lab = Lab::new()?;
+    let g = QemuGuest::boot(
+        &lab,
+        GuestOpts {
+            name: "leaky".into(),
+            mem_mib: 384,
+            stats_polling: Some(1),
+            ..Default::default()
+        },
+    )?;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = g.qmp_socket();
+    let found = record(
+        dir.path(),
+        &["--qmp", sock.to_str().expect("utf-8")],
+        |_| {
+            for _ in 0..12 {
+                g.console("fill 12").expect("fill");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        },
+    );
+    let first = found.first().expect("something grew");
+    assert_eq!(first["kind"], "vm", "{first}");
+    assert!(
+        first["what"]["vm"]
+            .as_str()
+            .is_some_and(|v| v.contains("leaky")),
+        "{first}"
+    );
+    Ok(())
+}
