@@ -166,13 +166,13 @@ mod tests {
 
     #[test]
     fn safest_first_and_only_resident_memory_counts() {
-        // a: 1800 MiB usable, all touched; b: 1000 MiB usable; c: never touched (RSS 300).
+        // a: 1800 MiB usable, all touched; b: 1000 MiB usable; c: never touched (RSS 180).
         let s = host_sample(
             0,
             vec![
                 guest("b", 2048, 2048, 1000),
                 guest("a", 2048, 2048, 1800),
-                with_rss(guest("c", 2048, 2048, 1900), 300),
+                with_rss(guest("c", 2048, 2048, 1900), 180),
             ],
         );
         let r = reclaim(&s, &Config::default(), GIB);
