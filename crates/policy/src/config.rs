@@ -62,9 +62,9 @@ pub struct Config {
     /// Guest swap-in, bytes per second, at or above which the guest is under pressure.
     /// Default 1 MiB.
     pub guest_swap_in_bytes_per_s: u64,
-    /// Headroom kept above a guest's current use when shrinking: the floor is the guest's use
-    /// + what its kernel keeps out of MemTotal + this (as `memwarden setmem --margin`), and never
-    /// below libvirt's `<min_guarantee>`. Default 128 MiB.
+    /// Headroom kept above a guest's current use when shrinking: the floor is the guest's use,
+    /// plus what its kernel keeps out of MemTotal, plus this (as `memwarden setmem --margin`),
+    /// and never below libvirt's `<min_guarantee>`. Default 128 MiB.
     pub margin_bytes: u64,
     /// Largest shrink of one guest in one cycle, bytes. Default 256 MiB.
     pub max_shrink_step_bytes: u64,
@@ -159,7 +159,7 @@ impl Config {
                 });
             }
         }
-        if !(self.guest_major_faults_per_s >= 0.0) {
+        if self.guest_major_faults_per_s.is_nan() || self.guest_major_faults_per_s < 0.0 {
             return Err(ConfigError::OutOfRange {
                 key: "guest_major_faults_per_s",
                 value: self.guest_major_faults_per_s,
