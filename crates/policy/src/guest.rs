@@ -1,0 +1,392 @@
+//! One guest as the policy sees it: whether it may be touched at all (fail closed: every reason
+//! not to is a skip in plain words), its floor and ceiling, its pressure, how much of it is idle,
+//! and what shrinking it would really give the host.
+
+use memwarden_analysis::vm::target::floor;
+use memwarden_analysis::vm::{checks, diagnose, figures, FindingKind};
+use memwarden_model::units::format_bytes;
+use memwarden_model::vm::{ReadStatus, VmSample, VmState};
+
+use crate::config::Config;
+use crate::history::{GuestRates, History};
+
+/// A guest the policy may act on, with the figures its actions are computed from (bytes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestView {
+    pub name: String,
+    pub uuid: Option<String>,
+    pub actual_bytes: u64,
+    pub max_bytes: u64,
+    /// The lowest safe balloon target: `target::floor` (use + kernel reserve + margin), and
+    /// never below `<min_guarantee>`.
+    pub floor_bytes: u64,
+    /// Guest use, balloon excluded (MemTotal − MemAvailable, less a deflate-on-oom balloon).
+    pub used_bytes: u64,
+    /// Guest MemAvailable.
+    pub usable_bytes: u64,
+    /// usable / (used + usable): the share of the guest's own memory it could still use.
+    pub usable_share: f64,
+    pub cache_bytes: u64,
+    pub host_rss_bytes: Option<u64>,
+    pub free_page_reporting: bool,
+    pub deflate_on_oom: bool,
+    pub rates: GuestRates,
+    /// Why the guest is under pressure; `None` when it is not.
+    pub pressure: Option<String>,
+    /// How far it could shrink and keep its usable share at the high watermark.
+    pub idle_bytes: u64,
+    pub share: u32,
+}
+
+impl GuestView {
+    /// How much to grow a guest under pressure: back up to the high watermark, at least the
+    /// minimum change (a guest swapping with a fine share still gets something).
+    pub fn grow_wanted(&self, cfg: &Config) -> u64 {
+        let h = cfg.guest_usable_high_share;
+        let total = self.used_bytes.saturating_add(self.usable_bytes) as f64;
+        let x = (h * total - self.usable_bytes as f64) / (1.0 - h);
+        (x.max(0.0) as u64).max(cfg.min_change_bytes)
+    }
+
+    /// Resident guest memory QEMU holds beyond the guest's use and its own overhead: what a
+    /// balloon can take back from the host. With free page reporting on, the guest has already
+    /// returned its free pages; only its cache is left to take.
+    pub fn resident_idle_bytes(&self, cfg: &Config) -> Option<u64> {
+        let rss = self.host_rss_bytes?;
+        let idle = rss
+            .saturating_sub(self.used_bytes)
+            .saturating_sub(cfg.qemu_overhead_bytes);
+        Some(if self.free_page_reporting {
+            idle.min(self.cache_bytes)
+        } else {
+            idle
+        })
+    }
+}
+
+/// The largest change of one guest in one cycle, by direction.
+pub fn step_limit(cfg: &Config, max_bytes: u64, grow: bool) -> u64 {
+    let (bytes, share) = if grow {
+        (cfg.max_grow_step_bytes, cfg.max_grow_step_share)
+    } else {
+        (cfg.max_shrink_step_bytes, cfg.max_shrink_step_share)
+    };
+    bytes.min((max_bytes as f64 * share) as u64)
+}
+
+/// Findings that make a guest's figures unusable for any decision.
+const DOUBT: [FindingKind; 8] = [
+    FindingKind::NotRead,
+    FindingKind::Paused,
+    FindingKind::NoBalloonDevice,
+    FindingKind::PollingOff,
+    FindingKind::StaleStats,
+    FindingKind::GuestDriverAbsent,
+    FindingKind::UnsetValues,
+    FindingKind::Inconsistent,
+];
+
+/// Judges `vm`: a view to act on, or why it is left alone.
+pub fn judge(vm: &VmSample, history: &History, cfg: &Config) -> Result<GuestView, String> {
+    if cfg.is_manual(&vm.name) {
+        return Err("listed in `manual`: its balloon is set by hand".into());
+    }
+    if vm.read.status != ReadStatus::Ok {
+        let why = vm.read.reason.as_deref().unwrap_or("no reason given");
+        return Err(format!("not read ({}): {why}", vm.read.status.as_str()));
+    }
+    match &vm.state {
+        VmState::Running => {}
+        VmState::Paused | VmState::Suspended => {
+            return Err("paused: its guest can neither report nor answer the balloon".into())
+        }
+        other => return Err(format!("not running ({other:?})")),
+    }
+    let f = figures(vm);
+    if vm.config.hugepages || f.host_hugetlb_bytes.is_some_and(|h| h > 0) {
+        return Err(
+            "hugepage-backed: ballooned pages stay reserved in the hugetlbfs pool, the host \
+             gains nothing"
+                .into(),
+        );
+    }
+    if vm.config.locked {
+        return Err("memory locked (<locked/>): the host cannot take its pages back".into());
+    }
+    if let Some(d) = diagnose(vm).into_iter().find(|d| DOUBT.contains(&d.kind)) {
+        return Err(d.text);
+    }
+    let (Some(max), Some(actual)) = (vm.max_memory_bytes, f.actual_bytes) else {
+        return Err("maximum memory or balloon size unknown: no ceiling to hold it to".into());
+    };
+    let (Some(used), Some(usable)) = (f.guest_used_bytes, f.guest_usable_bytes) else {
+        return Err(
+            "no `usable` (MemAvailable, Linux ≥ 4.16 guests): its pressure cannot be judged \
+             (MemFree counts page cache as used)"
+                .into(),
+        );
+    };
+    let total = used.saturating_add(usable);
+    if total == 0 {
+        return Err("reports no memory at all".into());
+    }
+    let Some(base_floor) = floor(vm, cfg.margin_bytes) else {
+        return Err("reports no memory statistics to set a floor from".into());
+    };
+    let floor_bytes = base_floor.max(vm.config.min_guarantee_bytes.unwrap_or(0));
+    let usable_share = usable as f64 / total as f64;
+    let rates = history.rates(vm);
+    let h = cfg.guest_usable_high_share;
+    let idle = ((usable as f64 - h * total as f64) / (1.0 - h)).max(0.0) as u64;
+    let mut view = GuestView {
+        name: vm.name.clone(),
+        uuid: vm.uuid.clone(),
+        actual_bytes: actual,
+        max_bytes: max,
+        floor_bytes,
+        used_bytes: used,
+        usable_bytes: usable,
+        usable_share,
+        cache_bytes: f.guest_cache_bytes.unwrap_or(0),
+        host_rss_bytes: f.host_rss_bytes,
+        free_page_reporting: vm.device.free_page_reporting == Some(true),
+        deflate_on_oom: checks::deflate_on_oom(vm),
+        rates,
+        pressure: None,
+        idle_bytes: idle,
+        share: cfg.share(&vm.name),
+    };
+    view.pressure = pressure(&view, cfg);
+    Ok(view)
+}
+
+/// Why the guest is under pressure, or `None`.
+fn pressure(v: &GuestView, cfg: &Config) -> Option<String> {
+    let mut why = Vec::new();
+    if v.usable_share < cfg.guest_usable_low_share {
+        why.push(format!(
+            "usable {} is {:.0}% of its memory (< {:.0}%)",
+            format_bytes(v.usable_bytes),
+            v.usable_share * 100.0,
+            cfg.guest_usable_low_share * 100.0
+        ));
+    }
+    let r = &v.rates;
+    if let Some(s) = r
+        .swap_in_bytes_per_s
+        .filter(|s| *s >= cfg.guest_swap_in_bytes_per_s as f64)
+    {
+        why.push(format!("swapping in {}/s", format_bytes(s as u64)));
+    }
+    // Major faults also come from reading files; they mean a shortage only when the guest has
+    // little room left.
+    let tight = v.usable_share < cfg.guest_usable_high_share;
+    if let Some(mf) = r
+        .major_faults_per_s
+        .filter(|m| tight && *m >= cfg.guest_major_faults_per_s)
+    {
+        why.push(format!("{mf:.0} major faults/s"));
+    }
+    if let Some(st) = r.alloc_stalls_per_s.filter(|s| tight && *s > 0.0) {
+        why.push(format!("{st:.1} allocation stalls/s"));
+    }
+    if let Some(k) = r.oom_kills.filter(|k| *k > 0) {
+        why.push(format!("{k} OOM kill(s) since the last sample"));
+    }
+    (!why.is_empty()).then(|| why.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::fixtures::{guest, host_sample, RESERVED_MIB};
+    use memwarden_model::units::MIB;
+
+    fn judged(vm: &VmSample) -> Result<GuestView, String> {
+        judge(vm, &History::default(), &Config::default())
+    }
+
+    #[test]
+    fn a_healthy_guest_has_a_floor_idle_memory_and_no_pressure() {
+        let v = judged(&guest("web1", 1024, 1024, 800)).expect("eligible");
+        let used = (1024 - RESERVED_MIB - 800) * MIB;
+        assert_eq!(v.used_bytes, used);
+        assert_eq!(v.floor_bytes, used + RESERVED_MIB * MIB + 128 * MIB);
+        assert_eq!(v.pressure, None);
+        // (800 − 0.25 × 1000) / 0.75 MiB
+        assert_eq!(v.idle_bytes, ((800.0 - 250.0) / 0.75 * MIB as f64) as u64);
+    }
+
+    #[test]
+    fn min_guarantee_raises_the_floor() {
+        let mut vm = guest("web1", 1024, 1024, 800);
+        vm.config.min_guarantee_bytes = Some(700 * MIB);
+        assert_eq!(judged(&vm).expect("eligible").floor_bytes, 700 * MIB);
+    }
+
+    #[test]
+    fn low_usable_share_is_pressure_and_asks_for_the_high_watermark() {
+        let v = judged(&guest("db1", 1024, 512, 40)).expect("eligible");
+        let why = v.pressure.clone().expect("under pressure");
+        assert!(why.contains("usable 40.0 MiB is 8% of its memory"), "{why}");
+        let total = (512 - RESERVED_MIB) as f64;
+        let want = ((0.25 * total - 40.0) / 0.75 * MIB as f64) as u64;
+        assert_eq!(v.grow_wanted(&Config::default()), want);
+    }
+
+    #[test]
+    fn major_faults_count_only_when_the_guest_is_tight() {
+        let mut before = guest("db1", 1024, 1024, 150);
+        before.balloon.major_faults = Some(0);
+        let mut now = before.clone();
+        now.balloon.last_update_unix_s = before.balloon.last_update_unix_s.map(|t| t + 10);
+        now.read_at_unix_s += 10;
+        now.balloon.major_faults = Some(5000);
+        let h = History::from_samples(&[host_sample(0, vec![before])]);
+        let v = judge(&now, &h, &Config::default()).expect("eligible");
+        assert_eq!(v.pressure.as_deref(), Some("500 major faults/s"));
+        // The same faults with plenty of room are file reads.
+        let mut roomy = now.clone();
+        roomy.balloon.usable_bytes = Some(800 * MIB);
+        roomy.balloon.unused_bytes = Some(800 * MIB);
+        assert_eq!(
+            judge(&roomy, &h, &Config::default()).expect("ok").pressure,
+            None
+        );
+    }
+
+    #[test]
+    fn each_reason_to_stay_away_is_named() {
+        let base = guest("vm", 1024, 1024, 800);
+        let cases: Vec<(VmSample, &str)> = vec![
+            (
+                {
+                    let mut v = base.clone();
+                    v.state = VmState::Paused;
+                    v
+                },
+                "paused",
+            ),
+            (
+                {
+                    let mut v = base.clone();
+                    v.state = VmState::Shutoff;
+                    v
+                },
+                "not running",
+            ),
+            (
+                {
+                    let mut v = base.clone();
+                    v.read.status = ReadStatus::TimedOut;
+                    v
+                },
+                "not read (timed out)",
+            ),
+            (
+                {
+                    let mut v = base.clone();
+                    v.config.hugepages = true;
+                    v
+                },
+                "hugepage-backed",
+            ),
+            (
+                {
+                    let mut v = base.clone();
+                    v.config.locked = true;
+                    v
+                },
+                "locked",
+            ),
+            (
+                {
+                    let mut v = base.clone();
+                    v.device.stats_period_s = Some(0);
+                    v
+                },
+                "polling is off",
+            ),
+            (
+                {
+                    let mut v = base.clone();
+                    v.read_at_unix_s += 600;
+                    v
+                },
+                "stale",
+            ),
+            (
+                {
+                    let mut v = base.clone();
+                    v.device.present = false;
+                    v
+                },
+                "no balloon device",
+            ),
+            (
+                {
+                    let mut v = base.clone();
+                    v.balloon.usable_bytes = Some(5000 * MIB);
+                    v
+                },
+                "do not add up",
+            ),
+            (
+                {
+                    let mut v = base.clone();
+                    v.balloon.usable_bytes = None;
+                    v
+                },
+                "no `usable`",
+            ),
+            (
+                {
+                    let mut v = base.clone();
+                    v.max_memory_bytes = None;
+                    v
+                },
+                "maximum memory",
+            ),
+        ];
+        for (vm, want) in cases {
+            let why = judged(&vm).expect_err(want);
+            assert!(why.contains(want), "{want}: {why}");
+        }
+        let cfg = Config {
+            manual: vec!["vm".into()],
+            ..Config::default()
+        };
+        let why = judge(&base, &History::default(), &cfg).expect_err("manual");
+        assert!(why.contains("manual"), "{why}");
+    }
+
+    /// A deflate-on-oom guest keeps MemTotal while ballooned: judged by its own rule, not skipped.
+    #[test]
+    fn deflate_on_oom_guest_is_judged_by_its_own_rule() {
+        let mut vm = guest("auto", 1024, 768, 500);
+        vm.device.autodeflate = Some(true);
+        vm.balloon.available_bytes = Some((1024 - RESERVED_MIB) * MIB);
+        let v = judged(&vm).expect("eligible");
+        assert!(v.deflate_on_oom);
+        // MemTotal − MemAvailable − balloon held (256 MiB).
+        assert_eq!(v.used_bytes, (1024 - RESERVED_MIB - 500 - 256) * MIB);
+    }
+
+    #[test]
+    fn free_page_reporting_leaves_only_cache_to_gain() {
+        let mut vm = crate::tests::fixtures::with_rss(guest("f", 1024, 1024, 800), 600);
+        vm.balloon.disk_caches_bytes = Some(100 * MIB);
+        let cfg = Config::default();
+        let used = (1024 - RESERVED_MIB - 800) * MIB;
+        let v = judged(&vm).expect("eligible");
+        assert_eq!(
+            v.resident_idle_bytes(&cfg),
+            Some(600 * MIB - used - 64 * MIB)
+        );
+        vm.device.free_page_reporting = Some(true);
+        assert_eq!(
+            judged(&vm).expect("ok").resident_idle_bytes(&cfg),
+            Some(100 * MIB)
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! Hand-built samples, in MiB for readability (as crates/analysis builds its VmSamples).
+
+use memwarden_model::host::{
+    Meminfo, MeminfoEntry, MeminfoUnit, ProcStatus, ProcessMem, Psi, PsiLine,
+};
+use memwarden_model::units::MIB;
+use memwarden_model::vm::{BalloonDevice, BalloonStats, VmSample, VmState};
+use memwarden_model::Sample;
+
+/// What a lab guest's kernel keeps out of MemTotal, MiB.
+pub const RESERVED_MIB: u64 = 24;
+/// When the fixtures' VMs were read, s since the epoch.
+pub const READ_AT_S: u64 = 1_800_000_000;
+
+/// A running Linux guest with a balloon device polled every 2 s: `max_mib` maximum, balloon at
+/// `actual_mib`, `usable_mib` MemAvailable, no page cache, and a QEMU that has touched every
+/// page the guest may use (RSS = actual).
+pub fn guest(name: &str, max_mib: u64, actual_mib: u64, usable_mib: u64) -> VmSample {
+    VmSample {
+        name: name.into(),
+        uuid: Some(format!("uuid-{name}")),
+        state: VmState::Running,
+        max_memory_bytes: Some(max_mib * MIB),
+        read_at_unix_s: READ_AT_S,
+        device: BalloonDevice {
+            present: true,
+            path: Some("balloon0".into()),
+            stats_period_s: Some(2),
+            model: Some("virtio".into()),
+            autodeflate: Some(false),
+            free_page_reporting: Some(false),
+        },
+        balloon: BalloonStats {
+            actual_bytes: Some(actual_mib * MIB),
+            available_bytes: Some((actual_mib - RESERVED_MIB) * MIB),
+            usable_bytes: Some(usable_mib * MIB),
+            unused_bytes: Some(usable_mib * MIB),
+            disk_caches_bytes: Some(0),
+            major_faults: Some(0),
+            swap_in_bytes: Some(0),
+            last_update_unix_s: Some(READ_AT_S - 1),
+            ..BalloonStats::default()
+        },
+        host: Some(ProcessMem {
+            name: "qemu-system-x86".into(),
+            status: ProcStatus {
+                vm_rss: Some(actual_mib * MIB),
+                ..ProcStatus::default()
+            },
+            ..ProcessMem::default()
+        }),
+        ..VmSample::default()
+    }
+}
+
+/// Sets the QEMU process's RSS, MiB.
+pub fn with_rss(mut vm: VmSample, rss_mib: u64) -> VmSample {
+    if let Some(h) = vm.host.as_mut() {
+        h.status.vm_rss = Some(rss_mib * MIB);
+    }
+    vm
+}
+
+fn entry(key: &str, mib: u64) -> MeminfoEntry {
+    MeminfoEntry {
+        key: key.into(),
+        value: mib * MIB,
+        unit: MeminfoUnit::Bytes,
+    }
+}
+
+/// A 16 GiB host with `available_mib` MemAvailable (MemFree + Cached make it up) and no PSI.
+pub fn host_with(taken_at_unix_ms: u64, available_mib: u64, vms: Vec<VmSample>) -> Sample {
+    let mut s = Sample {
+        taken_at_unix_ms,
+        vms,
+        ..Sample::default()
+    };
+    s.host.meminfo = Meminfo {
+        entries: vec![
+            entry("MemTotal", 16 * 1024),
+            entry("MemFree", available_mib / 2),
+            entry("MemAvailable", available_mib),
+            entry("Buffers", 0),
+            entry("Cached", available_mib - available_mib / 2),
+        ],
+    };
+    s.host.psi = Some(Psi {
+        some: PsiLine::default(),
+        full: Some(PsiLine::default()),
+    });
+    s
+}
+
+/// A comfortable host (8 GiB of 16 available) holding `vms`.
+pub fn host_sample(taken_at_unix_ms: u64, vms: Vec<VmSample>) -> Sample {
+    host_with(taken_at_unix_ms, 8 * 1024, vms)
+}

@@ -1,0 +1,7 @@
+//! Tests that span modules: the rules of `plan` one by one, property tests and a closed-loop
+//! simulation for oscillation.
+
+pub mod fixtures;
+mod plan_rules;
+mod props;
+mod sim;
