@@ -4,6 +4,8 @@
 //! decoded), and a running `memwarden serve`.
 #![allow(dead_code)]
 
+pub mod webdriver;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -141,10 +143,38 @@ pub fn http(
     req.push_str("\r\n");
     s.write_all(req.as_bytes())?;
     s.write_all(body)?;
+    // Read until the response is complete: some servers (chromedriver) keep the connection
+    // open despite `Connection: close`, so a Content-Length or the last chunk ends it.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = s.read(&mut buf)?;
+        raw.extend_from_slice(&buf[..n]);
+        if n == 0 || complete(&raw) {
+            break;
+        }
+    }
     parse_response(&raw)
         .ok_or_else(|| std::io::Error::other(format!("bad HTTP response to {method} {path}")))
+}
+
+/// Whether `raw` holds a whole response (without a length or chunking, only EOF tells).
+fn complete(raw: &[u8]) -> bool {
+    let Some(r) = parse_response(raw) else {
+        return false;
+    };
+    if r.header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        return true; // parse_response decoded up to the last chunk
+    }
+    match r
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(len) => r.body.len() >= len,
+        None => false,
+    }
 }
 
 fn parse_response(raw: &[u8]) -> Option<Response> {
