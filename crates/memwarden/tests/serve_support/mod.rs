@@ -247,10 +247,16 @@ impl Serve {
     /// Starts `bin serve --listen 127.0.0.1:<free> --db <tmp>/history.db --config <empty file>`
     /// plus `args`. An empty config file keeps a host's /etc/memwarden out of the test.
     pub fn start(bin: &Path, args: &[&str]) -> Serve {
+        Serve::start_with_config(bin, "", args)
+    }
+
+    /// [`Serve::start`] with `config` as the configuration file's text.
+    pub fn start_with_config(bin: &Path, config: &str, args: &[&str]) -> Serve {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        let text = config;
         let config = dir.path().join("memwarden.toml");
-        std::fs::write(&config, "").expect("write config");
+        std::fs::write(&config, text).expect("write config");
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--config")
