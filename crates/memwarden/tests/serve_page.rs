@@ -145,3 +145,16 @@ fn page_shows_the_lab_guest_with_a_chart_and_no_console_errors() {
         "host chart: {view}"
     );
 }
+
+#[test]
+fn webdriver_base64_decodes_known_values() {
+    use serve_support::webdriver::base64_decode;
+    assert_eq!(base64_decode("TWFu").as_deref(), Some(&b"Man"[..]));
+    assert_eq!(base64_decode("TWE=").as_deref(), Some(&b"Ma"[..]));
+    assert_eq!(base64_decode("TQ==").as_deref(), Some(&b"M"[..]));
+    assert_eq!(
+        base64_decode("iVBORw0KGgo=").as_deref(),
+        Some(&b"\x89PNG\r\n\x1a\n"[..])
+    );
+    assert_eq!(base64_decode("T!=="), None);
+}

@@ -136,7 +136,7 @@ impl Drop for Browser {
 }
 
 /// Standard base64 (with padding), as WebDriver sends screenshots.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let val = |c: u8| -> Option<u32> {
         Some(match c {
             b'A'..=b'Z' => c - b'A',
@@ -159,16 +159,4 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         out.extend_from_slice(&b[1..4 - pad]);
     }
     Some(out)
-}
-
-#[test]
-fn base64_round_trip_of_known_values() {
-    assert_eq!(base64_decode("TWFu").as_deref(), Some(&b"Man"[..]));
-    assert_eq!(base64_decode("TWE=").as_deref(), Some(&b"Ma"[..]));
-    assert_eq!(base64_decode("TQ==").as_deref(), Some(&b"M"[..]));
-    assert_eq!(
-        base64_decode("iVBORw0KGgo=").as_deref(),
-        Some(&b"\x89PNG\r\n\x1a\n"[..])
-    );
-    assert_eq!(base64_decode("T!=="), None);
 }
