@@ -65,6 +65,19 @@ fn leaks(d: &Daemon) -> Vec<serde_json::Value> {
     list
 }
 
+/// One recording at a time: each run's grower must not show up in another run's ranking (the
+/// tests run in parallel, and kernel and process series are host-wide).
+fn one_at_a_time() -> std::fs::File {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("memwarden-serve-leaks.lock"))
+        .expect("lock file");
+    f.lock().expect("flock");
+    f
+}
+
 fn record(
     dir: &std::path::Path,
     extra: &[&str],
@@ -92,6 +105,7 @@ fn record(
 
 #[test]
 fn a_growing_host_process_is_ranked_first() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let found = record(dir.path(), &["--no-vms"], |_| {
         // 4 MiB touched every 100 ms for 8 s: a steady ~40 MiB/s grower.
@@ -111,6 +125,7 @@ fn a_growing_host_process_is_ranked_first() {
 
 #[test]
 fn growing_kernel_slab_is_ranked_first() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let mnt = dir.path().join("files");
     std::fs::create_dir(&mnt).expect("mkdir");
@@ -153,6 +168,7 @@ fn growing_kernel_slab_is_ranked_first() {
 
 #[test]
 fn a_guest_whose_used_memory_grows_is_ranked_first() -> memwarden_lab::Result<()> {
+    let _one = one_at_a_time();
     let lab = Lab::new()?;
     let g = QemuGuest::boot(
         &lab,
