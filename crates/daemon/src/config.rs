@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 /// Where `serve` looks for its configuration when `--config` is not given (absent is fine).
 pub const DEFAULT_PATH: &str = "/etc/memwarden/memwarden.toml";
+/// Where the history lives unless `db` says otherwise (`history` and `leaks` read it too).
+pub const DEFAULT_DB: &str = "/var/lib/memwarden/history.db";
 /// 9848: no exporter on Prometheus's default-port allocation list uses it.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9848";
 
@@ -99,7 +101,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9848))),
-            db: PathBuf::from("/var/lib/memwarden/history.db"),
+            db: PathBuf::from(DEFAULT_DB),
             interval: Duration::from_secs(10),
             deadline: Duration::from_secs(2),
             vms: VmsConfig::default(),

@@ -20,28 +20,17 @@ pub fn cpu_time() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// Resident memory now (VmRSS), bytes; 0 when /proc/self/status cannot be read.
-pub fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// Peak resident memory (VmHWM), bytes.
-pub fn peak_resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+/// Resident memory now and at its peak (VmRSS, VmHWM), bytes; 0 where /proc/self/status
+/// cannot be read.
+pub fn resident_bytes() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
 }
 
 #[cfg(test)]
@@ -58,8 +47,8 @@ mod tests {
         }
         std::hint::black_box(x);
         assert!(cpu_time() > before);
-        let rss = resident_bytes();
+        let (rss, peak) = resident_bytes();
         assert!(rss > 100 * 1024 && rss < 1 << 34, "{rss}");
-        assert!(peak_resident_bytes() >= rss);
+        assert!(peak >= rss, "{peak} < {rss}");
     }
 }

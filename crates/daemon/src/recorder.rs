@@ -74,32 +74,7 @@ pub fn run(
             }
             Err(e) => error!(error = %format!("{e:#}"), "sample failed"),
         }
-        {
-            let mut s = shared.write().unwrap_or_else(|p| p.into_inner());
-            let h = &mut s.health;
-            match published {
-                Some(sample) => {
-                    h.samples_total += 1;
-                    h.last_sample_unix_ms = sample.taken_at_unix_ms;
-                    s.latest = Some(sample);
-                }
-                None => s.health.sample_errors_total += 1,
-            }
-            let h = &mut s.health;
-            h.last_sample_duration_seconds = took.as_secs_f64();
-            h.cpu_seconds_total = health::cpu_time().as_secs_f64();
-            h.resident_bytes = health::resident_bytes();
-            if let Some(e) = &store_error {
-                h.store_errors_total += 1;
-                if s.store_error.as_deref() != Some(e) {
-                    warn!(error = %e, "history not recorded; sampling goes on");
-                }
-            } else if s.store_error.is_some() {
-                info!("history recorded again");
-            }
-            s.store_error = store_error;
-            s.peak_resident_bytes = health::peak_resident_bytes();
-        }
+        publish(&shared, published, took, store_error);
         debug!(ms = took.as_millis() as u64, pss, "sampled");
         next += cfg.interval;
         // A sample that overran the interval: start the next one now, not a burst of them.
@@ -118,6 +93,43 @@ pub fn run(
             }
             Err(RecvTimeoutError::Timeout) => {}
         }
+    }
+}
+
+/// Hands the sample and the daemon's health to the HTTP side; logs a store failure once, when it
+/// begins, and again when recording resumes.
+fn publish(
+    shared: &RwLock<Shared>,
+    sample: Option<Arc<Sample>>,
+    took: Duration,
+    store_error: Option<String>,
+) {
+    let cpu = health::cpu_time().as_secs_f64();
+    let (rss, peak) = health::resident_bytes();
+    let mut s = shared.write().unwrap_or_else(|p| p.into_inner());
+    match (&store_error, &s.store_error) {
+        (Some(e), old) if old.as_ref() != Some(e) => {
+            warn!(error = %e, "history not recorded; sampling goes on");
+        }
+        (None, Some(_)) => info!("history recorded again"),
+        _ => {}
+    }
+    let h = &mut s.health;
+    match &sample {
+        Some(sample) => {
+            h.samples_total += 1;
+            h.last_sample_unix_ms = sample.taken_at_unix_ms;
+        }
+        None => h.sample_errors_total += 1,
+    }
+    h.store_errors_total += u64::from(store_error.is_some());
+    h.last_sample_duration_seconds = took.as_secs_f64();
+    h.cpu_seconds_total = cpu;
+    h.resident_bytes = rss;
+    s.peak_resident_bytes = peak;
+    s.store_error = store_error;
+    if sample.is_some() {
+        s.latest = sample;
     }
 }
 

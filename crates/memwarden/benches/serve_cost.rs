@@ -8,39 +8,17 @@
 //! duration. (Store size per day is `cargo bench -p memwarden-store`'s: rows are compacted into
 //! blocks every few minutes, which a run this short does not reach.)
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "../tests/serve_support/mod.rs"]
+mod serve_support;
+
+use std::path::Path;
+use std::time::Duration;
 
 use memwarden_lab::{Domain, DomainOpts, Lab, URI};
+use serve_support::Serve;
 
 const SAMPLES: u64 = 30;
-
-fn health(port: u16) -> Option<serde_json::Value> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        s,
-        "GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    serde_json::from_str(raw.split_once("\r\n\r\n")?.1).ok()
-}
-
-fn wait(port: u16, n: u64) -> serde_json::Value {
-    let t = Instant::now();
-    loop {
-        if let Some(h) = health(port) {
-            if h["samples_total"].as_u64().unwrap_or(0) >= n {
-                return h;
-            }
-        }
-        assert!(t.elapsed() < Duration::from_secs(300), "daemon stalled");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+const T: Duration = Duration::from_secs(300);
 
 fn main() {
     let lab = Lab::new().expect("lab");
@@ -62,38 +40,15 @@ fn main() {
                 .expect("domain"),
             );
         }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = dir.path().join("c.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "interval = \"1s\"\ndeadline = \"900ms\"\n[vms]\nsource = \"{}\"\nconnect = \"{URI}\"\n[record]\npss_every = \"6s\"\n",
-                if n == 0 { "none" } else { "libvirt" }
-            ),
-        )
-        .expect("config");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_memwarden"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--config",
-            ])
-            .arg(&cfg)
-            .arg("--db")
-            .arg(dir.path().join("h.db"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve");
+        let cfg = format!(
+            "interval = \"1s\"\ndeadline = \"900ms\"\n[vms]\nsource = \"{}\"\nconnect = \"{URI}\"\n[record]\npss_every = \"6s\"\n",
+            if n == 0 { "none" } else { "libvirt" }
+        );
+        let mut d = Serve::start_with_config(Path::new(env!("CARGO_BIN_EXE_memwarden")), &cfg, &[]);
         // Past start-up (first connection, first PSS pass), then measure.
-        let h0 = wait(port, 3);
-        let h1 = wait(port, 3 + SAMPLES);
-        let _ = child.kill();
-        let _ = child.wait();
+        let h0 = d.wait_samples(3, T);
+        let h1 = d.wait_samples(3 + SAMPLES, T);
+        drop(d);
         let f = |h: &serde_json::Value, k: &str| h[k].as_f64().unwrap_or(0.0);
         let samples = f(&h1, "samples_total") - f(&h0, "samples_total");
         let cpu = (f(&h1, "cpu_seconds_total") - f(&h0, "cpu_seconds_total")) / samples;

@@ -88,7 +88,7 @@ pub struct DbArgs {
     #[arg(
         long,
         value_name = "PATH",
-        default_value = "/var/lib/memwarden/history.db"
+        default_value = memwarden_daemon::config::DEFAULT_DB
     )]
     pub db: PathBuf,
     /// How far back (`30m`, `6h`, `7d`).

@@ -1,17 +1,20 @@
 //! `memwarden serve` as a process: clean stop on SIGTERM, no committed sample lost to kill -9,
 //! a read-only store logged while sampling and serving go on, SIGHUP, bad configuration.
 
-mod common;
+mod serve_support;
 
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::Daemon;
 use memwarden_store::Store;
+use serve_support::{Serve, Tmpfs};
 
 const T: Duration = Duration::from_secs(30);
+const BIN: &str = env!("CARGO_BIN_EXE_memwarden");
+const HOST_ONLY: &str = "interval = \"300ms\"\ndeadline = \"100ms\"\n[vms]\nsource = \"none\"\n";
 
-fn stored(db: &std::path::Path) -> usize {
+fn stored(db: &Path) -> usize {
     let s = Store::open_read_only(db).expect("store opens");
     assert_eq!(
         s.check_integrity().expect("integrity check"),
@@ -22,13 +25,10 @@ fn stored(db: &std::path::Path) -> usize {
 
 #[test]
 fn sigterm_finishes_the_sample_and_exits_cleanly() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("h.db");
-    let mut d = Daemon::start(dir.path(), &db, &["--no-vms", "--interval", "300ms"]);
+    let mut d = Serve::start_with_config(Path::new(BIN), HOST_ONLY, &[]);
     let h = d.wait_samples(3, T);
     assert!(h["store_error"].is_null(), "{h}");
-    let (code, metrics) = d.get("/metrics").expect("metrics");
-    assert_eq!(code, 200);
+    let metrics = serve_support::get(d.port, "/metrics").text();
     assert!(metrics.contains("memwarden_host_meminfo_bytes{field=\"MemTotal\"}"));
     d.signal("-TERM");
     let st = d.wait_exit(Duration::from_secs(5));
@@ -36,16 +36,17 @@ fn sigterm_finishes_the_sample_and_exits_cleanly() {
     assert!(d.log_text().contains("stopped cleanly"), "{}", d.log_text());
     // Every sample it reported was committed.
     let reported = h["samples_total"].as_u64().expect("count") as usize;
-    assert!(stored(&db) >= reported, "stored < {reported}");
+    assert!(stored(&d.db) >= reported, "stored < {reported}");
 }
 
 #[test]
 fn kill_9_at_any_moment_loses_no_committed_sample() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("h.db");
+    let cfg = "interval = \"200ms\"\ndeadline = \"100ms\"\n[vms]\nsource = \"none\"\n";
     let mut total_reported = 0;
-    for (round, wait_ms) in [(0u64, 0u64), (1, 137), (2, 251), (3, 389)].iter().copied() {
-        let mut d = Daemon::start(dir.path(), &db, &["--no-vms", "--interval", "200ms"]);
+    for (round, wait_ms) in [(0u64, 0u64), (1, 137), (2, 251), (3, 389)] {
+        let mut d = Serve::start_at(Path::new(BIN), Some(&db), cfg, &[]);
         let h = d.wait_samples(2, T);
         // Kill in the middle of whatever it is doing: a sample, an append, a maintenance pass.
         std::thread::sleep(Duration::from_millis(wait_ms));
@@ -66,50 +67,15 @@ fn kill_9_at_any_moment_loses_no_committed_sample() {
 #[test]
 fn a_read_only_store_is_logged_and_serving_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mnt = dir.path().join("ro");
-    std::fs::create_dir(&mnt).expect("mkdir");
-    let mount = |opts: &str| {
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                opts,
-                "memwarden-test",
-                mnt.to_str().expect("utf-8"),
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "mount -o {opts} (the suite runs as root)");
-    };
-    mount("size=8m");
-    let remount = |opts: &str| {
-        let ok = Command::new("mount")
-            .args([
-                "-o",
-                &format!("remount,{opts}"),
-                mnt.to_str().expect("utf-8"),
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "remount {opts}");
-    };
-    struct Umount(std::path::PathBuf);
-    impl Drop for Umount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _umount = Umount(mnt.clone());
-    remount("ro");
-    let db = mnt.join("h.db");
-    let d = Daemon::start(dir.path(), &db, &["--no-vms", "--interval", "300ms"]);
+    let mnt = Tmpfs::mount(&dir.path().join("ro"), "size=8m");
+    mnt.remount("ro");
+    let db = mnt.0.join("h.db");
+    let mut d = Serve::start_at(Path::new(BIN), Some(&db), HOST_ONLY, &[]);
     let h = d.wait_samples(3, T);
     let err = h["store_error"].as_str().unwrap_or_default().to_string();
     assert!(err.contains("h.db"), "the error names the file: {h}");
     assert!(h["store_errors_total"].as_u64().unwrap_or(0) >= 2, "{h}");
-    let (code, body) = d.get("/metrics").expect("metrics while the store fails");
-    assert_eq!(code, 200);
+    let body = serve_support::get(d.port, "/metrics").text();
     assert!(
         body.contains("memwarden_store_errors_total"),
         "store errors are exported"
@@ -121,9 +87,9 @@ fn a_read_only_store_is_logged_and_serving_goes_on() {
     );
     eprintln!("read-only store: {err}");
 
-    remount("rw");
+    mnt.remount("rw");
     let before = h["samples_total"].as_u64().unwrap_or(0);
-    let t = std::time::Instant::now();
+    let t = Instant::now();
     loop {
         let h = d.health().expect("health");
         if h["store_error"].is_null() && h["samples_total"].as_u64().unwrap_or(0) > before + 2 {
@@ -141,24 +107,25 @@ fn a_read_only_store_is_logged_and_serving_goes_on() {
     assert!(stored(&db) >= 2, "samples after the remount are stored");
 }
 
+/// Waits until the log holds `text`.
+fn wait_log(d: &Serve, text: &str) {
+    serve_support::wait_for(&format!("{text:?} in the log"), T, || {
+        d.log_text().contains(text).then_some(())
+    });
+}
+
 #[test]
 fn sighup_reloads_what_it_can_and_names_what_needs_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("h.db");
-    let cfg = dir.path().join("memwarden.toml");
-    let write = |text: &str| std::fs::write(&cfg, text).expect("write config");
-    write("interval = \"300ms\"\ndeadline = \"100ms\"\n[vms]\nsource = \"none\"\n[record]\npss_every = \"300ms\"\n");
-    let cfg_s = cfg.to_str().expect("utf-8").to_string();
-    let d = Daemon::start(dir.path(), &db, &["--config", &cfg_s]);
+    let base = format!("{HOST_ONLY}[record]\npss_every = \"300ms\"\n");
+    let mut d = Serve::start_with_config(Path::new(BIN), &base, &[]);
     d.wait_samples(2, T);
     // keep_cmdlines on, and a new listen address (needs a restart).
-    write("listen = \"127.0.0.1:1\"\ninterval = \"300ms\"\ndeadline = \"100ms\"\n[vms]\nsource = \"none\"\n[record]\npss_every = \"300ms\"\nkeep_cmdlines = true\n");
+    let write = |text: &str| std::fs::write(&d.config, text).expect("write config");
+    write(&format!(
+        "listen = \"127.0.0.1:1\"\n{base}keep_cmdlines = true\n"
+    ));
     d.signal("-HUP");
-    let t = std::time::Instant::now();
-    while !d.log_text().contains("configuration reloaded") {
-        assert!(t.elapsed() < T, "no reload; log:\n{}", d.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_log(&d, "configuration reloaded");
     let log = d.log_text();
     assert!(
         log.contains("need a restart") && log.contains("listen"),
@@ -169,7 +136,7 @@ fn sighup_reloads_what_it_can_and_names_what_needs_a_restart() {
         .as_u64()
         .unwrap_or(0);
     d.wait_samples(n + 3, T);
-    let latest = Store::open_read_only(&db)
+    let latest = Store::open_read_only(&d.db)
         .expect("store")
         .latest()
         .expect("latest")
@@ -179,17 +146,9 @@ fn sighup_reloads_what_it_can_and_names_what_needs_a_restart() {
         "command lines kept after the reload"
     );
     // An invalid file on SIGHUP: the running configuration stays.
-    write("interval = \"300ms\"\nbogus_key = 1\n");
+    std::fs::write(&d.config, "interval = \"300ms\"\nbogus_key = 1\n").expect("write config");
     d.signal("-HUP");
-    let t = std::time::Instant::now();
-    while !d.log_text().contains("not reloaded") {
-        assert!(
-            t.elapsed() < T,
-            "bad config not reported; log:\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_log(&d, "not reloaded");
     assert!(d.log_text().contains("bogus_key"), "{}", d.log_text());
     assert!(d.health().is_some(), "still serving");
 }
@@ -199,7 +158,7 @@ fn an_unknown_key_stops_start_up_naming_the_key_and_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("memwarden.toml");
     std::fs::write(&cfg, "[record]\nkeep_cmdline = true\n").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_memwarden"))
+    let out = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(&cfg)
         .output()
@@ -214,13 +173,15 @@ fn an_unknown_key_stops_start_up_naming_the_key_and_the_file() {
 
 #[test]
 fn by_default_no_command_line_is_recorded() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("h.db");
-    let d = Daemon::start(dir.path(), &db, &["--no-vms", "--interval", "300ms"]);
+    let mut d = Serve::start_with_config(Path::new(BIN), HOST_ONLY, &[]);
     d.wait_samples(2, T);
-    drop(d);
-    let s = Store::open_read_only(&db).expect("store");
-    let latest = s.latest().expect("latest").expect("a sample");
+    d.signal("-TERM");
+    d.wait_exit(Duration::from_secs(5));
+    let latest = Store::open_read_only(&d.db)
+        .expect("store")
+        .latest()
+        .expect("latest")
+        .expect("a sample");
     assert!(latest.host.processes.len() > 3, "processes recorded");
     assert!(latest.host.processes.iter().all(|p| p.cmdline.is_empty()));
     assert!(latest.host.processes.iter().any(|p| !p.name.is_empty()));

@@ -2,35 +2,26 @@
 //! whose used memory grows, and kernel memory (tmpfs inodes: unreclaimable slab) that grows;
 //! each must be ranked first in its own run by `memwarden leaks`.
 
-mod common;
+mod serve_support;
 
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use common::Daemon;
 use memwarden_lab::{GuestOpts, Lab, QemuGuest};
+use serve_support::{Proc, Serve, Tmpfs};
 
 const T: Duration = Duration::from_secs(60);
 
-/// Kills the child on drop.
-struct Kid(Child);
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn python(code: &str) -> Kid {
-    Kid(Command::new("python3")
-        .args(["-c", code])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("python3 (scripts/setup.sh --test installs it)"))
+/// `python3 -c CODE`, killed when the returned guard drops.
+fn python(code: &str, log_dir: &Path) -> Proc {
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", code]);
+    Proc::spawn("python3", cmd, &log_dir.join("python.log"))
 }
 
 /// `memwarden leaks --json` over what `d` recorded: the ranked list.
-fn leaks(d: &Daemon) -> Vec<serde_json::Value> {
+fn leaks(db: &Path) -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_memwarden"))
         .args([
             "leaks",
@@ -41,7 +32,7 @@ fn leaks(d: &Daemon) -> Vec<serde_json::Value> {
             "--json",
             "--db",
         ])
-        .arg(&d.db)
+        .arg(db)
         .output()
         .expect("memwarden leaks");
     assert!(
@@ -78,39 +69,27 @@ fn one_at_a_time() -> std::fs::File {
     f
 }
 
-fn record(
-    dir: &std::path::Path,
-    extra: &[&str],
-    run: impl FnOnce(&Daemon),
-) -> Vec<serde_json::Value> {
-    let cfg = dir.join("memwarden.toml");
+/// Records host (and `extra`'s VMs) every 500 ms while `run` runs; `memwarden leaks` then.
+fn record(extra: &[&str], run: impl FnOnce()) -> Vec<serde_json::Value> {
     // PSS every sample, so process series are one kind of figure throughout.
-    std::fs::write(
-        &cfg,
-        "interval = \"500ms\"\ndeadline = \"400ms\"\n[record]\npss_every = \"500ms\"\n",
-    )
-    .expect("config");
-    let db = dir.join("h.db");
-    let mut args = vec!["--config", cfg.to_str().expect("utf-8")];
-    args.extend_from_slice(extra);
-    let d = Daemon::start(dir, &db, &args);
-    d.wait_samples(2, T);
-    run(&d);
-    let n = d.health().expect("health")["samples_total"]
-        .as_u64()
-        .unwrap_or(0);
+    let cfg = "interval = \"500ms\"\ndeadline = \"400ms\"\n[record]\npss_every = \"500ms\"\n";
+    let mut d = Serve::start_with_config(Path::new(env!("CARGO_BIN_EXE_memwarden")), cfg, extra);
+    let h = d.wait_samples(2, T);
+    run();
+    let n = h["samples_total"].as_u64().unwrap_or(0);
     d.wait_samples(n + 2, T);
-    leaks(&d)
+    leaks(&d.db)
 }
 
 #[test]
 fn a_growing_host_process_is_ranked_first() {
     let _one = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
-    let found = record(dir.path(), &["--no-vms"], |_| {
+    let found = record(&["--no-vms"], || {
         // 4 MiB touched every 100 ms for 8 s: a steady ~40 MiB/s grower.
         let _kid = python(
             "import time\nb=[]\nfor i in range(80):\n    b.append(b'x'*(4<<20))\n    time.sleep(0.1)\ntime.sleep(60)",
+            dir.path(),
         );
         std::thread::sleep(Duration::from_secs(9));
     });
@@ -127,34 +106,15 @@ fn a_growing_host_process_is_ranked_first() {
 fn growing_kernel_slab_is_ranked_first() {
     let _one = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mnt = dir.path().join("files");
-    std::fs::create_dir(&mnt).expect("mkdir");
-    let ok = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=64m,nr_inodes=0",
-            "memwarden-leak",
-            mnt.to_str().expect("utf-8"),
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "mount tmpfs (the suite runs as root)");
-    struct Umount(std::path::PathBuf);
-    impl Drop for Umount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _u = Umount(mnt.clone());
-    let found = record(dir.path(), &["--no-vms"], |_| {
+    // nr_inodes=0: no inode limit, only the kernel's slab bounds the file count.
+    let mnt = Tmpfs::mount(&dir.path().join("files"), "size=64m,nr_inodes=0");
+    let found = record(&["--no-vms"], || {
         // Empty tmpfs files: each pins a shmem inode (unreclaimable slab) and a dentry.
         let code = format!(
             "import os,time\nd={:?}\nt=time.time()\ni=0\nwhile time.time()-t<8:\n    for _ in range(2000):\n        os.close(os.open(d+'/f%d'%i, os.O_CREAT|os.O_WRONLY)); i+=1\n    time.sleep(0.05)\ntime.sleep(60)",
-            mnt.to_str().expect("utf-8")
+            mnt.0.to_str().expect("utf-8")
         );
-        let _kid = python(&code);
+        let _kid = python(&code, dir.path());
         std::thread::sleep(Duration::from_secs(9));
     });
     let first = found.first().expect("something grew");
@@ -179,19 +139,14 @@ fn a_guest_whose_used_memory_grows_is_ranked_first() -> memwarden_lab::Result<()
             ..Default::default()
         },
     )?;
-    let dir = tempfile::tempdir().expect("tempdir");
     let sock = g.qmp_socket();
-    let found = record(
-        dir.path(),
-        &["--qmp", sock.to_str().expect("utf-8")],
-        |_| {
-            for _ in 0..12 {
-                g.console("fill 12").expect("fill");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            std::thread::sleep(Duration::from_secs(2));
-        },
-    );
+    let found = record(&["--qmp", sock.to_str().expect("utf-8")], || {
+        for _ in 0..12 {
+            g.console("fill 12").expect("fill");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    });
     let first = found.first().expect("something grew");
     assert_eq!(first["kind"], "vm", "{first}");
     assert!(

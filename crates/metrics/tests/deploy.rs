@@ -48,25 +48,22 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(deploy(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-/// Runs promtool in `dir`; `None` (and why, printed) when promtool is not installed.
-fn promtool(dir: &Path, args: &[&str]) -> Option<(bool, String)> {
+/// Runs promtool in `dir`: whether it succeeded, and what it said.
+fn promtool(dir: &Path, args: &[&str]) -> (bool, String) {
     match Command::new("promtool")
         .args(args)
         .current_dir(dir)
         .output()
     {
-        Ok(o) => Some((
+        Ok(o) => (
             o.status.success(),
             format!(
                 "{}{}",
                 String::from_utf8_lossy(&o.stdout),
                 String::from_utf8_lossy(&o.stderr)
             ),
-        )),
-        Err(e) => {
-            eprintln!("SKIPPED promtool {args:?}: {e} (scripts/setup.sh --test installs it)");
-            None
-        }
+        ),
+        Err(e) => panic!("promtool {args:?}: {e} (scripts/setup.sh --test installs it)"),
     }
 }
 
@@ -81,12 +78,10 @@ fn metric_names_are_found_in_promql() {
 #[test]
 fn alert_rules_pass_promtool_and_their_unit_tests() {
     let dir = deploy("prometheus");
-    if let Some((ok, out)) = promtool(&dir, &["check", "rules", "memwarden-rules.yml"]) {
-        assert!(ok, "promtool check rules: {out}");
-    }
-    if let Some((ok, out)) = promtool(&dir, &["test", "rules", "memwarden-rules.test.yml"]) {
-        assert!(ok, "promtool test rules: {out}");
-    }
+    let (ok, out) = promtool(&dir, &["check", "rules", "memwarden-rules.yml"]);
+    assert!(ok, "promtool check rules: {out}");
+    let (ok, out) = promtool(&dir, &["test", "rules", "memwarden-rules.test.yml"]);
+    assert!(ok, "promtool test rules: {out}");
 }
 
 #[test]

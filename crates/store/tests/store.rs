@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,43 +177,6 @@ fn read_only_handle_refuses_writes_clearly_and_still_reads() {
     w.append(&small(T0 + 2, 3)).expect("append");
     assert_eq!(ro.range(0, u64::MAX).expect("range").len(), 2);
     assert!(Store::open_read_only(&dir.path().join("missing.db")).is_err());
-}
-
-#[test]
-fn chmod_0444_file_gives_a_clear_error() {
-    if unsafe_is_root() {
-        println!(
-            "skipped: root writes through mode 0444; tests/full_disk.rs covers a read-only mount"
-        );
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("h.db");
-    drop(Store::open(&path).expect("open"));
-    set_mode(&path, 0o444);
-    let err = match Store::open(&path) {
-        Err(e) => e,
-        Ok(mut s) => s.append(&small(T0, 1)).expect_err("append to a 0444 file"),
-    };
-    assert_eq!(err.kind(), ErrorKind::ReadOnly, "{err}");
-    assert!(err.to_string().contains("h.db"), "{err}");
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-fn unsafe_is_root() -> bool {
-    // Reading our own uid from /proc keeps the crate free of `unsafe` (libc::geteuid).
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 #[test]

@@ -114,6 +114,15 @@ impl std::error::Error for LvError {}
 
 type R<T> = Result<T, LvError>;
 
+/// libvirt's convention: a negative return is a failure, described by the thread's last error.
+fn checked(api: &Api, rc: c_int) -> R<c_int> {
+    if rc < 0 {
+        Err(LvError::last(api))
+    } else {
+        Ok(rc)
+    }
+}
+
 fn loaded() -> R<&'static Api> {
     api().map_err(LvError::unloadable)
 }
@@ -182,11 +191,7 @@ impl Connect {
     }
 
     fn check(&self, rc: c_int) -> R<c_int> {
-        if rc < 0 {
-            Err(LvError::last(self.api))
-        } else {
-            Ok(rc)
-        }
+        checked(self.api, rc)
     }
 
     pub fn set_keep_alive(&self, interval: i32, count: u32) -> R<()> {
@@ -271,11 +276,7 @@ impl Drop for Domain {
 
 impl Domain {
     fn check(&self, rc: c_int) -> R<c_int> {
-        if rc < 0 {
-            Err(LvError::last(self.api))
-        } else {
-            Ok(rc)
-        }
+        checked(self.api, rc)
     }
 
     pub fn name(&self) -> R<String> {

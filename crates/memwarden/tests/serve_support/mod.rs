@@ -241,6 +241,10 @@ pub struct Serve {
     pub proc: Proc,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    /// The history file (in `dir` unless started with [`Serve::start_at`]).
+    pub db: PathBuf,
+    /// The configuration file it was started with (rewrite it and send SIGHUP to reload).
+    pub config: PathBuf,
 }
 
 impl Serve {
@@ -252,11 +256,18 @@ impl Serve {
 
     /// [`Serve::start`] with `config` as the configuration file's text.
     pub fn start_with_config(bin: &Path, config: &str, args: &[&str]) -> Serve {
+        Serve::start_at(bin, None, config, args)
+    }
+
+    /// [`Serve::start_with_config`] with the history at `db` (a store that outlives one
+    /// daemon, or one on a special mount) instead of `<tmp>/history.db`.
+    pub fn start_at(bin: &Path, db: Option<&Path>, config: &str, args: &[&str]) -> Serve {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let text = config;
         let config = dir.path().join("memwarden.toml");
         std::fs::write(&config, text).expect("write config");
+        let db = db.map_or_else(|| dir.path().join("history.db"), Path::to_path_buf);
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--config")
@@ -264,10 +275,41 @@ impl Serve {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--db")
-            .arg(dir.path().join("history.db"))
+            .arg(&db)
             .args(args);
         let proc = Proc::spawn("memwarden serve", cmd, &dir.path().join("serve.log"));
-        Serve { proc, port, dir }
+        Serve {
+            proc,
+            port,
+            dir,
+            db,
+            config,
+        }
+    }
+
+    /// The whole log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.proc.log).unwrap_or_default()
+    }
+
+    /// `kill SIG PID`.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.proc.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {}", self.proc.pid());
+    }
+
+    /// Waits (up to `timeout`) for the daemon to exit; its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = &mut self.proc.child;
+        let log = &self.proc.log;
+        wait_for(
+            &format!("memwarden serve to exit (log {})", log.display()),
+            timeout,
+            || child.try_wait().expect("try_wait"),
+        )
     }
 
     /// /api/v1/health, or None while the server is not up yet.
@@ -279,8 +321,8 @@ impl Serve {
             .map(|r| r.json())
     }
 
-    /// Waits until the daemon has taken `n` samples.
-    pub fn wait_samples(&mut self, n: u64, timeout: Duration) {
+    /// Waits until the daemon has taken `n` samples; its health then.
+    pub fn wait_samples(&mut self, n: u64, timeout: Duration) -> serde_json::Value {
         let port = self.port;
         let log = self.proc.log.clone();
         wait_for(
@@ -291,10 +333,9 @@ impl Serve {
             timeout,
             || {
                 self.health()
-                    .and_then(|h| h["samples_total"].as_u64())
-                    .filter(|&s| s >= n)
+                    .filter(|h| h["samples_total"].as_u64().is_some_and(|s| s >= n))
             },
-        );
+        )
     }
 }
 
@@ -303,4 +344,41 @@ impl Serve {
 pub fn lab_guest_name(g: &memwarden_lab::QemuGuest) -> String {
     let dir = g.run_dir().file_name().expect("run dir name");
     format!("lab-{}", dir.to_string_lossy())
+}
+
+/// A tmpfs mounted at `dir` (created) for the test's life, unmounted on drop. Root only, as the
+/// suite runs.
+#[derive(Debug)]
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, opts: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).expect("mount point");
+        mount(&["-t", "tmpfs", "-o", opts, "memwarden-test"], dir);
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// `mount -o remount,OPTS` (`ro`, `rw`).
+    pub fn remount(&self, opts: &str) {
+        mount(&["-o", &format!("remount,{opts}")], &self.0);
+    }
+}
+
+fn mount(args: &[&str], dir: &Path) {
+    let ok = Command::new("mount")
+        .args(args)
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "mount {args:?} {} (the suite runs as root)",
+        dir.display()
+    );
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
