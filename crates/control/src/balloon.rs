@@ -1,0 +1,1 @@
+//! Applying a balloon [`memwarden_policy::Plan`] through the `Hypervisor` trait.
