@@ -38,7 +38,7 @@ fn collector(pss: bool) -> Collector {
     Collector::new(
         Config {
             host: false,
-            pss,
+            full: pss,
             vms: VmSource::Libvirt {
                 uri: URI.into(),
                 monitor_passthrough: false,

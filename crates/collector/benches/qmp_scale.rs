@@ -84,7 +84,7 @@ fn main() {
         let mut c = Collector::new(
             Config {
                 host: false,
-                pss: false,
+                full: false,
                 vms: VmSource::Qmp {
                     patterns: vec![format!("{}/*.qmp", dir.path().display())],
                 },

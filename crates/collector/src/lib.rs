@@ -15,10 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use memwarden_hv::{Hypervisor, LibvirtBackend, QmpBackend};
 use std::collections::HashMap;
 
-use memwarden_model::host::{HostSample, ProcessMem};
+use memwarden_model::host::{HostSample, ProcessMem, VmallocInfo};
 use memwarden_model::vm::{ReadStatus, VmSample};
 use memwarden_model::{Sample, SourceHealth};
-use memwarden_procfs::{HostReader, ProcessOptions};
+use memwarden_procfs::{HostReader, ReadOptions};
 
 /// Where VMs come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +39,10 @@ pub enum VmSource {
 pub struct Config {
     /// Read the host's memory files (meminfo, vmstat, ..., the process table).
     pub host: bool,
-    /// Read smaps_rollup (PSS) of processes; status alone otherwise.
-    pub pss: bool,
+    /// Read the costly files too: every process's smaps_rollup (PSS) and /proc/vmallocinfo.
+    /// Otherwise processes are read from status alone, and the host's vmallocinfo summary is
+    /// the last one read, marked as carried (`VmallocInfo::carried_from_unix_ms`).
+    pub full: bool,
     pub vms: VmSource,
     /// One VM's whole exchange (libvirt: the whole bulk read) must finish within this.
     pub deadline: Duration,
@@ -52,7 +54,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             host: true,
-            pss: true,
+            full: true,
             vms: VmSource::None,
             deadline: memwarden_hv::qmp::DEFAULT_DEADLINE,
             parallelism: memwarden_hv::qmp::default_parallelism(),
@@ -78,6 +80,8 @@ pub struct Collector {
     reader: HostReader,
     hv: Option<Box<dyn Hypervisor + Send>>,
     hv_name: String,
+    /// The last vmallocinfo summary read, and when: carried into samples that do not read it.
+    last_vmalloc: Option<(VmallocInfo, u64)>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -122,6 +126,7 @@ impl Collector {
             reader,
             hv,
             hv_name,
+            last_vmalloc: None,
         })
     }
 
@@ -138,10 +143,10 @@ impl Collector {
         }
     }
 
-    /// Read PSS (every process's smaps_rollup) from the next sample on, or only status: the
-    /// daemon reads PSS on a slower cadence than the rest.
-    pub fn set_pss(&mut self, pss: bool) {
-        self.cfg.pss = pss;
+    /// Read the costly files (PSS, vmallocinfo: see [`Config::full`]) from the next sample on,
+    /// or not: the daemon reads them on a slower cadence than the rest.
+    pub fn set_full(&mut self, full: bool) {
+        self.cfg.full = full;
     }
 
     /// The hypervisor behind this collector, for actions (setmem, stats-period).
@@ -154,8 +159,9 @@ impl Collector {
         let taken_at_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let opts = ProcessOptions {
-            smaps: self.cfg.pss,
+        let opts = ReadOptions {
+            smaps: self.cfg.full,
+            vmallocinfo: self.cfg.full,
         };
         let reader = &self.reader;
         let want_host = self.cfg.host;
@@ -194,6 +200,12 @@ impl Collector {
                 error: None,
             });
             sample.host = h;
+            carry_vmalloc(
+                &mut self.last_vmalloc,
+                &mut sample.host,
+                opts,
+                taken_at_unix_ms,
+            );
         }
         if let Some((r, took)) = vms {
             match r {
@@ -231,7 +243,7 @@ impl Collector {
     }
 
     /// Gives each VM its QEMU process: from the host's table when it was read, else read now.
-    fn join_processes(&self, host: &HostSample, vms: &mut [VmSample], opts: ProcessOptions) {
+    fn join_processes(&self, host: &HostSample, vms: &mut [VmSample], opts: ReadOptions) {
         let by_pid: HashMap<u32, &ProcessMem> = host.processes.iter().map(|p| (p.pid, p)).collect();
         for vm in vms.iter_mut() {
             let Some(pid) = vm.qemu_pid else { continue };
@@ -251,6 +263,24 @@ impl Collector {
                 Err(e) => vm.degraded.push(format!("QEMU process {pid}: {e}")),
             }
         }
+    }
+}
+
+/// Remembers a vmallocinfo read in `last`, or fills a sample that did not read it with the
+/// last one, marked as carried.
+fn carry_vmalloc(
+    last: &mut Option<(VmallocInfo, u64)>,
+    host: &mut HostSample,
+    opts: ReadOptions,
+    now_unix_ms: u64,
+) {
+    if opts.vmallocinfo {
+        *last = host.vmalloc.clone().map(|v| (v, now_unix_ms));
+    } else if let Some((v, at)) = last {
+        host.vmalloc = Some(VmallocInfo {
+            carried_from_unix_ms: Some(*at),
+            ..v.clone()
+        });
     }
 }
 

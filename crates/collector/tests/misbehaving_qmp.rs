@@ -18,7 +18,7 @@ fn collector(patterns: Vec<String>) -> Collector {
     Collector::new(
         Config {
             host: false,
-            pss: false,
+            full: false,
             vms: VmSource::Qmp { patterns },
             deadline: DEADLINE,
             parallelism: 16,

@@ -43,7 +43,7 @@ fn libvirt_collector_with(monitor_passthrough: bool) -> Collector {
     Collector::new(
         Config {
             host: false,
-            pss: false,
+            full: false,
             vms: VmSource::Libvirt {
                 uri: URI.into(),
                 monitor_passthrough,
@@ -147,7 +147,7 @@ fn a_qemu_killed_between_samples_is_a_row_that_says_so() -> memwarden_lab::Resul
     let mut c = Collector::new(
         Config {
             host: false,
-            pss: false,
+            full: false,
             vms: VmSource::Qmp {
                 patterns: vec![socket.display().to_string()],
             },

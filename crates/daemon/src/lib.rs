@@ -26,7 +26,7 @@ fn collector_config(cfg: &Config) -> memwarden_collector::Config {
     use config::VmSourceKind;
     memwarden_collector::Config {
         host: true,
-        pss: true,
+        full: true,
         vms: match cfg.vms.source {
             VmSourceKind::Libvirt => VmSource::Libvirt {
                 uri: cfg.vms.connect.clone(),

@@ -52,7 +52,7 @@ pub fn run(
     let mut next = Instant::now();
     loop {
         let pss = last_pss.is_none_or(|t| t.elapsed() + cfg.interval / 2 >= cfg.record.pss_every);
-        collector.set_pss(pss);
+        collector.set_full(pss);
         let started = Instant::now();
         let result = collector.collect();
         let took = started.elapsed();

@@ -31,7 +31,7 @@ pub use meminfo::{
 };
 pub use modules::parse as parse_modules;
 pub use psi::parse as parse_psi;
-pub use reader::{caps, HostReader, ProcessOptions, ProcessScan};
+pub use reader::{caps, HostReader, ProcessScan, ReadOptions};
 pub use smaps_rollup::{parse as parse_smaps_rollup, parse_smaps};
 pub use status::{parse as parse_status, ParsedStatus};
 pub use text::selected_choice;

@@ -12,6 +12,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use memwarden_model::host::{
     HostSample, HugepagePool, KsmSysfs, Meminfo, Module, NodeMeminfo, ProcKsm, ProcessMem,
@@ -47,17 +48,24 @@ pub mod caps {
 /// alpha, mips, parisc and sparc, which `libc` knows).
 const O_NONBLOCK: i32 = libc::O_NONBLOCK;
 
-/// What to read per process. smaps_rollup is what costs (the kernel walks every mapping):
-/// a collector that runs every few seconds reads it only when PSS is asked for.
+/// Which of the costly files to read. Two files cost most of a host read: every process's
+/// smaps_rollup (the kernel walks every mapping) and /proc/vmallocinfo (the kernel formats and
+/// symbolises every vmalloc area: measured as a quarter of a daemon's CPU when read every
+/// sample). A collector that runs every few seconds reads them on a slower cadence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcessOptions {
+pub struct ReadOptions {
     /// Read smaps_rollup (PSS, USS, swap PSS); status alone otherwise.
     pub smaps: bool,
+    /// Read /proc/vmallocinfo (`HostSample.vmalloc` is `None` otherwise, and not degraded).
+    pub vmallocinfo: bool,
 }
 
-impl Default for ProcessOptions {
+impl Default for ReadOptions {
     fn default() -> Self {
-        ProcessOptions { smaps: true }
+        ReadOptions {
+            smaps: true,
+            vmallocinfo: true,
+        }
     }
 }
 
@@ -66,6 +74,9 @@ impl Default for ProcessOptions {
 pub struct HostReader {
     proc_root: PathBuf,
     sys_root: PathBuf,
+    /// The page size, found once: it cannot change while a kernel runs, and finding it reads
+    /// an smaps (a walk of every mapping of a process).
+    page_size: OnceLock<Option<u64>>,
 }
 
 impl HostReader {
@@ -74,6 +85,7 @@ impl HostReader {
         HostReader {
             proc_root: PathBuf::from("/proc"),
             sys_root: PathBuf::from("/sys"),
+            page_size: OnceLock::new(),
         }
     }
 
@@ -83,6 +95,7 @@ impl HostReader {
         HostReader {
             proc_root: dir.join("proc"),
             sys_root: dir.join("sys"),
+            page_size: OnceLock::new(),
         }
     }
 
@@ -96,12 +109,12 @@ impl HostReader {
 
     /// Everything in one pass. Fails only when meminfo cannot be read or parsed.
     pub fn read_host(&self) -> Result<HostSample> {
-        self.read_host_with(ProcessOptions::default())
+        self.read_host_with(ReadOptions::default())
     }
 
     /// Everything in one pass, each process read as `opts` says. Fails when meminfo cannot be
     /// read or parsed, or lacks MemTotal or MemFree; a meminfo cut short is a warning.
-    pub fn read_host_with(&self, opts: ProcessOptions) -> Result<HostSample> {
+    pub fn read_host_with(&self, opts: ReadOptions) -> Result<HostSample> {
         let meminfo = self.read_meminfo()?;
         let warnings =
             meminfo::check(&meminfo).map_err(|e| e.at(&self.proc_root.join("meminfo")))?;
@@ -113,7 +126,7 @@ impl HostReader {
 
     /// Everything but meminfo (left empty), never failing: what `procs` and `ksm` need, so
     /// that a broken meminfo does not stop them.
-    pub fn read_host_without_meminfo(&self, opts: ProcessOptions) -> HostSample {
+    pub fn read_host_without_meminfo(&self, opts: ReadOptions) -> HostSample {
         let mut degraded = Vec::new();
         let d = &mut degraded;
         let page_size_bytes = self.read_page_size();
@@ -128,11 +141,15 @@ impl HostReader {
         let kernel_release = optional(d, self.read_kernel_release(), "no osrelease");
         let vmstat = optional(d, self.read_vmstat(), "an old or stripped kernel");
         let psi = optional(d, self.read_psi(), "CONFIG_PSI off, or psi=0");
-        let vmalloc = optional(
-            d,
-            self.read_vmallocinfo_with(page_size),
-            "a capture that left it out, or a hardened /proc",
-        );
+        let vmalloc = if opts.vmallocinfo {
+            optional(
+                d,
+                self.read_vmallocinfo_with(page_size),
+                "a capture that left it out, or a hardened /proc",
+            )
+        } else {
+            None
+        };
         let modules = optional(
             d,
             self.read_modules(),
@@ -232,6 +249,10 @@ impl HostReader {
     /// The base page size: `KernelPageSize` of the first mapping in /proc/self/smaps (the live
     /// system), else of the first captured process that has smaps. `None` when none says.
     pub fn read_page_size(&self) -> Option<u64> {
+        *self.page_size.get_or_init(|| self.find_page_size())
+    }
+
+    fn find_page_size(&self) -> Option<u64> {
         let from = |path: &Path| -> Option<u64> {
             let text = read_text(path, caps::SMAPS).ok()?;
             text.lines().find_map(|l| {
@@ -333,11 +354,11 @@ impl HostReader {
 
     /// One process. An error for which [`Error::is_gone`] holds means it exited meanwhile.
     pub fn read_process(&self, pid: u32) -> Result<ProcessMem> {
-        self.read_process_with(pid, ProcessOptions::default())
+        self.read_process_with(pid, ReadOptions::default())
     }
 
     /// One process, read as `opts` says (`smaps: None` when not asked for).
-    pub fn read_process_with(&self, pid: u32, opts: ProcessOptions) -> Result<ProcessMem> {
+    pub fn read_process_with(&self, pid: u32, opts: ReadOptions) -> Result<ProcessMem> {
         self.read_process_noted(pid, opts, &mut Vec::new())
     }
 
@@ -346,7 +367,7 @@ impl HostReader {
     fn read_process_noted(
         &self,
         pid: u32,
-        opts: ProcessOptions,
+        opts: ReadOptions,
         notes: &mut Vec<String>,
     ) -> Result<ProcessMem> {
         let dir = self.proc_root.join(pid.to_string());
@@ -454,7 +475,7 @@ impl HostReader {
 
     /// Every process: those read (in part or whole), those that could not be read and why,
     /// and how many exited while being read (their /proc/PID directory is gone).
-    pub fn read_processes(&self, opts: ProcessOptions, degraded: &mut Vec<String>) -> ProcessScan {
+    pub fn read_processes(&self, opts: ReadOptions, degraded: &mut Vec<String>) -> ProcessScan {
         let mut scan = ProcessScan::default();
         let pids = match self.pids() {
             Ok(p) => p,

@@ -204,6 +204,16 @@ pub fn evaluate(id: &Identity, s: &HostSample) -> IdentityResult {
     };
     let (l, rt) = match (sum(id.left, s), sum(id.right, s)) {
         (Ok(l), Ok(rt)) => (l, rt),
+        (Err(Term::VmallocAllocPages), _) | (_, Err(Term::VmallocAllocPages))
+            if s.vmalloc
+                .as_ref()
+                .is_some_and(|v| v.carried_from_unix_ms.is_some()) =>
+        {
+            r.note = "vmallocinfo was not read with this sample's meminfo (its summary is \
+                      carried from the last read, made on the PSS cadence)"
+                .to_string();
+            return r;
+        }
         (Err(t), _) | (_, Err(t)) => {
             r.note = format!("{} is not available on this sample", t.label());
             return r;

@@ -179,7 +179,13 @@ fn vmalloc_figure(s: &HostSample, total: u64, k: &mut KernelTerms) -> Option<(u6
         // Every candidate is checked, the one not chosen too: a cross-check figure that fails
         // its bound is reported, not silently ignored.
         if k.within_bound(total, "vmalloc", bytes, source) && chosen.is_none() {
-            k.rules.push(format!("vmalloc: {rule}"));
+            let carried = s.vmalloc.as_ref().and_then(|v| v.carried_from_unix_ms);
+            let carried = if carried.is_some() && source.starts_with("vmallocinfo") {
+                ", carried from the last read (vmallocinfo is read on the PSS cadence)"
+            } else {
+                ""
+            };
+            k.rules.push(format!("vmalloc: {rule}{carried}"));
             chosen = Some((bytes, source.to_string()));
         }
     }

@@ -41,7 +41,12 @@ impl Term {
             Term::Meminfo(k) => s.meminfo.get(k),
             Term::ProcsAnonHugePages => sum_procs(s, |r| r.anon_huge_pages),
             Term::ProcsPss => sum_procs(s, |r| r.pss),
-            Term::VmallocAllocPages => s.vmalloc.as_ref().map(|v| v.vmalloc_pages_bytes),
+            // A carried figure was read at another moment than this meminfo.
+            Term::VmallocAllocPages => s
+                .vmalloc
+                .as_ref()
+                .filter(|v| v.carried_from_unix_ms.is_none())
+                .map(|v| v.vmalloc_pages_bytes),
             Term::VmstatDirtyTotal => s.vmstat.as_ref().and_then(|v| {
                 let pages = v
                     .get("nr_dirty")?

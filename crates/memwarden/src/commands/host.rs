@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use memwarden_analysis::{accounting, ksm, procs};
 use memwarden_model::host::HostSample;
 use memwarden_model::units::format_bytes;
-use memwarden_procfs::{HostReader, ProcessOptions};
+use memwarden_procfs::{HostReader, ReadOptions};
 use serde::Serialize;
 
 use super::{print, print_json};
@@ -26,7 +26,7 @@ pub fn read_host(root: Option<&Path>) -> Result<HostSample> {
 /// Everything but meminfo: `procs` and `ksm` need processes and KSM files, not meminfo, so a
 /// broken meminfo does not stop them.
 fn read_without_meminfo(root: Option<&Path>) -> HostSample {
-    reader(root).read_host_without_meminfo(ProcessOptions::default())
+    reader(root).read_host_without_meminfo(ReadOptions::default())
 }
 
 #[derive(Serialize)]

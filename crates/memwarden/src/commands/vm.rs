@@ -74,7 +74,7 @@ struct VmReport<'a> {
 pub fn vms(a: &VmsArgs) -> Result<()> {
     let cfg = Config {
         host: false,
-        pss: a.pss,
+        full: a.pss,
         vms: vm_source(&a.hv, a.monitor_passthrough),
         deadline: a.hv.deadline,
         parallelism: a.hv.parallelism.unwrap_or_else(default_parallelism),

@@ -77,6 +77,13 @@ pub struct VmallocInfo {
     pub percpu_chunk_bytes: u64,
     /// Top callers of vmalloc by bytes, largest first (the reader keeps at most 20).
     pub top_callers: Vec<VmallocCaller>,
+    /// Set when this sample did not read vmallocinfo and carries what an earlier one read at
+    /// this moment (the daemon reads the file on its slower PSS cadence, because the kernel's
+    /// formatting of it costs more than the rest of a host read). What it decides (vmap'd
+    /// stacks, the percpu chunks) does not change between reads; a same-moment comparison with
+    /// meminfo (the `vmalloc` identity) is not made with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried_from_unix_ms: Option<u64>,
 }
 
 /// One line of /proc/modules.
