@@ -37,6 +37,9 @@ pub struct Config {
     pub vms: VmsConfig,
     pub record: RecordConfig,
     pub retention: RetentionConfig,
+    /// `[balloon]`: the balloon controller (off by default); its keys are
+    /// `memwarden_policy::Config`'s.
+    pub balloon: memwarden_policy::Config,
 }
 
 /// `[vms]`: where VMs come from.
@@ -107,6 +110,7 @@ impl Default for Config {
             vms: VmsConfig::default(),
             record: RecordConfig::default(),
             retention: RetentionConfig::default(),
+            balloon: memwarden_policy::Config::default(),
         }
     }
 }
@@ -193,6 +197,7 @@ impl Config {
         if self.record.pss_every < self.interval {
             bail!("[record] pss_every must be at least the interval");
         }
+        self.balloon.validate()?;
         Ok(())
     }
 

@@ -54,6 +54,35 @@ pub enum Command {
     History(HistoryArgs),
     /// What grew in the recorded history (meminfo components, processes, VMs), ranked.
     Leaks(LeaksArgs),
+    /// The balloon controller's plan for now (a dry run unless --apply), or with --reclaim
+    /// SIZE which guests would give SIZE of host memory, safest first.
+    Balance(BalanceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BalanceArgs {
+    #[command(flatten)]
+    pub hv: HvArgs,
+    /// Configuration file whose [balloon] section sets the policy (default
+    /// /etc/memwarden/memwarden.toml when it exists; `enabled` is serve's and is ignored here).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// History written by `memwarden serve`, for guests' fault and swap-in rates and for the
+    /// controller's hysteresis; without it those are unknown and only usable shares are judged.
+    #[arg(long, value_name = "PATH", default_value = memwarden_daemon::config::DEFAULT_DB)]
+    pub db: PathBuf,
+    /// Print the plan and change nothing (the default).
+    #[arg(long, conflicts_with = "apply")]
+    pub dry_run: bool,
+    /// Apply the plan's balloon changes (live only), one cycle.
+    #[arg(long)]
+    pub apply: bool,
+    #[arg(long)]
+    pub json: bool,
+    /// Which guests would give SIZE of host memory (`2G`, `512M`), how much the host would
+    /// really get back, or how much could be had safely.
+    #[arg(long, value_name = "SIZE", conflicts_with = "apply")]
+    pub reclaim: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,12 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// `memwarden serve` runs the controller every sample. Off by default: ballooning changes
+    /// what guests have, and an operator turns it on knowingly. (`memwarden balance` plans
+    /// whatever this says.)
+    pub enabled: bool,
+    /// `memwarden serve` plans every cycle, logs and counts the plan, and changes nothing.
+    pub dry_run: bool,
     /// Host target: keep the host's MemAvailable at or above this share of its MemTotal
     /// (0.0–1.0). Below it the host is under pressure and idle guests are shrunk. Default 0.15.
     pub host_min_available_share: f64,
@@ -100,6 +106,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            enabled: false,
+            dry_run: false,
             host_min_available_share: 0.15,
             host_min_available_bytes: 0,
             host_dead_band_bytes: 256 * MIB,

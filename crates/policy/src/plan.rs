@@ -36,6 +36,8 @@ pub enum Direction {
 /// One balloon change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Action {
+    /// The VM's name (`name` in JSON, as in `vms --json`).
+    #[serde(rename = "name", alias = "vm")]
     pub vm: String,
     pub uuid: Option<String>,
     /// The balloon's size now (libvirt `actual`), bytes.
@@ -55,6 +57,7 @@ pub struct Action {
 /// A VM left alone this cycle, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skip {
+    #[serde(rename = "name", alias = "vm")]
     pub vm: String,
     pub uuid: Option<String>,
     pub reason: String,
@@ -63,6 +66,7 @@ pub struct Skip {
 /// What an earlier shrink really gave the host: the drop in QEMU's RSS since.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Measured {
+    #[serde(rename = "name", alias = "vm")]
     pub vm: String,
     pub uuid: Option<String>,
     /// The balloon change that was asked for, bytes.

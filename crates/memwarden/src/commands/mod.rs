@@ -1,5 +1,6 @@
 //! One module per subcommand; each reads, analyses and prints, nothing more.
 
+mod balance;
 mod daemon;
 mod explain;
 mod host;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(a) => daemon::serve(&a),
         Command::History(a) => daemon::history(&a),
         Command::Leaks(a) => daemon::leaks(&a),
+        Command::Balance(a) => balance::balance(&a),
     }
 }
 
