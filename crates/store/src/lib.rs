@@ -227,6 +227,24 @@ impl Store {
         Ok(())
     }
 
+    /// Records an event (`kind`, e.g. `balloon`; `data`, any JSON) at `at_unix_ms`.
+    pub fn append_event(
+        &mut self,
+        at_unix_ms: u64,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> Result<(), Error> {
+        const DOING: &str = "append an event";
+        self.writable(DOING)?;
+        self.conn
+            .execute(
+                "INSERT INTO events (ts, kind, data) VALUES (?1, ?2, ?3)",
+                params![ms_to_sql(at_unix_ms), kind, data.to_string()],
+            )
+            .map_err(sql(&self.path, DOING))?;
+        Ok(())
+    }
+
     fn writable(&self, doing: &'static str) -> Result<(), Error> {
         if self.read_only {
             return Err(Error::ReadOnlyHandle {

@@ -259,6 +259,12 @@ impl Store {
             params![Tier::Hour as i64, ms_to_sql(cutoff)],
         )
         .map_err(sql(&self.path, DOING))?;
+        // Events live as long as the coarsest history they sit next to.
+        tx.execute(
+            "DELETE FROM events WHERE ts <= ?1",
+            params![ms_to_sql(cutoff)],
+        )
+        .map_err(sql(&self.path, DOING))?;
         tx.commit().map_err(sql(&self.path, DOING))?;
         report.samples_expired += ms_from_sql(expired);
         note_write(report, t0);

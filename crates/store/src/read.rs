@@ -73,6 +73,36 @@ impl Store {
     /// Samples with `since ≤ taken_at ≤ until`, oldest first, each period at the finest
     /// resolution still kept: a minute or hour sample is left out where a finer block or row
     /// covers its time.
+    /// Events of `kind` in `[since, until]`, oldest first: (time, data).
+    pub fn events(
+        &self,
+        kind: &str,
+        since_unix_ms: u64,
+        until_unix_ms: u64,
+    ) -> Result<Vec<(u64, serde_json::Value)>, Error> {
+        const DOING: &str = "read events";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT ts, data FROM events WHERE kind = ?1 AND ts BETWEEN ?2 AND ?3 \
+                 ORDER BY ts, id",
+            )
+            .map_err(sql(&self.path, DOING))?;
+        let rows = stmt
+            .query_map(
+                params![kind, ms_to_sql(since_unix_ms), ms_to_sql(until_unix_ms)],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+            .map_err(sql(&self.path, DOING))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (ts, text) = row.map_err(sql(&self.path, DOING))?;
+            let v = serde_json::from_str(&text).map_err(|e| self.decode_err(DOING, "event", e))?;
+            out.push((ms_from_sql(ts), v));
+        }
+        Ok(out)
+    }
+
     pub fn range(&self, since_unix_ms: u64, until_unix_ms: u64) -> Result<Vec<Sample>, Error> {
         const DOING: &str = "read a time range";
         let (since, until) = (ms_to_sql(since_unix_ms), ms_to_sql(until_unix_ms));

@@ -8,7 +8,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{sql, Error};
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const V1: &str = "
 CREATE TABLE recent (
@@ -33,8 +33,20 @@ CREATE INDEX blocks_tier_window ON blocks (tier, win_start);
 CREATE INDEX blocks_last ON blocks (last_ts);
 ";
 
+/// Version 2: what memwarden did, next to what it read (the balloon controller's cycles).
+/// Plain JSON text: events are few and an operator may want to read them with `sqlite3`.
+const V2: &str = "
+CREATE TABLE events (
+    id   INTEGER PRIMARY KEY,
+    ts   INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX events_ts ON events (ts);
+";
+
 /// Migrations, indexed by the version they start from.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 pub fn create_or_migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
     // Immediate: two processes opening a new file at once must not both create the tables.

@@ -74,7 +74,10 @@ pub fn balance(a: &BalanceArgs) -> Result<()> {
     print(&plan_text(&report, &history_note))?;
     let refused = report.applied.iter().filter(|x| x.error.is_some()).count();
     if refused > 0 {
-        bail!("{refused} of {} balloon change(s) refused", report.applied.len());
+        bail!(
+            "{refused} of {} balloon change(s) refused",
+            report.applied.len()
+        );
     }
     Ok(())
 }
@@ -89,11 +92,15 @@ struct BalanceJson<'a> {
 
 /// The daemon's last few minutes, when its history can be read (and why not otherwise).
 fn recent_history(db: &Path, now: &Sample) -> (History, String) {
-    const UNKNOWN: &str = "guests' fault and swap-in rates unknown, only their usable shares judged";
+    const UNKNOWN: &str =
+        "guests' fault and swap-in rates unknown, only their usable shares judged";
     if !db.exists() {
         return (
             History::default(),
-            format!("none: no {} (memwarden serve records there); {UNKNOWN}", db.display()),
+            format!(
+                "none: no {} (memwarden serve records there); {UNKNOWN}",
+                db.display()
+            ),
         );
     }
     let keep_ms = u64::try_from(DEFAULT_KEEP.as_millis()).unwrap_or(u64::MAX);
@@ -117,10 +124,7 @@ fn recent_history(db: &Path, now: &Sample) -> (History, String) {
                 DEFAULT_KEEP.as_secs()
             ),
         ),
-        Err(e) => (
-            History::default(),
-            format!("none ({e}); {UNKNOWN}"),
-        ),
+        Err(e) => (History::default(), format!("none ({e}); {UNKNOWN}")),
     }
 }
 
