@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/series", get(series_api))
         .route("/api/v1/leaks", get(leaks_api))
         .route("/api/v1/health", get(health))
+        .route("/api/v1/balloon", get(balloon))
         .with_state(state)
 }
 
@@ -201,6 +202,32 @@ async fn health(State(st): State<AppState>) -> Response {
         "store_errors_total": s.health.store_errors_total,
         "store_error": s.store_error,
         "sources": s.latest.as_ref().map(|l| l.sources.clone()).unwrap_or_default(),
+        "balloon": balloon_json(&s),
     }))
     .into_response()
+}
+
+fn balloon_json(s: &Shared) -> serde_json::Value {
+    let h = &s.health;
+    serde_json::json!({
+        "enabled": h.balloon_enabled,
+        "dry_run": h.balloon_dry_run,
+        "actions_total": h.balloon_actions_total.iter()
+            .map(|(vm, dir, n)| serde_json::json!({"name": vm, "direction": dir, "count": n}))
+            .collect::<Vec<_>>(),
+        "action_errors_total": h.balloon_action_errors_total.iter()
+            .map(|(vm, n)| serde_json::json!({"name": vm, "count": n}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// The balloon controller: counters and its last cycle (plan, what applying it did).
+async fn balloon(State(st): State<AppState>) -> Response {
+    let s = st.shared.read().unwrap_or_else(|p| p.into_inner());
+    let mut v = balloon_json(&s);
+    v["last_cycle"] = s
+        .last_balloon_cycle
+        .clone()
+        .unwrap_or(serde_json::Value::Null);
+    Json(v).into_response()
 }

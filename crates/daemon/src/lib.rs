@@ -6,6 +6,7 @@
 //! single-threaded tokio runtime for HTTP. SIGTERM/SIGINT: the sample in progress is finished
 //! and committed, then the process exits 0. SIGHUP: the configuration file is read again.
 
+mod balloon;
 pub mod config;
 mod health;
 pub mod http;

@@ -12,6 +12,7 @@ use memwarden_model::Sample;
 use memwarden_store::Store;
 use tracing::{debug, error, info, warn};
 
+use crate::balloon::BalloonRunner;
 use crate::config::Config;
 use crate::health;
 
@@ -23,6 +24,8 @@ pub struct Shared {
     /// The store's last error, in plain words (`None` while appends succeed).
     pub store_error: Option<String>,
     pub peak_resident_bytes: u64,
+    /// The balloon controller's last cycle, as JSON (`None` while it is off).
+    pub last_balloon_cycle: Option<serde_json::Value>,
 }
 
 /// Messages to the recorder.
@@ -48,6 +51,7 @@ pub fn run(
     control: Receiver<Control>,
 ) {
     let mut store: Option<Store> = None;
+    let mut balloon = BalloonRunner::new(&cfg);
     let mut last_pss: Option<Instant> = None;
     let mut next = Instant::now();
     loop {
@@ -58,6 +62,7 @@ pub fn run(
         let took = started.elapsed();
         let mut store_error = None;
         let mut published = None;
+        let mut last_cycle = None;
         match result {
             Ok(mut sample) => {
                 if pss {
@@ -70,11 +75,15 @@ pub fn run(
                 if let Err(e) = append(&mut store, &cfg, &sample) {
                     store_error = Some(e);
                 }
+                last_cycle = balloon
+                    .run(&cfg, &sample, &mut collector, store.as_mut())
+                    .map(|r| serde_json::to_value(&r).unwrap_or_default());
                 published = Some(Arc::new(sample));
             }
             Err(e) => error!(error = %format!("{e:#}"), "sample failed"),
         }
         publish(&shared, published, took, store_error);
+        publish_balloon(&shared, &cfg, &balloon, last_cycle);
         debug!(ms = took.as_millis() as u64, pss, "sampled");
         next += cfg.interval;
         // A sample that overran the interval: start the next one now, not a burst of them.
@@ -89,6 +98,7 @@ pub fn run(
             Ok(Control::Reload(new)) => {
                 info!(interval = ?new.interval, "configuration reloaded");
                 collector.set_deadline(new.deadline);
+                balloon.reload(&new);
                 cfg = *new;
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -131,6 +141,30 @@ fn publish(
     if sample.is_some() {
         s.latest = sample;
     }
+}
+
+/// The balloon controller's counters, for /metrics and /api/v1/health.
+fn publish_balloon(
+    shared: &RwLock<Shared>,
+    cfg: &Config,
+    b: &BalloonRunner,
+    last_cycle: Option<serde_json::Value>,
+) {
+    let mut s = shared.write().unwrap_or_else(|p| p.into_inner());
+    s.last_balloon_cycle = last_cycle;
+    let h = &mut s.health;
+    h.balloon_enabled = cfg.balloon.enabled;
+    h.balloon_dry_run = cfg.balloon.dry_run;
+    h.balloon_actions_total = b
+        .actions_total
+        .iter()
+        .map(|((vm, dir), n)| (vm.clone(), (*dir).to_string(), *n))
+        .collect();
+    h.balloon_action_errors_total = b
+        .errors_total
+        .iter()
+        .map(|(vm, n)| (vm.clone(), *n))
+        .collect();
 }
 
 /// Appends to the store, opening it first when it is not open (at start, or after it failed).

@@ -73,8 +73,13 @@ pub struct DaemonHealth {
     pub resident_bytes: u64,
     pub store_errors_total: u64,
     pub store_bytes: u64,
-    /// Balloon targets set: (VM name, direction `inflate`/`deflate`, count).
+    /// Whether the balloon controller runs (`[balloon] enabled`), and whether it only plans.
+    pub balloon_enabled: bool,
+    pub balloon_dry_run: bool,
+    /// Balloon targets set: (VM name, direction `grow`/`shrink`, count).
     pub balloon_actions_total: Vec<(String, String, u64)>,
+    /// Balloon targets the hypervisor refused: (VM name, count).
+    pub balloon_action_errors_total: Vec<(String, u64)>,
 }
 
 /// Writes every series of `sample` and `health` in `format`.
@@ -136,8 +141,16 @@ fn health_series(s: &mut writer::Series, h: &DaemonHealth) {
     }
     s.add("memwarden_store_errors_total", &[], h.store_errors_total);
     s.add("memwarden_store_bytes", &[], h.store_bytes);
+    s.add(
+        "memwarden_balloon_controller_enabled",
+        &[],
+        u64::from(h.balloon_enabled) * if h.balloon_dry_run { 2 } else { 1 },
+    );
     for (vm, direction, n) in &h.balloon_actions_total {
         s.add("memwarden_balloon_actions_total", &[vm, direction], *n);
+    }
+    for (vm, n) in &h.balloon_action_errors_total {
+        s.add("memwarden_balloon_action_errors_total", &[vm], *n);
     }
     s.add("process_cpu_seconds_total", &[], h.cpu_seconds_total);
     s.add("process_resident_memory_bytes", &[], h.resident_bytes);

@@ -142,7 +142,7 @@ fn daemon_counters_are_written_as_given() {
         samples_total: 12,
         sample_errors_total: 1,
         last_sample_unix_ms: 1_500,
-        balloon_actions_total: vec![("a".into(), "inflate".into(), 3)],
+        balloon_actions_total: vec![("a".into(), "shrink".into(), 3)],
         ..DaemonHealth::default()
     };
     let text = render(&Sample::default(), &h, Format::Prometheus);
@@ -150,7 +150,7 @@ fn daemon_counters_are_written_as_given() {
         "memwarden_samples_total 12\n",
         "memwarden_sample_errors_total 1\n",
         "memwarden_last_sample_timestamp_seconds 1.5\n",
-        "memwarden_balloon_actions_total{domain=\"a\",direction=\"inflate\"} 3\n",
+        "memwarden_balloon_actions_total{domain=\"a\",direction=\"shrink\"} 3\n",
     ] {
         assert!(text.contains(want), "{want:?} missing from\n{text}");
     }

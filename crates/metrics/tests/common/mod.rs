@@ -178,6 +178,9 @@ pub fn health() -> DaemonHealth {
         resident_bytes: 18 << 20,
         store_errors_total: 0,
         store_bytes: 5 << 20,
-        balloon_actions_total: vec![("instance-00000000".into(), "inflate".into(), 4)],
+        balloon_enabled: true,
+        balloon_dry_run: false,
+        balloon_actions_total: vec![("instance-00000000".into(), "shrink".into(), 4)],
+        balloon_action_errors_total: vec![("instance-00000000".into(), 1)],
     }
 }
