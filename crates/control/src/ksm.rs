@@ -86,7 +86,9 @@ pub fn write_knob(dir: &Path, knob: Knob, value: &str) -> KnobResult {
     let written = OpenOptions::new()
         .write(true)
         .create(false)
-        .truncate(false)
+        // sysfs ignores O_TRUNC (as for `echo 1 > run`); a regular file (a test's copy of the
+        // directory) must not keep the tail of a longer old value.
+        .truncate(true)
         .open(&path)
         .and_then(|mut f| f.write_all(value.as_bytes()));
     if let Err(e) = written {

@@ -37,6 +37,9 @@ pub struct Config {
     pub vms: VmsConfig,
     pub record: RecordConfig,
     pub retention: RetentionConfig,
+    /// `[ksm]`: the KSM tuner, off unless `tune = true`; its keys are documented on
+    /// [`memwarden_policy::ksm::KsmConfig`].
+    pub ksm: memwarden_policy::ksm::KsmConfig,
 }
 
 /// `[vms]`: where VMs come from.
@@ -107,6 +110,7 @@ impl Default for Config {
             vms: VmsConfig::default(),
             record: RecordConfig::default(),
             retention: RetentionConfig::default(),
+            ksm: Default::default(),
         }
     }
 }
@@ -193,6 +197,7 @@ impl Config {
         if self.record.pss_every < self.interval {
             bail!("[record] pss_every must be at least the interval");
         }
+        self.ksm.validate()?;
         Ok(())
     }
 

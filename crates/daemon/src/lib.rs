@@ -9,6 +9,7 @@
 pub mod config;
 mod health;
 pub mod http;
+pub mod ksm_tuning;
 pub mod recorder;
 
 use std::path::PathBuf;
