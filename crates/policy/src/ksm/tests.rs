@@ -82,6 +82,11 @@ fn sample(at_ms: u64, available_mib: u64, k: KsmSysfs, cpu_ms: u64, vms: Vec<VmS
     s
 }
 
+/// A host short of memory (2 GiB of 24 available), no VMs listed.
+fn short(at_ms: u64, k: KsmSysfs, cpu_ms: u64) -> Sample {
+    sample(at_ms, 2048, k, cpu_ms, vec![])
+}
+
 fn value(plan: &KsmPlan, knob: Knob) -> Option<&str> {
     plan.settings
         .iter()
@@ -141,7 +146,7 @@ fn a_roomy_host_leaves_ksm_stopped() {
 #[test]
 fn low_free_memory_starts_ksm_with_ksmtuneds_pace() {
     // 24 GiB host, threshold 20 % = 4.8 GiB, 2 GiB available.
-    let s = sample(T0, 2048, ksm(0, 100, 0, 0, false), 0, vec![]);
+    let s = short(T0, ksm(0, 100, 0, 0, false), 0);
     let p = ksm_plan(&s, &KsmHistory::default(), &KsmConfig::default());
     assert_eq!(p.run, RunDecision::Start, "{}", p.reason);
     assert_eq!(value(&p, Knob::PagesToScan), Some("400"), "100 + boost 300");
@@ -180,7 +185,7 @@ fn committed_memory_near_the_hosts_starts_ksm_and_decays_the_pace() {
 
 #[test]
 fn advisor_kernels_get_the_advisor_and_no_pages_to_scan() {
-    let s = sample(T0, 2048, ksm(0, 100, 0, 0, true), 0, vec![]);
+    let s = short(T0, ksm(0, 100, 0, 0, true), 0);
     let p = ksm_plan(&s, &KsmHistory::default(), &KsmConfig::default());
     assert!(p.advisor);
     let knobs: Vec<Knob> = p.settings.iter().map(|s| s.knob).collect();
@@ -213,16 +218,14 @@ fn advisor_kernels_get_the_advisor_and_no_pages_to_scan() {
 #[test]
 fn the_cost_rule_stops_ksm_that_saves_too_little_and_keeps_it_stopped() {
     let cfg = KsmConfig::default();
-    let start = sample(T0, 2048, ksm(1, 400, 10, 0, true), 1_000, vec![]);
+    let start = short(T0, ksm(1, 400, 10, 0, true), 1_000);
     let h = history_from(&start);
     // 600 s later, 2 full scans, ksmd used 60 s (10 % of a CPU), KSM saves 100 MiB: 10 MiB per
     // CPU percent, below 40 MiB.
-    let later = sample(
+    let later = short(
         T0 + 600_000,
-        2048,
         ksm(1, 400, 12, 100 * MIB as i64, true),
         61_000,
-        vec![],
     );
     let p = ksm_plan(&later, &h, &cfg);
     let c = p.cost.clone().expect("judged");
@@ -239,62 +242,36 @@ fn the_cost_rule_stops_ksm_that_saves_too_little_and_keeps_it_stopped() {
     assert_eq!(h.window_start, None);
     assert_eq!(h.refused_at_ms, Some(T0 + 600_000));
     // Still needed a minute later, but not started again.
-    let stopped = sample(
+    let stopped = short(
         T0 + 660_000,
-        2048,
         ksm(0, 400, 12, 100 * MIB as i64, true),
         61_000,
-        vec![],
     );
     let p = ksm_plan(&stopped, &h, &cfg);
     assert_eq!(p.run, RunDecision::StayStopped, "{}", p.reason);
     assert_eq!(value(&p, Knob::Run), Some("0"));
     // After retry_after_s, it may try again.
-    let retry = sample(
-        T0 + 600_000 + 3_600_000,
-        2048,
-        ksm(0, 400, 12, 0, true),
-        61_000,
-        vec![],
-    );
+    let retry = short(T0 + 600_000 + 3_600_000, ksm(0, 400, 12, 0, true), 61_000);
     assert_eq!(ksm_plan(&retry, &h, &cfg).run, RunDecision::Start);
 }
 
 #[test]
 fn the_cost_rule_keeps_ksm_that_pays_and_waits_for_a_full_scan() {
     let cfg = KsmConfig::default();
-    let start = sample(T0, 2048, ksm(1, 400, 10, 0, false), 1_000, vec![]);
+    let start = short(T0, ksm(1, 400, 10, 0, false), 1_000);
     let h = history_from(&start);
     // 5 % of a CPU for 2 GiB saved: 410 MiB per percent.
-    let pays = sample(
-        T0 + 600_000,
-        2048,
-        ksm(1, 400, 11, 2 * GIB as i64, false),
-        31_000,
-        vec![],
-    );
+    let pays = short(T0 + 600_000, ksm(1, 400, 11, 2 * GIB as i64, false), 31_000);
     let p = ksm_plan(&pays, &h, &cfg);
     assert!(p.cost.as_ref().is_some_and(|c| c.pass), "{:?}", p.cost);
     assert_eq!(p.run, RunDecision::KeepRunning);
     // The same figures without a completed full scan, or over too short a window: no verdict.
-    let no_scan = sample(
-        T0 + 600_000,
-        2048,
-        ksm(1, 400, 10, 1, false),
-        31_000,
-        vec![],
-    );
+    let no_scan = short(T0 + 600_000, ksm(1, 400, 10, 1, false), 31_000);
     assert_eq!(ksm_plan(&no_scan, &h, &cfg).cost, None);
-    let short = sample(T0 + 60_000, 2048, ksm(1, 400, 11, 1, false), 31_000, vec![]);
-    assert_eq!(ksm_plan(&short, &h, &cfg).cost, None);
+    let brief = short(T0 + 60_000, ksm(1, 400, 11, 1, false), 31_000);
+    assert_eq!(ksm_plan(&brief, &h, &cfg).cost, None);
     // Negative profit fails whatever the CPU.
-    let loses = sample(
-        T0 + 600_000,
-        2048,
-        ksm(1, 400, 11, -4096, false),
-        1_000,
-        vec![],
-    );
+    let loses = short(T0 + 600_000, ksm(1, 400, 11, -4096, false), 1_000);
     let p = ksm_plan(&loses, &h, &cfg);
     assert_eq!(p.run, RunDecision::Stop, "{}", p.reason);
     assert!(p.reason.contains("metadata"), "{}", p.reason);
@@ -303,9 +280,9 @@ fn the_cost_rule_keeps_ksm_that_pays_and_waits_for_a_full_scan() {
 #[test]
 fn ksmd_above_the_cpu_cap_is_slowed_within_bounds() {
     let cfg = KsmConfig::default();
-    let start = sample(T0, 2048, ksm(1, 1000, 10, 0, false), 0, vec![]);
+    let start = short(T0, ksm(1, 1000, 10, 0, false), 0);
     // 40 % of a CPU over 10 s (too short to judge the cost): scaled by 20/40.
-    let busy = sample(T0 + 10_000, 2048, ksm(1, 1000, 10, 0, false), 4_000, vec![]);
+    let busy = short(T0 + 10_000, ksm(1, 1000, 10, 0, false), 4_000);
     let p = ksm_plan(&busy, &history_from(&start), &cfg);
     assert_eq!(p.cost, None);
     assert_eq!(
@@ -318,7 +295,7 @@ fn ksmd_above_the_cpu_cap_is_slowed_within_bounds() {
 
 #[test]
 fn unmerging_and_missing_ksm_are_left_alone() {
-    let s = sample(T0, 2048, ksm(2, 100, 0, 0, false), 0, vec![]);
+    let s = short(T0, ksm(2, 100, 0, 0, false), 0);
     let p = ksm_plan(&s, &KsmHistory::default(), &KsmConfig::default());
     assert_eq!((p.run, p.settings.len()), (RunDecision::LeaveAlone, 0));
     let mut s = s;
