@@ -185,11 +185,19 @@ pub fn ksm_plan(sample: &Sample, history: &KsmHistory, cfg: &KsmConfig) -> KsmPl
         let (sleep, why) = classic::sleep_ms(need.total_bytes, cfg);
         plan.settings
             .push(setting(k, Knob::SleepMillisecs, sleep, why));
-        plan.settings
-            .push(setting(k, Knob::Run, 1, plan.reason.clone()));
+        plan.settings.push(setting(
+            k,
+            Knob::Run,
+            1,
+            "ksmd scans (see the plan's reason)".into(),
+        ));
     } else {
-        plan.settings
-            .push(setting(k, Knob::Run, 0, plan.reason.clone()));
+        plan.settings.push(setting(
+            k,
+            Knob::Run,
+            0,
+            "ksmd does not scan; merged pages stay merged (see the plan's reason)".into(),
+        ));
     }
     plan.need = Some(need);
     plan
