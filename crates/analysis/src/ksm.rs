@@ -3,10 +3,83 @@
 //! The global counters in /sys/kernel/mm/ksm are only recomputed by ksmd while it runs; with
 //! `run = 0` they keep their last value (even after the merged processes exit). The per-process
 //! `ksm_merging_pages` (Linux 5.19+) is always current, so it is the figure memwarden trusts.
+//!
+//! What KSM costs is ksmd's CPU time: a counter, so a share of a CPU needs two readings
+//! ([`ksmd_cpu`]). Per VM, KSM's work is its QEMU process's own merged pages ([`vms`]).
 
-use memwarden_model::host::HostSample;
-use memwarden_model::units::{pages_to_bytes, PAGE_SIZE};
+use memwarden_model::host::{HostSample, KsmdCpu};
+use memwarden_model::units::{pages_to_bytes, pages_to_bytes_at, PAGE_SIZE};
+use memwarden_model::vm::VmSample;
+use memwarden_model::Sample;
 use serde::Serialize;
+
+/// One VM's share of KSM: its QEMU process's merged pages.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KsmVm {
+    pub domain: String,
+    pub uuid: Option<String>,
+    pub qemu_pid: Option<u32>,
+    /// ksm_merging_pages × page size: guest memory of this VM that KSM merged with a copy
+    /// elsewhere. `None` when the QEMU process could not be joined or the kernel lacks the file.
+    pub merging_bytes: Option<u64>,
+    /// ksm_process_profit (Linux 6.1+): what merging this VM saves, less the metadata it costs.
+    pub profit_bytes: Option<i64>,
+}
+
+/// Every VM of the sample with its QEMU process's KSM counters, most merged first.
+pub fn vms(sample: &Sample) -> Vec<KsmVm> {
+    let page = sample.host.page_size();
+    let mut out: Vec<KsmVm> = sample.vms.iter().map(|v| ksm_vm(v, page)).collect();
+    out.sort_by(|a, b| {
+        b.merging_bytes
+            .cmp(&a.merging_bytes)
+            .then_with(|| a.domain.cmp(&b.domain))
+    });
+    out
+}
+
+fn ksm_vm(v: &VmSample, page_size: u64) -> KsmVm {
+    let k = v.host.as_ref().and_then(|h| h.ksm.as_ref());
+    KsmVm {
+        domain: v.name.clone(),
+        uuid: v.uuid.clone(),
+        qemu_pid: v.qemu_pid,
+        merging_bytes: k
+            .and_then(|k| k.merging_pages)
+            .and_then(|p| pages_to_bytes_at(p, page_size)),
+        profit_bytes: k.and_then(|k| k.process_profit),
+    }
+}
+
+/// ksmd's CPU time, and its share of one CPU between two readings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct KsmdCpuUse {
+    pub pid: u32,
+    /// User plus system time since boot, seconds.
+    pub cpu_seconds_total: f64,
+    /// CPU time over wall time between the two readings (1.0 = one whole CPU). `None` from a
+    /// single reading.
+    pub cpu_share: Option<f64>,
+    /// The wall time between the two readings, seconds (0 for a single reading).
+    pub window_s: f64,
+}
+
+/// ksmd's CPU use from `now` (read at `now_ms`, Unix milliseconds) and, for a share, an earlier
+/// reading. A share needs the same thread both times (ksmd is not restarted, but a capture
+/// may differ) and time that moved forward.
+pub fn ksmd_cpu(now: &KsmdCpu, now_ms: u64, before: Option<(&KsmdCpu, u64)>) -> KsmdCpuUse {
+    let share = before.and_then(|(b, b_ms)| {
+        let wall_ms = now_ms.checked_sub(b_ms).filter(|w| *w > 0)?;
+        let cpu_ms = now.total_ms().checked_sub(b.total_ms())?;
+        (b.pid == now.pid).then(|| (cpu_ms as f64 / wall_ms as f64, wall_ms as f64 / 1000.0))
+    });
+    KsmdCpuUse {
+        pid: now.pid,
+        cpu_seconds_total: now.total_ms() as f64 / 1000.0,
+        cpu_share: share.map(|(s, _)| s),
+        window_s: share.map_or(0.0, |(_, w)| w),
+    }
+}
 
 /// One process that has pages merged by KSM.
 #[derive(Debug, Clone, Serialize)]
@@ -121,4 +194,66 @@ pub fn report(s: &HostSample) -> KsmReport {
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memwarden_model::host::{ProcKsm, ProcessMem};
+
+    fn ksmd(pid: u32, user_ms: u64, system_ms: u64) -> KsmdCpu {
+        KsmdCpu {
+            pid,
+            user_ms,
+            system_ms,
+        }
+    }
+
+    #[test]
+    fn ksmd_share_is_cpu_time_over_wall_time() {
+        let a = ksmd(36, 0, 1_000);
+        let b = ksmd(36, 10, 1_490);
+        let u = ksmd_cpu(&b, 12_000, Some((&a, 10_000)));
+        assert_eq!(u.cpu_seconds_total, 1.5);
+        assert_eq!(u.cpu_share, Some(0.25));
+        assert_eq!(u.window_s, 2.0);
+        // One reading, another thread, or a clock that did not move: no share.
+        assert_eq!(ksmd_cpu(&b, 12_000, None).cpu_share, None);
+        assert_eq!(
+            ksmd_cpu(&ksmd(99, 10, 1_490), 12_000, Some((&a, 10_000))).cpu_share,
+            None
+        );
+        assert_eq!(ksmd_cpu(&b, 10_000, Some((&a, 10_000))).cpu_share, None);
+        assert_eq!(ksmd_cpu(&a, 12_000, Some((&b, 10_000))).cpu_share, None);
+    }
+
+    #[test]
+    fn vms_take_their_qemu_process_counters_most_merged_first() {
+        let vm = |name: &str, pid: u32, pages: Option<u64>| VmSample {
+            name: name.into(),
+            qemu_pid: Some(pid),
+            host: Some(ProcessMem {
+                pid,
+                ksm: pages.map(|p| ProcKsm {
+                    merging_pages: Some(p),
+                    process_profit: Some(-5),
+                    ..ProcKsm::default()
+                }),
+                ..ProcessMem::default()
+            }),
+            ..VmSample::default()
+        };
+        let s = Sample {
+            vms: vec![vm("a", 1, Some(2)), vm("b", 2, Some(10)), vm("c", 3, None)],
+            ..Sample::default()
+        };
+        let r = vms(&s);
+        let got: Vec<(&str, Option<u64>)> = r
+            .iter()
+            .map(|v| (v.domain.as_str(), v.merging_bytes))
+            .collect();
+        assert_eq!(got, [("b", Some(40_960)), ("a", Some(8_192)), ("c", None)]);
+        assert_eq!(r[0].profit_bytes, Some(-5));
+        assert_eq!(r[2].profit_bytes, None);
+    }
 }

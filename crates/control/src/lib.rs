@@ -4,3 +4,4 @@
 //! rest still happen.
 
 pub mod balloon;
+pub mod ksm;

@@ -40,6 +40,9 @@ pub struct Config {
     /// `[balloon]`: the balloon controller (off by default); its keys are
     /// `memwarden_policy::Config`'s.
     pub balloon: memwarden_policy::Config,
+    /// `[ksm]`: the KSM tuner, off unless `tune = true`; its keys are documented on
+    /// [`memwarden_policy::ksm::KsmConfig`].
+    pub ksm: memwarden_policy::ksm::KsmConfig,
 }
 
 /// `[vms]`: where VMs come from.
@@ -111,6 +114,7 @@ impl Default for Config {
             record: RecordConfig::default(),
             retention: RetentionConfig::default(),
             balloon: memwarden_policy::Config::default(),
+            ksm: Default::default(),
         }
     }
 }
@@ -198,6 +202,7 @@ impl Config {
             bail!("[record] pss_every must be at least the interval");
         }
         self.balloon.validate()?;
+        self.ksm.validate()?;
         Ok(())
     }
 

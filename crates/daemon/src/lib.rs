@@ -10,6 +10,7 @@ mod balloon;
 pub mod config;
 mod health;
 pub mod http;
+pub mod ksm_tuning;
 pub mod recorder;
 
 use std::path::PathBuf;

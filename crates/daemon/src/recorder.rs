@@ -54,6 +54,7 @@ pub fn run(
     let mut balloon = BalloonRunner::new(&cfg);
     let mut last_pss: Option<Instant> = None;
     let mut next = Instant::now();
+    let mut ksm = crate::ksm_tuning::KsmTuner::default();
     loop {
         let pss = last_pss.is_none_or(|t| t.elapsed() + cfg.interval / 2 >= cfg.record.pss_every);
         collector.set_full(pss);
@@ -68,6 +69,7 @@ pub fn run(
                 if pss {
                     last_pss = Some(started);
                 }
+                ksm.step(&cfg.ksm, &sample);
                 memwarden_store::redact(&mut sample, cfg.record.keep_cmdlines);
                 for d in &sample.degraded {
                     debug!(what = %d, "sample degraded");

@@ -35,8 +35,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Per-process memory by PSS, like smem.
     Procs(ProcsArgs),
-    /// KSM state, settings and savings.
-    Ksm(JsonArgs),
+    /// KSM state, settings and savings, per VM, ksmd's CPU; --tune plans KSM's settings.
+    Ksm(KsmArgs),
     /// One raw sample of the host and every VM, as JSON: what a recorder stores and every
     /// analysis reads.
     Sample(SampleArgs),
@@ -155,8 +155,26 @@ pub struct LeaksArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct JsonArgs {
-    /// Machine-readable output.
+pub struct KsmArgs {
+    #[command(flatten)]
+    pub hv: HvArgs,
+    /// Do not ask a hypervisor for VMs (no per-VM rows).
+    #[arg(long)]
+    pub no_vms: bool,
+    /// ksmd's CPU share is measured between two readings this far apart (`0s`: one reading,
+    /// CPU time since boot only).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub cpu_window: std::time::Duration,
+    /// Print what the KSM tuner would set now, and why (the `[ksm]` section of --config).
+    #[arg(long)]
+    pub tune: bool,
+    /// With --tune: write the plan to /sys/kernel/mm/ksm (under --root's sys/ when given).
+    #[arg(long, requires = "tune")]
+    pub apply: bool,
+    /// Configuration file whose `[ksm]` section tunes (default /etc/memwarden/memwarden.toml
+    /// when it exists, else the defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }

@@ -142,6 +142,11 @@ fn ksm_series(s: &mut Series, h: &HostSample) {
         &[],
         r.processes_merging_bytes,
     );
+    s.add_opt(
+        "memwarden_host_ksmd_cpu_seconds_total",
+        &[],
+        h.ksmd.map(|k| k.total_ms() as f64 / 1000.0),
+    );
 }
 
 fn psi_series(s: &mut Series, kind: &str, l: &PsiLine) {

@@ -103,6 +103,8 @@ pub static METRICS: &[MetricDef] = &[
         "KSM general_profit (Linux 6.1+): bytes saved minus KSM's own metadata; negative means KSM costs more than it saves."),
     def("memwarden_host_ksm_processes_merging_bytes", Gauge, "bytes", &[],
         "Sum of every process's ksm_merging_pages in bytes: current even while ksmd is stopped."),
+    def("memwarden_host_ksmd_cpu_seconds_total", Counter, "seconds", &[],
+        "CPU time (user and system) the ksmd kernel thread has used since boot: what KSM costs; rate() gives its share of one CPU."),
     // Host: PSI.
     def("memwarden_host_pressure_memory_ratio", Gauge, "ratio", &["kind", "window"],
         "/proc/pressure/memory averages as a ratio of wall time stalled (some: at least one task; full: all non-idle tasks) over 10s, 60s, 300s."),

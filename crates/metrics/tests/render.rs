@@ -249,6 +249,11 @@ fn the_figures_are_the_analyses_figures() {
         .black_hole_bytes
         .expect("the fixture's black hole is computed");
     assert!(text.contains(&format!("\nmemwarden_host_black_hole_bytes {hole}\n")));
+    let ksmd = s.host.ksmd.expect("the sample has ksmd");
+    assert!(text.contains(&format!(
+        "\nmemwarden_host_ksmd_cpu_seconds_total {}\n",
+        ksmd.total_ms() as f64 / 1000.0
+    )));
     let memtotal = s.host.meminfo.get("MemTotal").expect("MemTotal");
     assert!(text.contains(&format!(
         "\nmemwarden_host_meminfo_bytes{{field=\"MemTotal\"}} {memtotal}\n"

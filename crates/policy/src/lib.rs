@@ -15,6 +15,7 @@ pub mod config;
 pub mod guest;
 pub mod history;
 pub mod host;
+pub mod ksm;
 pub mod oracles;
 pub mod plan;
 pub mod rank;

@@ -14,6 +14,7 @@ pub mod modules;
 pub mod psi;
 pub mod reader;
 pub mod smaps_rollup;
+pub mod stat;
 pub mod status;
 mod text;
 pub mod thp;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use memwarden_model::host::{
-    HostSample, HugepagePool, KsmSysfs, Meminfo, Module, NodeMeminfo, ProcKsm, ProcessMem,
+    HostSample, HugepagePool, KsmSysfs, KsmdCpu, Meminfo, Module, NodeMeminfo, ProcKsm, ProcessMem,
     ProcessReadError, Psi, SmapsRollup, ThpSysfs, UksmSysfs, VirtioBalloonSysfs, VmallocInfo,
     Vmstat, ZoneInfo,
 };
@@ -23,7 +23,8 @@ use memwarden_model::units::{is_page_size, KIB};
 
 use crate::error::{Error, Result};
 use crate::{
-    hugepages, ksm, meminfo, modules, psi, smaps_rollup, status, thp, vmallocinfo, vmstat, zoneinfo,
+    hugepages, ksm, meminfo, modules, psi, smaps_rollup, stat, status, thp, vmallocinfo, vmstat,
+    zoneinfo,
 };
 
 /// The most memwarden reads of each file, in bytes. Each is far above what a real kernel prints
@@ -43,6 +44,9 @@ pub mod caps {
     /// /proc/PID/cmdline is cut (not refused) here: it is only shown.
     pub const CMDLINE: u64 = 64 << 10;
 }
+
+/// The comm of KSM's kernel thread.
+const KSMD: &str = "ksmd";
 
 /// `O_NONBLOCK` (the same value on every Linux architecture memwarden builds for except
 /// alpha, mips, parisc and sparc, which `libc` knows).
@@ -171,6 +175,22 @@ impl HostReader {
             r => optional(d, r, "").flatten(),
         };
         let scan = self.read_processes(opts, &mut degraded);
+        let ksmd = match &ksm {
+            Some(_) => {
+                let pid = scan
+                    .processes
+                    .iter()
+                    .find(|p| p.name == KSMD && p.cmdline.is_empty())
+                    .map(|p| p.pid);
+                optional(
+                    &mut degraded,
+                    self.read_ksmd(pid),
+                    "a capture that left out ksmd's stat",
+                )
+                .flatten()
+            }
+            None => None,
+        };
         HostSample {
             kernel_release,
             meminfo: Meminfo::default(),
@@ -181,6 +201,7 @@ impl HostReader {
             processes: scan.processes,
             ksm,
             uksm,
+            ksmd,
             hugepages: hugepages.unwrap_or_default(),
             numa_nodes: numa_nodes.unwrap_or_default(),
             thp,
@@ -296,6 +317,44 @@ impl HostReader {
     pub fn read_ksm(&self) -> Result<KsmSysfs> {
         let dir = self.sys_root.join("kernel/mm/ksm");
         Ok(ksm::ksm_sysfs(read_dir_files(&dir)?))
+    }
+
+    /// ksmd's CPU time. `pid` is where the process table found it; without one, /proc is
+    /// searched for the kernel thread (`memwarden ksm` reads it twice, a moment apart, to
+    /// measure its CPU share). `Ok(None)` when there is no ksmd (KSM never started on kernels
+    /// that create the thread lazily, or a capture without it).
+    pub fn read_ksmd(&self, pid: Option<u32>) -> Result<Option<KsmdCpu>> {
+        let pid = match pid {
+            Some(p) => Some(p),
+            None => self.find_kernel_thread(KSMD)?,
+        };
+        let Some(pid) = pid else { return Ok(None) };
+        let path = self.proc_root.join(pid.to_string()).join("stat");
+        let s = self.parse_file(&path, caps::SMALL, stat::parse)?;
+        if s.comm != KSMD {
+            return Ok(None);
+        }
+        Ok(Some(KsmdCpu {
+            pid,
+            user_ms: stat::ticks_to_ms(s.utime_ticks),
+            system_ms: stat::ticks_to_ms(s.stime_ticks),
+        }))
+    }
+
+    /// The lowest pid whose comm is `name` and which has no command line (a kernel thread).
+    fn find_kernel_thread(&self, name: &str) -> Result<Option<u32>> {
+        for pid in self.pids()? {
+            let dir = self.proc_root.join(pid.to_string());
+            let Ok(comm) = read_text(&dir.join("comm"), caps::SMALL) else {
+                continue;
+            };
+            if comm.trim_end_matches('\n') == name
+                && read_bytes_cut(&dir.join("cmdline"), caps::CMDLINE).is_ok_and(|b| b.is_empty())
+            {
+                return Ok(Some(pid));
+            }
+        }
+        Ok(None)
     }
 
     /// Every file of /sys/kernel/mm/uksm (UKSM-patched kernels only).

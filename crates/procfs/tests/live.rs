@@ -109,6 +109,42 @@ fn live_ksm_keeps_every_file() {
     }
 }
 
+/// ksmd is found both ways (from the process table and by searching /proc), and its CPU time
+/// is the kernel's: the same as /proc/PID/stat's fields 14 and 15 read here by hand.
+#[test]
+fn live_ksmd_cpu_is_found_and_matches_its_stat() {
+    let r = HostReader::live();
+    if r.read_ksm().is_err() {
+        assert!(r.read_ksmd(None).expect("search").is_none());
+        return;
+    }
+    let host = r.read_host().expect("live host");
+    let from_table = host.ksmd.expect("ksmd read with the host");
+    let searched = r.read_ksmd(None).expect("search").expect("ksmd found");
+    assert_eq!(from_table.pid, searched.pid);
+    assert!(searched.total_ms() >= from_table.total_ms(), "a counter");
+    let stat = fs::read_to_string(format!("/proc/{}/stat", searched.pid)).expect("stat");
+    let after_comm: Vec<u64> = stat
+        .rsplit_once(')')
+        .expect("comm")
+        .1
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().expect("ticks"))
+        .collect();
+    let by_hand_ms = (after_comm[0] + after_comm[1]) * 10;
+    assert!(
+        by_hand_ms >= searched.total_ms() && by_hand_ms - searched.total_ms() < 1000,
+        "{by_hand_ms} vs {searched:?}"
+    );
+    // Not ksmd: a pid whose comm differs gives None, not someone else's CPU time.
+    assert!(r
+        .read_ksmd(Some(std::process::id()))
+        .expect("self")
+        .is_none());
+}
+
 #[test]
 fn meminfo_missing_is_an_error_other_sources_degrade() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -60,6 +60,7 @@ proptest! {
         let _ = p::parse_smaps(&text);
         let _ = p::parse_status(&text);
         let _ = p::parse_ksm_stat(&text);
+        let _ = p::stat::parse(&text);
         let _ = p::parse_ksm_merging_pages(&text);
         if let Ok(z) = p::parse_zoneinfo(&text) {
             // Sums saturate; every pcp list belongs to a zone.

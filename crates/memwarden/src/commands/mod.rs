@@ -4,6 +4,7 @@ mod balance;
 mod daemon;
 mod explain;
 mod host;
+mod ksm;
 mod sample;
 mod vm;
 
@@ -20,7 +21,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Host(a) => host::host(cli.root.as_deref(), cli.lang, &a),
         Command::Procs(a) => host::procs(cli.root.as_deref(), &a),
-        Command::Ksm(a) => host::ksm(cli.root.as_deref(), &a),
+        Command::Ksm(a) => ksm::ksm(cli.root.as_deref(), &a),
         Command::Explain(a) => explain::explain(cli.root.as_deref(), cli.lang, &a),
         Command::Sample(a) => sample::sample(cli.root.as_deref(), &a),
         Command::Vms(a) => vm::vms(&a),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use memwarden_hv::{domain_xml, tags};
 use memwarden_metrics::DaemonHealth;
-use memwarden_model::host::{HostSample, ProcKsm, ProcessMem, SmapsRollup};
+use memwarden_model::host::{HostSample, KsmdCpu, ProcKsm, ProcessMem, SmapsRollup};
 use memwarden_model::vm::{
     BalloonDevice, ExtraStats, NovaInstance, ReadStatus, StatTag, VmConfig, VmRead, VmSample,
     VmState,
@@ -146,9 +146,18 @@ pub fn vm(i: usize) -> VmSample {
 
 /// The fixture host with `vms` VMs, sources and degraded notes filled as the collector does.
 pub fn sample(fixture: &str, vms: usize) -> Sample {
+    let mut host = host(fixture);
+    // The captures hold no /proc/PID/stat; ksmd's CPU time as this machine's ksmd printed it.
+    if host.ksm.is_some() && host.ksmd.is_none() {
+        host.ksmd = Some(KsmdCpu {
+            pid: 36,
+            user_ms: 0,
+            system_ms: 1_230,
+        });
+    }
     Sample {
         taken_at_unix_ms: 1_795_426_935_000,
-        host: host(fixture),
+        host,
         vms: (0..vms).map(vm).collect(),
         degraded: Vec::new(),
         sources: vec![

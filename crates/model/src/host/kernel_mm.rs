@@ -122,6 +122,24 @@ pub struct KsmSysfs {
     pub files: Vec<(String, String)>,
 }
 
+/// ksmd's CPU time, from /proc/PID/stat of the kernel thread named `ksmd`: what KSM costs.
+/// A counter since boot; a share of CPU needs two of them (see `memwarden_analysis::ksm`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KsmdCpu {
+    pub pid: u32,
+    /// `utime`, converted from clock ticks, milliseconds.
+    pub user_ms: u64,
+    /// `stime`, converted from clock ticks, milliseconds (ksmd runs almost only here).
+    pub system_ms: u64,
+}
+
+impl KsmdCpu {
+    /// User plus system time, milliseconds.
+    pub fn total_ms(&self) -> u64 {
+        self.user_ms.saturating_add(self.system_ms)
+    }
+}
+
 /// /sys/kernel/mm/uksm (UKSM-patched kernels only).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UksmSysfs {

@@ -37,6 +37,9 @@ pub struct HostSample {
     pub ksm: Option<KsmSysfs>,
     #[serde(default)]
     pub uksm: Option<UksmSysfs>,
+    /// ksmd's CPU time; `None` without KSM, or when its /proc/PID/stat could not be read.
+    #[serde(default)]
+    pub ksmd: Option<KsmdCpu>,
     #[serde(default)]
     pub hugepages: Vec<HugepagePool>,
     #[serde(default)]
