@@ -200,6 +200,8 @@ pub static METRICS: &[MetricDef] = &[
         "KSM's profit on the QEMU process (ksm_stat); negative when its metadata costs more."),
     def("memwarden_vm_host_overhead_bytes", Gauge, "bytes", VM,
         "QEMU RSS minus guest used: host memory beyond what the guest uses (its page cache, freed pages still mapped, QEMU itself)."),
+    def("memwarden_vm_host_backed_idle_bytes", Gauge, "bytes", VM,
+        "Guest memory the guest holds free or as cache that QEMU still has resident: min(QEMU RSS − guest used, guest free + cache). What free page reporting or the balloon can give the host back."),
     def("memwarden_vm_stats_age_seconds", Gauge, "seconds", VM,
         "Age of the guest's statistics when the VM was read."),
     // The sample and its sources.

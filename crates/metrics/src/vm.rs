@@ -141,6 +141,11 @@ fn derived(s: &mut Series, vm: &VmSample, l: &[&str; 2]) {
     }
     s.add_opt("memwarden_vm_qemu_ksm_profit_bytes", l, f.ksm_profit_bytes);
     s.add_opt("memwarden_vm_host_overhead_bytes", l, f.host_overhead_bytes);
+    s.add_opt(
+        "memwarden_vm_host_backed_idle_bytes",
+        l,
+        f.host_backed_idle_bytes,
+    );
 }
 
 fn backend(b: VmBackend) -> &'static str {

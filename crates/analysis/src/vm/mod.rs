@@ -38,6 +38,12 @@ pub struct VmFigures {
     pub ksm_profit_bytes: Option<i64>,
     /// host RSS − guest used; negative when the guest "uses" pages the host never touched.
     pub host_overhead_bytes: Option<i64>,
+    /// The part of the host overhead that is guest memory the guest holds free or as cache
+    /// but the host still backs: min(host RSS − guest used, guest free + cache). What free
+    /// page reporting (free part, on its own in seconds) or the balloon (free and cache) can
+    /// give back; the rest of the overhead is QEMU's own. An upper bound: QEMU's own memory
+    /// is inside RSS too.
+    pub host_backed_idle_bytes: Option<u64>,
     pub stats_age_s: Option<u64>,
 }
 
@@ -92,6 +98,13 @@ pub fn figures(vm: &VmSample) -> VmFigures {
             .and_then(|k| k.merging_pages)
             .and_then(|p| p.checked_mul(PAGE_SIZE)),
         ksm_profit_bytes: ksm.and_then(|k| k.process_profit),
+        host_backed_idle_bytes: host_rss.zip(used_for_overhead).map(|(r, u)| {
+            let idle = b
+                .unused_bytes
+                .unwrap_or(0)
+                .saturating_add(b.disk_caches_bytes.unwrap_or(0));
+            r.saturating_sub(u).min(idle)
+        }),
         host_overhead_bytes: host_rss.zip(used_for_overhead).map(|(r, u)| {
             (i128::from(r) - i128::from(u)).clamp(i64::MIN.into(), i64::MAX.into()) as i64
         }),

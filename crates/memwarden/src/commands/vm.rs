@@ -115,6 +115,20 @@ pub fn vms(a: &VmsArgs) -> Result<()> {
     Ok(())
 }
 
+/// Free page reporting / deflate-on-oom: `on`, `off`, or `?` where the source cannot tell.
+fn levers(vm: &VmSample) -> String {
+    let w = |x: Option<bool>| match x {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "?",
+    };
+    format!(
+        "{}/{}",
+        w(vm.device.free_page_reporting),
+        w(vm.device.autodeflate)
+    )
+}
+
 fn vm_table(vms: &[VmSample]) -> comfy_table::Table {
     let mut t = render::table(
         &[
@@ -126,11 +140,13 @@ fn vm_table(vms: &[VmSample]) -> comfy_table::Table {
             "FREE",
             "USABLE",
             "HOST RSS",
+            "HOST IDLE",
             "KSM SHARED",
+            "FPR/DOO",
             "AGE",
             "DIAGNOSIS",
         ],
-        &[2, 3, 4, 5, 6, 7, 8, 9],
+        &[2, 3, 4, 5, 6, 7, 8, 9, 10],
     );
     let b = |v: Option<u64>| v.map(format_bytes).unwrap_or_else(|| "-".into());
     for vm in vms {
@@ -158,7 +174,9 @@ fn vm_table(vms: &[VmSample]) -> comfy_table::Table {
             b(f.guest_free_bytes),
             b(f.guest_usable_bytes),
             b(f.host_rss_bytes),
+            b(f.host_backed_idle_bytes),
             b(f.ksm_merged_bytes),
+            levers(vm),
             f.stats_age_s
                 .map(|s| format!("{s}s"))
                 .unwrap_or_else(|| "-".into()),

@@ -1,0 +1,159 @@
+//! memwarden's balloon controller on real lab guests under libvirt (see `balloon_lab` for the
+//! scenario): idle guests are shrunk toward their floors and no further, with the host's gain
+//! measured as the drop in QEMU's RSS; a guest that fills suddenly or gradually is grown back
+//! and its kernel kills nothing; no VM's balloon turns direction back and forth; a VM whose
+//! stats went stale, or that is paused, is left alone.
+
+mod balloon_lab;
+
+use std::time::Duration;
+
+use balloon_lab::{mib, Outcome};
+use memwarden_collector::{Collector, Config as CollectorConfig, VmSource};
+use memwarden_control::balloon::Cycle;
+use memwarden_lab::{virsh, Domain, DomainOpts, Lab, URI};
+use memwarden_model::units::MIB;
+use memwarden_procfs::HostReader;
+
+fn print(o: &Outcome) {
+    eprintln!(
+        "controller {}: host gain {} MiB",
+        o.controller,
+        mib(o.host_gain())
+    );
+    for a in &o.actions {
+        eprintln!(
+            "  {:6.1}s {} {:?} {} → {} MiB{}{}",
+            a.at_s,
+            a.vm,
+            a.direction,
+            a.from / MIB,
+            a.target / MIB,
+            a.refused
+                .as_deref()
+                .map(|e| format!(" REFUSED {e}"))
+                .unwrap_or_default(),
+            a.below_floor
+                .as_deref()
+                .map(|e| format!(" BELOW FLOOR {e}"))
+                .unwrap_or_default(),
+        );
+    }
+    eprintln!(
+        "  rss start {:?} squeezed {:?}; oom {:?}; hogs {:?}; react {:?}; longest wait {:?}; errors {:?}",
+        o.rss_start, o.rss_squeezed, o.oom_kills, o.hogs_alive, o.react_s, o.longest_wait_s, o.console_errors
+    );
+}
+
+#[test]
+fn shrinks_idle_guests_to_their_floors_and_grows_filling_guests_before_they_oom() {
+    let lab = Lab::new().expect("lab");
+    let (a, b) = balloon_lab::guests(&lab, "bal");
+    let o = balloon_lab::run(Box::new(balloon_lab::memwarden()), &a, &b);
+    print(&o);
+    for d in [&a, &b] {
+        let vm = d.name();
+        let shrinks = o
+            .actions
+            .iter()
+            .filter(|x| x.vm == vm && x.at_s < o.fill_at_s && x.refused.is_none())
+            .count();
+        assert!(shrinks > 0, "{vm} was never shrunk while idle");
+        assert!(
+            o.actions.iter().all(|x| x.below_floor.is_none()),
+            "a shrink went below the floor"
+        );
+        assert!(
+            o.actions.iter().all(|x| x.refused.is_none()),
+            "libvirt refused an action"
+        );
+        // Shrunk toward the floor, measured on the host: QEMU gave memory back.
+        let (start, squeezed) = (o.rss_start[vm], o.rss_squeezed[vm]);
+        assert!(
+            squeezed + 32 * MIB < start,
+            "{vm}: QEMU RSS {start} → {squeezed}: the balloon gave the host nothing"
+        );
+        assert_eq!(
+            o.oom_kills[vm], 0,
+            "{vm}: the guest's kernel killed a process"
+        );
+        let (alive, started) = o.hogs_alive[vm];
+        assert_eq!(alive, started, "{vm}: memhogs lost");
+        assert!(
+            o.reversals(vm) <= 2,
+            "{vm} oscillated: {} reversals",
+            o.reversals(vm)
+        );
+    }
+    assert!(o.console_errors.is_empty(), "{:?}", o.console_errors);
+    // The sudden 100 MiB fill crossed the guest's low watermark: it was grown back.
+    assert!(
+        o.react_s[a.name()].is_some(),
+        "the suddenly filled guest was never grown"
+    );
+}
+
+/// A VM whose stats stopped (period 0) and a paused VM are left alone, with the reason.
+#[test]
+fn stale_and_paused_vms_are_left_alone() {
+    let lab = Lab::new().expect("lab");
+    let d = Domain::start(
+        &lab,
+        DomainOpts {
+            name: "balstale".into(),
+            mem_mib: 512,
+            stats_period: 1,
+            ..DomainOpts::default()
+        },
+    )
+    .expect("domain");
+    let mut collector = Collector::new(
+        CollectorConfig {
+            host: true,
+            full: false,
+            vms: VmSource::Libvirt {
+                uri: URI.into(),
+                monitor_passthrough: false,
+            },
+            ..CollectorConfig::default()
+        },
+        HostReader::live(),
+    )
+    .expect("collector");
+    let mut cycle = Cycle::new(Box::new(balloon_lab::memwarden()));
+    let mut step = |want: &str| {
+        let mut s = collector.collect().expect("sample");
+        s.vms.retain(|v| v.name == d.name());
+        assert_eq!(s.vms.len(), 1);
+        let r = cycle.step(&s, collector.hypervisor().map(|h| h as _));
+        (
+            r.plan.actions.is_empty(),
+            r.plan.skipped.iter().any(|k| k.reason.contains(want)),
+            r,
+        )
+    };
+    // Fresh stats, host under pressure: it acts.
+    let (idle, _, r) = step("");
+    assert!(
+        !idle,
+        "a fresh idle guest under host pressure was not shrunk: {:?}",
+        r.plan
+    );
+
+    // Polling off: libvirt keeps returning the last stats pushed (their last_update ages).
+    virsh(&["dommemstat", d.name(), "--period", "0", "--live"]).expect("period 0");
+    std::thread::sleep(Duration::from_secs(3));
+    let (idle, said, r) = step("polling is off");
+    assert!(
+        idle && said,
+        "stats with polling off must stop the controller: {:?}",
+        r.plan
+    );
+
+    virsh(&["dommemstat", d.name(), "--period", "1", "--live"]).expect("period 1");
+    virsh(&["suspend", d.name()]).expect("suspend");
+    std::thread::sleep(Duration::from_secs(2));
+    let (idle, said, r) = step("paused");
+    assert!(idle && said, "a paused VM must be left alone: {:?}", r.plan);
+    virsh(&["resume", d.name()]).expect("resume");
+}
