@@ -6,7 +6,7 @@
 //! 2. the controller runs every [`CYCLE`] on a host told it is under pressure (each controller's
 //!    own knob, set so that it acts), only on these two domains; after [`SQUEEZE`] the drop in
 //!    each QEMU's RSS is the host's real gain;
-//! 3. guest A fills 100 MiB at once and guest B 8 MiB a second for 12 s, in anonymous memory
+//! 3. guest A fills 100 MiB at once and guest B 8 MiB a second for 30 s, in anonymous memory
 //!    the OOM killer can take, while the controller keeps running; [`AFTER_FILL`] later the
 //!    guests' own kernels say whether anything was killed, and every memhog is counted.
 //!
@@ -33,7 +33,7 @@ pub const CYCLE: Duration = Duration::from_secs(2);
 pub const SQUEEZE: Duration = Duration::from_secs(80);
 pub const AFTER_FILL: Duration = Duration::from_secs(20);
 pub const SUDDEN_MIB: u64 = 100;
-pub const GRADUAL: (u64, u64) = (12, 8); // 12 memhogs of 8 MiB, one a second
+pub const GRADUAL: (u64, u64) = (30, 8); // 30 memhogs of 8 MiB, one a second
 
 /// memwarden's policy with a host target no host meets: it is under pressure all along.
 pub fn memwarden() -> memwarden_policy::Config {
