@@ -50,13 +50,13 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
     memwarden_daemon::serve(cfg, path)
 }
 
-fn unix_ms_now() -> u64 {
+pub(crate) fn unix_ms_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn read(db: &DbArgs, default_since: Duration) -> Result<Vec<Sample>> {
+pub(crate) fn read(db: &DbArgs, default_since: Duration) -> Result<Vec<Sample>> {
     let since = db.since.unwrap_or(default_since);
     let from = unix_ms_now().saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
     let store = Store::open_read_only(&db.db)
@@ -66,7 +66,7 @@ fn read(db: &DbArgs, default_since: Duration) -> Result<Vec<Sample>> {
         .with_context(|| format!("reading the history {}", db.db.display()))
 }
 
-fn iso(ms: u64) -> String {
+pub(crate) fn iso(ms: u64) -> String {
     // UTC, seconds: enough for series and free of a time-zone database.
     let s = ms / 1000;
     let (days, rem) = (s / 86_400, s % 86_400);

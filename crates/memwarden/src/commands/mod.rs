@@ -3,6 +3,7 @@
 mod daemon;
 mod explain;
 mod host;
+mod plan;
 mod sample;
 mod vm;
 
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(a) => daemon::serve(&a),
         Command::History(a) => daemon::history(&a),
         Command::Leaks(a) => daemon::leaks(&a),
+        Command::Plan(a) => plan::plan(&a),
     }
 }
 
