@@ -77,9 +77,8 @@ fn from_prometheus(url: &str, a: &PlanArgs, cfg: &PlanConfig) -> Result<Vec<Answ
         .iter()
         .map(|(host, obs)| answer(host.clone(), obs, cfg))
         .collect();
-    if hosts.len() != 1 {
-        out.push(answer("fleet".into(), &overcommit::merge(&hosts), cfg));
-    }
+    // Overall, even for one host: a caller reads the fleet's answer in one place.
+    out.push(answer("fleet".into(), &overcommit::merge(&hosts), cfg));
     Ok(out)
 }
 
