@@ -260,6 +260,26 @@ fn plan_from_the_store_matches_the_guest_and_prometheus_agrees() {
     let text = plan(&args);
     println!("memwarden plan --prometheus:\n{text}");
     let fleet = plan_json(&args);
+    // What Prometheus refuses is said, not turned into an empty plan: a day every second is
+    // over its 11,000 points per series.
+    let refused = Command::new(BIN)
+        .args([
+            "plan",
+            "--prometheus",
+            &url,
+            "--since",
+            "1d",
+            "--step",
+            "1s",
+        ])
+        .output()
+        .expect("memwarden plan");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("Prometheus refused") && said.contains("11,000"),
+        "{said}"
+    );
     drop(prom);
     assert_eq!(fleet.len(), 2, "the host and the fleet: {fleet:?}");
     let instance = format!("127.0.0.1:{}", serve.port);
