@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use memwarden_lab::{GuestOpts, Lab, QemuGuest};
-use serve_support::{get, lab_guest_name, wait_for, Proc, Serve};
+use serve_support::{get, lab_guest_name, wait_for, Serve};
 
 const BIN: &str = env!("CARGO_BIN_EXE_memwarden");
 const MIB: i64 = 1 << 20;
@@ -121,32 +121,6 @@ fn bracketed(v: i64, readings: &[i64], tol: i64) -> bool {
     (lo - tol..=hi + tol).contains(&v)
 }
 
-/// A Prometheus server scraping `127.0.0.1:target` every 500 ms, storage in `dir`.
-fn prometheus(dir: &Path, target: u16) -> (Proc, u16) {
-    let port = serve_support::free_port();
-    let yml = dir.join("prometheus.yml");
-    std::fs::write(
-        &yml,
-        format!(
-            "global:\n  scrape_interval: 500ms\n  scrape_timeout: 500ms\n\
-             scrape_configs:\n  - job_name: memwarden\n    static_configs:\n\
-             \x20     - targets: ['127.0.0.1:{target}']\n"
-        ),
-    )
-    .expect("write prometheus.yml");
-    let mut cmd = Command::new("/usr/bin/prometheus");
-    cmd.arg(format!("--config.file={}", yml.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-    (
-        Proc::spawn("prometheus", cmd, &dir.join("prometheus.log")),
-        port,
-    )
-}
-
 #[test]
 fn plan_from_the_store_matches_the_guest_and_prometheus_agrees() {
     let (g, mut serve) = record("plan", 80);
@@ -157,22 +131,8 @@ fn plan_from_the_store_matches_the_guest_and_prometheus_agrees() {
     g.console("run exec 7<$(disk capture); dd if=$(disk capture) of=/dev/null bs=1M count=64")
         .expect("read the disk in the guest");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (mut prom, pport) = prometheus(tmp.path(), serve.port);
-    wait_for(
-        &format!(
-            "Prometheus to scrape memwarden (log {})",
-            prom.log.display()
-        ),
-        Duration::from_secs(60),
-        || {
-            prom.assert_running();
-            serve_support::http("GET", pport, "/api/v1/query?query=up", &[], None)
-                .ok()
-                .filter(|r| r.status == 200)
-                .map(|r| r.json())
-                .filter(|v| v["data"]["result"][0]["value"][1] == "1")
-        },
-    );
+    let (mut prom, pport) = serve_support::prometheus(tmp.path(), serve.port, "500ms");
+    serve_support::wait_scraped(&mut prom, pport);
     // 70 s at 500 ms: over 100 samples (the p99's minimum) in the last 60 s on both sides,
     // with the guest's own figures read along the way.
     let mut readings = vec![truth(&g)];
