@@ -32,7 +32,7 @@ pub mod percentile;
 
 use serde::{Deserialize, Serialize};
 
-pub use observe::{observe, Observation, VmObservation};
+pub use observe::{observe, Observation, StoredHost, StoredSample, VmObservation};
 
 /// What the planner needs to be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

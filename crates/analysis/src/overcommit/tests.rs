@@ -241,3 +241,57 @@ fn a_fleet_pools_hosts_at_each_instant() {
     assert_eq!(names, ["h1/a", "h2/a"]);
     assert_eq!(f[3].vms.len(), 1);
 }
+
+#[test]
+fn a_stored_view_observes_what_the_whole_sample_does() {
+    use memwarden_model::host::{
+        HostSample, KsmSysfs, Meminfo, MeminfoEntry, MeminfoUnit, ProcessMem,
+    };
+    use memwarden_model::vm::{BalloonStats, VmSample};
+    let kb = |key: &str, v: u64| MeminfoEntry {
+        key: key.into(),
+        value: v,
+        unit: MeminfoUnit::Bytes,
+    };
+    let sample = memwarden_model::Sample {
+        taken_at_unix_ms: 42_000,
+        host: HostSample {
+            meminfo: Meminfo {
+                entries: vec![kb("MemTotal", 64 * GIB), kb("MemAvailable", 40 * GIB)],
+            },
+            ksm: Some(KsmSysfs {
+                pages_sharing: Some(1000),
+                ..KsmSysfs::default()
+            }),
+            processes: vec![ProcessMem {
+                pid: 1,
+                name: "init".into(),
+                ..ProcessMem::default()
+            }],
+            ..HostSample::default()
+        },
+        vms: vec![VmSample {
+            name: "web".into(),
+            max_memory_bytes: Some(4 * GIB),
+            balloon: BalloonStats {
+                available_bytes: Some(4 * GIB),
+                usable_bytes: Some(3 * GIB),
+                unused_bytes: Some(2 * GIB),
+                rss_bytes: Some(GIB + 300 * MIB),
+                ..BalloonStats::default()
+            },
+            ..VmSample::default()
+        }],
+        ..memwarden_model::Sample::default()
+    };
+    let json = serde_json::to_vec(&sample).expect("serialize");
+    let view: StoredSample = serde_json::from_slice(&json).expect("the view");
+    let o = view.observe();
+    assert_eq!(o, observe(&sample));
+    assert_eq!(o.host_used_bytes, 24 * GIB);
+    assert_eq!(o.ksm_saved_bytes, 1000 * 4096);
+    let v = &o.vms[0];
+    assert_eq!(v.guest_used_bytes, Some(GIB));
+    assert_eq!(v.guest_used_legacy_bytes, Some(2 * GIB));
+    assert_eq!(v.qemu_rss_bytes, Some(GIB + 300 * MIB));
+}

@@ -56,7 +56,7 @@ pub(crate) fn unix_ms_now() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-pub(crate) fn read(db: &DbArgs, default_since: Duration) -> Result<Vec<Sample>> {
+fn read(db: &DbArgs, default_since: Duration) -> Result<Vec<Sample>> {
     let since = db.since.unwrap_or(default_since);
     let from = unix_ms_now().saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
     let store = Store::open_read_only(&db.db)

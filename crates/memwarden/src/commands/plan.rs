@@ -6,14 +6,15 @@ mod prometheus;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use memwarden_analysis::overcommit::{self, Observation, Plan, PlanConfig};
+use anyhow::{bail, Context, Result};
+use memwarden_analysis::overcommit::{self, Observation, Plan, PlanConfig, StoredSample};
 use memwarden_model::units::{format_bytes, format_duration};
+use memwarden_store::Store;
 use serde::Serialize;
 
-use super::daemon::{iso, read, unix_ms_now};
+use super::daemon::{iso, unix_ms_now};
 use super::{print, print_json};
-use crate::cli::PlanArgs;
+use crate::cli::{DbArgs, PlanArgs};
 
 /// Without `--since`: a week, enough for weekly cycles to show and still quick to read.
 const DEFAULT_SINCE: Duration = Duration::from_secs(7 * 86_400);
@@ -42,8 +43,7 @@ pub fn plan(a: &PlanArgs) -> Result<()> {
     let answers = match &a.prometheus {
         Some(url) => from_prometheus(url, a, &cfg)?,
         None => {
-            let samples = read(&a.db, DEFAULT_SINCE)?;
-            let obs: Vec<Observation> = samples.iter().map(overcommit::observe).collect();
+            let obs = read_store(&a.db)?;
             vec![answer(a.db.db.display().to_string(), &obs, &cfg)]
         }
     };
@@ -58,6 +58,19 @@ pub fn plan(a: &PlanArgs) -> Result<()> {
         render(&mut out, ans);
     }
     print(&out)
+}
+
+/// The window's observations from the store, decoded as [`StoredSample`]s (the planner's part
+/// of each sample only: a week reads in a fraction of the time whole samples take).
+fn read_store(db: &DbArgs) -> Result<Vec<Observation>> {
+    let since = db.since.unwrap_or(DEFAULT_SINCE);
+    let from = unix_ms_now().saturating_sub(ms(since));
+    let store = Store::open_read_only(&db.db)
+        .with_context(|| format!("opening the history {}", db.db.display()))?;
+    let samples = store
+        .range_as(from, u64::MAX, |s: &StoredSample| s.taken_at_unix_ms)
+        .with_context(|| format!("reading the history {}", db.db.display()))?;
+    Ok(samples.into_iter().map(StoredSample::observe).collect())
 }
 
 fn from_prometheus(url: &str, a: &PlanArgs, cfg: &PlanConfig) -> Result<Vec<Answer>> {
