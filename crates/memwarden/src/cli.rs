@@ -145,7 +145,7 @@ pub struct PlanArgs {
     pub db: DbArgs,
     /// Read every host's history from this Prometheus server (http://HOST:9090) instead of
     /// --db: one query_range per figure over --since.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "db")]
     pub prometheus: Option<String>,
     /// Prometheus only: the evaluation step (default: the window / 10000, at least 10s; set
     /// it to the scrape interval for the finest answer).
