@@ -4,6 +4,7 @@ pub mod accounting;
 pub mod glossary;
 pub mod ksm;
 pub mod leaks;
+pub mod overcommit;
 pub mod procs;
 pub mod series;
 

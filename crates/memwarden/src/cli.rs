@@ -57,6 +57,19 @@ pub enum Command {
     /// The balloon controller's plan for now (a dry run unless --apply), or with --reclaim
     /// SIZE which guests would give SIZE of host memory, safest first.
     Balance(BalanceArgs),
+    /// The RAM allocation ratio (Nova's ram_allocation_ratio) this host could carry, from its
+    /// recorded history or, with --prometheus, each host's and the fleet's.
+    ///
+    /// For each sample, over the VMs that reported balloon statistics: promised = Σ max memory;
+    /// demand = Σ guest used (MemTotal − MemAvailable in the guest) + Σ QEMU overhead (QEMU RSS
+    /// − the guest-resident part, taken as the guest's MemTotal − MemFree capped at the RSS)
+    /// − KSM saved (only when every VM of the sample is counted). The ratio is 1 / the
+    /// --percentile (time-weighted) of demand/promised over the window: filled to it, guests
+    /// like these would have needed all of MemTotal − the host's own use at that percentile.
+    /// The host's own use (QEMU excluded, its --percentile) is what reserved_host_memory_mb
+    /// should cover. Too short a history, or no VM statistics, gives no number and says why.
+    #[command(verbatim_doc_comment)]
+    Plan(PlanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +188,36 @@ pub struct KsmArgs {
     /// when it exists, else the defaults).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// --db: the history file; --since: the window (default 7d).
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Read every host's history from this Prometheus server (http://HOST:9090) instead of
+    /// --db: one query_range per figure over --since.
+    #[arg(long, value_name = "URL", conflicts_with = "db")]
+    pub prometheus: Option<String>,
+    /// Prometheus only: the evaluation step (default: the window / 10000, at least 10s; set
+    /// it to the scrape interval for the finest answer).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "prometheus")]
+    pub step: Option<std::time::Duration>,
+    /// The risk: which percentile of demand/promised the ratio must carry.
+    #[arg(long, value_name = "P", default_value_t = 99.0)]
+    pub percentile: f64,
+    /// The shortest history planned from; less gives no number.
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_duration)]
+    pub min_span: std::time::Duration,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
 }

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use memwarden_lab::{GuestOpts, Lab, QemuGuest};
-use serve_support::{get, lab_guest_name, urlencode, wait_for, Proc, Serve};
+use serve_support::{get, lab_guest_name, urlencode, wait_for, Serve};
 
 const BIN: &str = env!("CARGO_BIN_EXE_memwarden");
 
@@ -34,30 +34,6 @@ fn promtool_check(text: &str) -> (bool, String) {
     let said =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), said)
-}
-
-/// A Prometheus server scraping `127.0.0.1:target` every second, storage in `dir`.
-fn prometheus(dir: &Path, target: u16) -> (Proc, u16) {
-    let port = serve_support::free_port();
-    let yml = dir.join("prometheus.yml");
-    std::fs::write(
-        &yml,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-             scrape_configs:\n  - job_name: memwarden\n    static_configs:\n\
-             \x20     - targets: ['127.0.0.1:{target}']\n"
-        ),
-    )
-    .expect("write prometheus.yml");
-    let mut cmd = Command::new("/usr/bin/prometheus");
-    cmd.arg(format!("--config.file={}", yml.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-    let p = Proc::spawn("prometheus", cmd, &dir.join("prometheus.log"));
-    (p, port)
 }
 
 /// An instant query: the values of the result vector.
@@ -124,22 +100,8 @@ fn promtool_accepts_live_metrics_and_prometheus_reads_back_guest_used() {
     );
 
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (mut prom, pport) = prometheus(tmp.path(), serve.port);
-    wait_for(
-        &format!(
-            "Prometheus to scrape memwarden (log {})",
-            prom.log.display()
-        ),
-        Duration::from_secs(60),
-        || {
-            prom.assert_running();
-            serve_support::http("GET", pport, "/api/v1/query?query=up", &[], None)
-                .ok()
-                .filter(|r| r.status == 200)
-                .map(|r| r.json())
-                .filter(|v| v["data"]["result"][0]["value"][1] == "1")
-        },
-    );
+    let (mut prom, pport) = serve_support::prometheus(tmp.path(), serve.port, "1s");
+    serve_support::wait_scraped(&mut prom, pport);
     let q = format!("memwarden_vm_guest_used_bytes{{domain=\"{name}\"}}");
     wait_for(
         "the guest-used series in Prometheus",

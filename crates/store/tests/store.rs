@@ -266,3 +266,34 @@ fn redact_drops_cmdlines_keeps_names() {
         names
     );
 }
+
+#[test]
+fn range_as_decodes_a_readers_view_of_the_same_samples() {
+    #[derive(serde::Deserialize)]
+    struct View {
+        taken_at_unix_ms: u64,
+        host: ViewHost,
+    }
+    #[derive(serde::Deserialize)]
+    struct ViewHost {
+        meminfo: memwarden_model::host::Meminfo,
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut store = Store::open(&dir.path().join("h.db")).expect("open");
+    let last = six_hours(&mut store);
+    // Blocks, minute means and raw rows all decode into the view, and the tiers hide alike.
+    store
+        .maintain(last + 10_000, &short_retention())
+        .expect("maintain");
+    store.append(&small(last + 20_000, 7)).expect("append");
+    let whole = store.range(T0 + HOUR, u64::MAX).expect("range");
+    let view = store
+        .range_as(T0 + HOUR, u64::MAX, |v: &View| v.taken_at_unix_ms)
+        .expect("range_as");
+    assert_eq!(view.len(), whole.len());
+    assert!(view.len() > 300, "{}", view.len());
+    for (v, s) in view.iter().zip(&whole) {
+        assert_eq!(v.taken_at_unix_ms, s.taken_at_unix_ms);
+        assert_eq!(v.host.meminfo.get("MemFree"), Some(free(s)));
+    }
+}

@@ -50,7 +50,7 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
     memwarden_daemon::serve(cfg, path)
 }
 
-fn unix_ms_now() -> u64 {
+pub(crate) fn unix_ms_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -66,7 +66,7 @@ fn read(db: &DbArgs, default_since: Duration) -> Result<Vec<Sample>> {
         .with_context(|| format!("reading the history {}", db.db.display()))
 }
 
-fn iso(ms: u64) -> String {
+pub(crate) fn iso(ms: u64) -> String {
     // UTC, seconds: enough for series and free of a time-zone database.
     let s = ms / 1000;
     let (days, rem) = (s / 86_400, s % 86_400);

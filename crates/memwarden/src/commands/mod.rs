@@ -5,6 +5,7 @@ mod daemon;
 mod explain;
 mod host;
 mod ksm;
+mod plan;
 mod sample;
 mod vm;
 
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::History(a) => daemon::history(&a),
         Command::Leaks(a) => daemon::leaks(&a),
         Command::Balance(a) => balance::balance(&a),
+        Command::Plan(a) => plan::plan(&a),
     }
 }
 

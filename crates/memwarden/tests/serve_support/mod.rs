@@ -382,3 +382,45 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// A Prometheus server (`/usr/bin/prometheus`) scraping `127.0.0.1:target` every `interval`
+/// (`1s`, `500ms`), storage and log in `dir`; its port.
+pub fn prometheus(dir: &Path, target: u16, interval: &str) -> (Proc, u16) {
+    let port = free_port();
+    let yml = dir.join("prometheus.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n\
+             scrape_configs:\n  - job_name: memwarden\n    static_configs:\n\
+             \x20     - targets: ['127.0.0.1:{target}']\n"
+        ),
+    )
+    .expect("write prometheus.yml");
+    let mut cmd = Command::new("/usr/bin/prometheus");
+    cmd.arg(format!("--config.file={}", yml.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    let p = Proc::spawn("prometheus", cmd, &dir.join("prometheus.log"));
+    (p, port)
+}
+
+/// Waits (up to a minute) until the Prometheus on `port` has scraped its target: `up` is 1.
+pub fn wait_scraped(prom: &mut Proc, port: u16) {
+    let log = prom.log.display().to_string();
+    wait_for(
+        &format!("Prometheus to scrape memwarden (log {log})"),
+        Duration::from_secs(60),
+        || {
+            prom.assert_running();
+            http("GET", port, "/api/v1/query?query=up", &[], None)
+                .ok()
+                .filter(|r| r.status == 200)
+                .map(|r| r.json())
+                .filter(|v| v["data"]["result"][0]["value"][1] == "1")
+        },
+    );
+}
