@@ -113,8 +113,13 @@ pub fn judge(vm: &VmSample, history: &History, cfg: &Config) -> Result<GuestView
     if vm.config.locked {
         return Err("memory locked (<locked/>): the host cannot take its pages back".into());
     }
-    if let Some(d) = diagnose(vm).into_iter().find(|d| DOUBT.contains(&d.kind)) {
-        return Err(d.text);
+    // The most basic cause first (polling off explains numbers that no longer add up).
+    let findings = diagnose(vm);
+    if let Some(d) = DOUBT
+        .iter()
+        .find_map(|k| findings.iter().find(|d| d.kind == *k))
+    {
+        return Err(d.text.clone());
     }
     let (Some(max), Some(actual)) = (vm.max_memory_bytes, f.actual_bytes) else {
         return Err("maximum memory or balloon size unknown: no ceiling to hold it to".into());
