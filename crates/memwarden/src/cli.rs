@@ -96,6 +96,9 @@ pub struct BalanceArgs {
     /// really get back, or how much could be had safely.
     #[arg(long, value_name = "SIZE", conflicts_with = "apply")]
     pub reclaim: Option<String>,
+    /// Only these VMs (by name; repeatable): the others are neither planned for nor touched.
+    #[arg(long = "vm", value_name = "NAME")]
+    pub vms: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -38,9 +38,19 @@ pub fn balance(a: &BalanceArgs) -> Result<()> {
         },
         HostReader::live(),
     )?;
-    let sample = collector.collect()?;
+    let mut sample = collector.collect()?;
     if let Some(why) = sample.degraded.first() {
         bail!("{why}");
+    }
+    if !a.vms.is_empty() {
+        if let Some(missing) = a
+            .vms
+            .iter()
+            .find(|n| !sample.vms.iter().any(|v| &v.name == *n))
+        {
+            bail!("--vm {missing}: no such running VM");
+        }
+        sample.vms.retain(|v| a.vms.contains(&v.name));
     }
     if let Some(size) = &a.reclaim {
         let want = parse_size(size, MIB).with_context(|| format!("--reclaim {size}"))?;
