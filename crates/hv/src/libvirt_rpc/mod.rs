@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::libvirt_conn::{sys, LvError, Param};
+use crate::libvirt_conn::{sys, LvError};
 use proto::DomRef;
 use wire::{kind, status, Header, WireError};
 use xdr::XResult;
@@ -415,11 +415,7 @@ impl Connect {
     }
 
     /// `virConnectGetAllDomainStats` for every domain `flags` selects.
-    pub fn all_domain_stats(
-        &self,
-        stats: u32,
-        flags: u32,
-    ) -> R<Vec<(Domain, Vec<(String, Param)>)>> {
+    pub fn all_domain_stats(&self, stats: u32, flags: u32) -> R<Vec<(Domain, proto::Params)>> {
         let recs = self.inner.call(
             wire::REMOTE_PROGRAM,
             proto::remote::CONNECT_GET_ALL_DOMAIN_STATS,

@@ -7,6 +7,9 @@
 use super::xdr::{Dec, Enc, XResult, XdrError};
 use crate::libvirt_conn::Param;
 
+/// A domain's typed parameters from the bulk stats call, in the server's order.
+pub type Params = Vec<(String, Param)>;
+
 /// `REMOTE_STRING_MAX` (also `VIR_NET_MESSAGE_STRING_MAX`).
 pub const STRING_MAX: u32 = 4_194_304;
 /// `REMOTE_DOMAIN_LIST_MAX`.
@@ -250,7 +253,7 @@ fn typed_param(d: &mut Dec<'_>) -> XResult<(String, Param)> {
 }
 
 /// The bulk stats reply: each domain with its typed parameters.
-pub fn all_domain_stats(body: &[u8]) -> XResult<Vec<(DomRef, Vec<(String, Param)>)>> {
+pub fn all_domain_stats(body: &[u8]) -> XResult<Vec<(DomRef, Params)>> {
     let mut d = Dec::new(body);
     let v = d.array(DOMAIN_LIST_MAX, DOMREF_MIN + 4, "stats records", |d| {
         let dom = DomRef::decode(d)?;
@@ -275,7 +278,7 @@ mod tests {
         };
         let mut e = Enc::new();
         r.encode(&mut e);
-        assert_eq!(domain(&e.buf).unwrap(), r);
+        assert_eq!(domain(&e.buf).expect("must decode"), r);
     }
 
     #[test]
@@ -289,7 +292,7 @@ mod tests {
         }
         .encode(&mut e);
         e.u32(1).str("x.y").i32(99).u32(0);
-        let err = all_domain_stats(&e.buf).unwrap_err();
+        let err = all_domain_stats(&e.buf).expect_err("must fail");
         assert!(err.0.contains("type 99"), "{err}");
     }
 }

@@ -115,7 +115,7 @@ pub fn frame(h: &Header, body: &[u8]) -> Vec<u8> {
 /// The length word's value checked: the packet's size after the length word.
 pub fn packet_len(word: [u8; 4]) -> Result<usize, WireError> {
     let len = u32::from_be_bytes(word) as usize;
-    let rest = len.checked_sub(LEN_BYTES).unwrap_or(0);
+    let rest = len.saturating_sub(LEN_BYTES);
     if len < LEN_BYTES + HEADER_BYTES {
         return Err(WireError::Malformed(format!(
             "packet length {len} is shorter than a header"
@@ -209,22 +209,29 @@ mod tests {
     fn frame_then_split() {
         let h = Header::call(REMOTE_PROGRAM, 23, 9);
         let p = frame(&h, &[0, 0, 0, 1]);
-        let n = packet_len([p[0], p[1], p[2], p[3]]).unwrap();
+        let n = packet_len([p[0], p[1], p[2], p[3]]).expect("must decode");
         assert_eq!(n, p.len() - 4);
-        let (h2, body) = split(&p[4..]).unwrap();
+        let (h2, body) = split(&p[4..]).expect("must decode");
         assert_eq!(h2, h);
         assert_eq!(body, [0, 0, 0, 1]);
     }
 
     #[test]
     fn refuses_oversized_and_undersized_lengths() {
-        let big = u32::try_from(MESSAGE_MAX + 5).unwrap().to_be_bytes();
-        assert!(packet_len(big).unwrap_err().to_string().contains("larger"));
+        let big = u32::try_from(MESSAGE_MAX + 5)
+            .expect("must decode")
+            .to_be_bytes();
+        assert!(packet_len(big)
+            .expect_err("must fail")
+            .to_string()
+            .contains("larger"));
         assert!(packet_len(8u32.to_be_bytes())
-            .unwrap_err()
+            .expect_err("must fail")
             .to_string()
             .contains("shorter"));
-        let max = u32::try_from(MESSAGE_MAX + 4).unwrap().to_be_bytes();
-        assert_eq!(packet_len(max).unwrap(), MESSAGE_MAX);
+        let max = u32::try_from(MESSAGE_MAX + 4)
+            .expect("must decode")
+            .to_be_bytes();
+        assert_eq!(packet_len(max).expect("must decode"), MESSAGE_MAX);
     }
 }

@@ -216,27 +216,32 @@ mod tests {
         e.opaque_fixed(&[1, 2, 3]);
         assert_eq!(e.buf.len() % 4, 0);
         let mut d = Dec::new(&e.buf);
-        assert_eq!(d.u32("a").unwrap(), 7);
-        assert_eq!(d.i32("b").unwrap(), -2);
-        assert_eq!(d.u64("c").unwrap(), 1 << 40);
-        assert_eq!(d.string(10, "d").unwrap(), "abcde");
-        assert_eq!(d.opt_string(10, "e").unwrap(), None);
-        assert_eq!(d.opt_string(10, "f").unwrap().as_deref(), Some("x"));
-        assert_eq!(d.opaque_fixed::<3>("g").unwrap(), [1, 2, 3]);
-        d.finish("all").unwrap();
+        assert_eq!(d.u32("a").expect("must decode"), 7);
+        assert_eq!(d.i32("b").expect("must decode"), -2);
+        assert_eq!(d.u64("c").expect("must decode"), 1 << 40);
+        assert_eq!(d.string(10, "d").expect("must decode"), "abcde");
+        assert_eq!(d.opt_string(10, "e").expect("must decode"), None);
+        assert_eq!(
+            d.opt_string(10, "f").expect("must decode").as_deref(),
+            Some("x")
+        );
+        assert_eq!(d.opaque_fixed::<3>("g").expect("must decode"), [1, 2, 3]);
+        d.finish("all").expect("must decode");
     }
 
     #[test]
     fn limits_are_checked_before_allocating() {
         let mut e = Enc::new();
         e.u32(u32::MAX);
-        let err = Dec::new(&e.buf).string(4_194_304, "name").unwrap_err();
+        let err = Dec::new(&e.buf)
+            .string(4_194_304, "name")
+            .expect_err("must fail");
         assert!(err.0.contains("over the protocol's limit"), "{err}");
         let err = Dec::new(&e.buf)
             .array(u32::MAX, 8, "list", |d| d.u64("x"))
-            .unwrap_err();
+            .expect_err("must fail");
         assert!(err.0.contains("cannot fit"), "{err}");
-        let err = Dec::new(&[0, 0]).u32("short").unwrap_err();
+        let err = Dec::new(&[0, 0]).u32("short").expect_err("must fail");
         assert!(err.0.contains("needs 4 bytes"), "{err}");
     }
 }
