@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what memwarden needs on Debian 12 (idempotent; run as root).
-#   run:    libvirt0 (the libvirt backend loads libvirt.so.0 when it first connects; the
-#           build needs no system library)
+#   run:    libvirt0 (the libvirt backend loads libvirt.so.0 for URIs other than the local
+#           qemu:///system, which it reaches over libvirt's RPC socket; the build needs no
+#           system library)
 #   --test: also what the test suite runs against: QEMU, a minimal libvirtd, smem,
 #           busybox-static and cpio for the lab guests (see lab/README.md); promtool (prometheus)
 #           and python3-prometheus-client's OpenMetrics parser check /metrics and deploy/prometheus;

@@ -7,12 +7,14 @@
 //! one that could not be read carries its [`ReadStatus`] and why.
 //!
 //! Every exchange runs under a deadline (QMP: one per VM session; libvirt: calls on threads of
-//! their own), so no call blocks past it.
+//! their own, and the built-in RPC client's own socket deadline), so no call blocks past it.
 
 pub mod domain_xml;
 pub mod host;
 pub mod libvirt;
+mod libvirt_conn;
 mod libvirt_ffi;
+pub mod libvirt_rpc;
 pub mod qmp;
 pub mod tags;
 
@@ -21,6 +23,7 @@ use std::path::PathBuf;
 use memwarden_model::vm::{BalloonStats, ReadStatus, VmSample};
 
 pub use libvirt::LibvirtBackend;
+pub use libvirt_conn::{LvError, Param, Transport};
 pub use qmp::QmpBackend;
 
 /// Where a change applies, as libvirt's `--live` / `--config`.
@@ -70,7 +73,7 @@ pub enum Error {
         op: &'static str,
         domain: Option<String>,
         #[source]
-        source: crate::libvirt_ffi::LvError,
+        source: crate::libvirt_conn::LvError,
     },
     /// Opening the connection failed: libvirtd is down, restarting, or the URI is wrong.
     #[error("cannot reach libvirt at {uri} (is libvirtd running?): {reason}")]
@@ -126,7 +129,7 @@ fn on(d: &Option<String>) -> String {
 impl Error {
     /// The VM (or its QEMU process) went away while we were reading it: skip, do not fail.
     pub fn is_gone(&self) -> bool {
-        use crate::libvirt_ffi::sys;
+        use crate::libvirt_conn::sys;
         match self {
             Error::Libvirt { source, .. } => {
                 [sys::VIR_ERR_NO_DOMAIN, sys::VIR_ERR_OPERATION_INVALID].contains(&source.code())

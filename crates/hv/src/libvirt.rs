@@ -1,4 +1,6 @@
-//! The libvirt backend (libvirt's C API loaded at run time: [`crate::libvirt_ffi`]): one bulk `virConnectGetAllDomainStats` call for all
+//! The libvirt backend (through [`crate::libvirt_conn`]: libvirt's RPC protocol on the local
+//! daemon's socket for `qemu:///system`, libvirt's C API loaded at run time for other URIs): one
+//! bulk `virConnectGetAllDomainStats` call for all
 //! running domains, per-domain `virDomainMemoryStats` for `dommemstat`, and optionally the newer
 //! QEMU statistics through libvirt-qemu's monitor passthrough.
 //!
@@ -10,8 +12,9 @@
 //! - the first call to reach a freshly wedged monitor is the one that gets stuck (nothing
 //!   holds the job yet); when the bulk call has not answered by half the deadline a second
 //!   one is sent, which skips that domain, so one frozen VM never hides the others;
-//! - a keepalive (5 s × 3) on the connection, and a connection that fails is dropped and
-//!   opened again on the next sample (libvirtd restarts).
+//! - a keepalive (5 s × 3) on a libvirt.so connection (the RPC client bounds every exchange
+//!   by the timeout instead), and a connection that fails is dropped and opened again on the
+//!   next sample (libvirtd restarts).
 //!
 //! The domain XML (parsed by [`crate::domain_xml`]) is read once per domain (again when its id changes or after
 //! [`XML_REFRESH`]); the QEMU pid comes from libvirt's pid file.
@@ -20,7 +23,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -31,7 +34,7 @@ use memwarden_model::vm::{
     VmConfig, VmRead, VmSample, VmState,
 };
 
-use crate::libvirt_ffi::{self, sys, Connect, Domain, LvError, Param};
+use crate::libvirt_conn::{self, sys, Connect, Domain, LvError, Param, Transport};
 use crate::qmp::parse_guest_stats;
 
 use crate::{domain_xml, now_unix_s, tags, Error, Hypervisor, Scope};
@@ -66,6 +69,9 @@ pub struct LibvirtBackend {
     pub pid_dir: PathBuf,
     /// A whole sample (every libvirt call of it) must finish within this.
     pub timeout: Duration,
+    /// How to reach libvirt: by default the built-in RPC client for `qemu:///system`, so that
+    /// libvirt.so (and its ~55 libraries) is never loaded; libvirt.so for other URIs.
+    pub transport: Transport,
     facts: HashMap<String, Facts>,
     inflight: Arc<AtomicUsize>,
 }
@@ -83,24 +89,6 @@ impl std::fmt::Debug for LibvirtBackend {
 fn lv(op: &'static str, domain: Option<&str>) -> impl FnOnce(LvError) -> Error {
     let domain = domain.map(str::to_string);
     move |source| Error::Libvirt { op, domain, source }
-}
-
-/// libvirt's default event loop, run on a thread of its own: the keepalive needs it.
-fn event_loop() -> bool {
-    static STARTED: OnceLock<bool> = OnceLock::new();
-    *STARTED.get_or_init(|| {
-        if libvirt_ffi::event_register_default_impl().is_err() {
-            return false;
-        }
-        std::thread::Builder::new()
-            .name("libvirt-events".into())
-            .spawn(|| loop {
-                if libvirt_ffi::event_run_default_impl().is_err() {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })
-            .is_ok()
-    })
 }
 
 /// Runs `f` on a thread of its own and waits for it until `deadline`; `None` when it has not
@@ -143,6 +131,7 @@ impl LibvirtBackend {
             monitor_passthrough: false,
             pid_dir: PathBuf::from("/run/libvirt/qemu"),
             timeout: crate::qmp::DEFAULT_DEADLINE,
+            transport: Transport::Auto,
             facts: HashMap::new(),
             inflight: Arc::new(AtomicUsize::new(0)),
         }
@@ -159,6 +148,11 @@ impl LibvirtBackend {
         &self.uri
     }
 
+    /// The open connection's transport ("rpc" or "libvirt.so"), `None` before connecting.
+    pub fn transport_in_use(&self) -> Option<&'static str> {
+        self.conn.as_ref().map(|c| c.transport())
+    }
+
     /// The open connection, opening it (under `deadline`) when there is none.
     fn conn(&mut self, deadline: Instant) -> Result<Arc<Connect>, Error> {
         if let Some(c) = &self.conn {
@@ -167,15 +161,9 @@ impl LibvirtBackend {
             }
             self.conn = None;
         }
-        let keepalive = event_loop();
-        let uri = self.uri.clone();
+        let (uri, transport, timeout) = (self.uri.clone(), self.transport, self.timeout);
         let opened = by_deadline(deadline, move || {
-            let c = Connect::open(&uri)?;
-            if keepalive {
-                // Fails harmlessly on drivers without keepalive (test:///, qemu:///session).
-                let _ = c.set_keep_alive(5, 3);
-            }
-            Ok::<_, LvError>(Arc::new(c))
+            Connect::open(&uri, transport, timeout).map(Arc::new)
         })
         .ok_or_else(|| self.timed_out("connect", deadline))?
         .map_err(|e| Error::LibvirtUnreachable {
@@ -222,7 +210,7 @@ impl LibvirtBackend {
 
     /// The bulk call with NOWAIT, hedged: a second call at half the deadline when the first
     /// is stuck on a wedged monitor.
-    fn bulk_records(&mut self, deadline: Instant) -> Result<Vec<libvirt_ffi::Record>, Error> {
+    fn bulk_records(&mut self, deadline: Instant) -> Result<Vec<libvirt_conn::Record>, Error> {
         let conn = self.conn(deadline)?;
         let (tx, rx) = mpsc::channel();
         let send = |conn: Arc<Connect>, inflight: Arc<AtomicUsize>| {
@@ -232,7 +220,7 @@ impl LibvirtBackend {
             let spawned = std::thread::Builder::new()
                 .name("libvirt-bulk".into())
                 .spawn(move || {
-                    let r = libvirt_ffi::all_domain_stats(
+                    let r = libvirt_conn::all_domain_stats(
                         &conn,
                         sys::VIR_DOMAIN_STATS_STATE | sys::VIR_DOMAIN_STATS_BALLOON,
                         sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
@@ -395,7 +383,7 @@ pub struct BulkRecord {
     pub domain: Domain,
 }
 
-fn parse_record(r: &libvirt_ffi::Record) -> Option<BulkRecord> {
+fn parse_record(r: &libvirt_conn::Record) -> Option<BulkRecord> {
     let name = r.domain.name().ok()?;
     let mut tags_ = Vec::new();
     let mut max = None;
@@ -511,6 +499,9 @@ fn state_from(v: u64) -> VmState {
 impl Hypervisor for LibvirtBackend {
     fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
+        if let Some(c) = &self.conn {
+            c.set_timeout(timeout);
+        }
     }
 
     /// Every running domain, one row each, all under one deadline: busy domains (another job

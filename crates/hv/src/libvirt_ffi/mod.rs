@@ -18,121 +18,66 @@ use std::os::raw::{c_char, c_int, c_uint};
 
 use api::{api, Api, ConnPtr, DomPtr, MemoryStat};
 
-/// libvirt's constants memwarden uses (values from libvirt's headers; stable ABI).
-pub mod sys {
-    pub const VIR_ERR_NO_CONNECT: i32 = 5;
-    pub const VIR_ERR_SYSTEM_ERROR: i32 = 38;
-    pub const VIR_ERR_RPC: i32 = 39;
-    pub const VIR_ERR_NO_DOMAIN: i32 = 42;
-    pub const VIR_ERR_AUTH_FAILED: i32 = 45;
-    pub const VIR_ERR_OPERATION_INVALID: i32 = 55;
+pub use crate::libvirt_conn::{LvError, Param};
 
-    pub const VIR_DOMAIN_STATS_STATE: u32 = 1 << 0;
-    pub const VIR_DOMAIN_STATS_BALLOON: u32 = 1 << 2;
-    pub const VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE: u32 = 1 << 0;
-    pub const VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT: u32 = 1 << 29;
-    pub const VIR_CONNECT_LIST_DOMAINS_ACTIVE: u32 = 1 << 0;
-    pub const VIR_DOMAIN_AFFECT_LIVE: u32 = 1 << 0;
-    pub const VIR_DOMAIN_AFFECT_CONFIG: u32 = 1 << 1;
-
-    pub const VIR_DOMAIN_RUNNING: u32 = 1;
-    pub const VIR_DOMAIN_PAUSED: u32 = 3;
-    pub const VIR_DOMAIN_SHUTDOWN: u32 = 4;
-    pub const VIR_DOMAIN_SHUTOFF: u32 = 5;
-    pub const VIR_DOMAIN_CRASHED: u32 = 6;
-    pub const VIR_DOMAIN_PMSUSPENDED: u32 = 7;
-
-    pub(super) const VIR_TYPED_PARAM_INT: i32 = 1;
-    pub(super) const VIR_TYPED_PARAM_UINT: i32 = 2;
-    pub(super) const VIR_TYPED_PARAM_LLONG: i32 = 3;
-    pub(super) const VIR_TYPED_PARAM_ULLONG: i32 = 4;
-    pub(super) const VIR_TYPED_PARAM_DOUBLE: i32 = 5;
-    pub(super) const VIR_TYPED_PARAM_BOOLEAN: i32 = 6;
-    pub(super) const VIR_TYPED_PARAM_STRING: i32 = 7;
+/// `virTypedParameterType` (libvirt's headers; stable ABI).
+mod tp {
+    pub const INT: i32 = 1;
+    pub const UINT: i32 = 2;
+    pub const LLONG: i32 = 3;
+    pub const ULLONG: i32 = 4;
+    pub const DOUBLE: i32 = 5;
+    pub const BOOLEAN: i32 = 6;
+    pub const STRING: i32 = 7;
 }
 
-/// A libvirt error: its number (`virErrorNumber`), domain and message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LvError {
-    code: i32,
-    domain: i32,
-    message: String,
+/// libvirt could not be loaded at all.
+fn unloadable(why: String) -> LvError {
+    LvError::new(crate::libvirt_conn::sys::VIR_ERR_NO_CONNECT, 0, why)
 }
 
-impl LvError {
-    pub fn code(&self) -> i32 {
-        self.code
+/// The calling thread's last libvirt error (libvirt keeps it per thread).
+fn last_error(api: &Api) -> LvError {
+    // SAFETY: virGetLastError returns NULL or this thread's error, valid until reset.
+    let e = unsafe { (api.virGetLastError)() };
+    if e.is_null() {
+        return LvError::new(0, 0, "libvirt failed without saying why".into());
     }
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-    /// libvirt could not be loaded at all.
-    fn unloadable(why: String) -> LvError {
-        LvError {
-            code: sys::VIR_ERR_NO_CONNECT,
-            domain: 0,
-            message: why,
-        }
-    }
-    /// The calling thread's last libvirt error (libvirt keeps it per thread).
-    fn last(api: &Api) -> LvError {
-        // SAFETY: virGetLastError returns NULL or this thread's error, valid until reset.
-        let e = unsafe { (api.virGetLastError)() };
-        if e.is_null() {
-            return LvError {
-                code: 0,
-                domain: 0,
-                message: "libvirt failed without saying why".into(),
-            };
-        }
-        // SAFETY: non-NULL, and its message is NULL or a NUL-terminated string.
-        let err = unsafe {
-            let e = &*e;
-            LvError {
-                code: e.code,
-                domain: e.domain,
-                message: if e.message.is_null() {
-                    format!("libvirt error {}", e.code)
-                } else {
-                    CStr::from_ptr(e.message).to_string_lossy().into_owned()
-                },
-            }
-        };
-        // SAFETY: clears this thread's error so that a later failure is not mistaken for it.
-        unsafe { (api.virResetLastError)() };
-        err
-    }
+    // SAFETY: non-NULL, and its message is NULL or a NUL-terminated string.
+    let err = unsafe {
+        let e = &*e;
+        LvError::new(
+            e.code,
+            e.domain,
+            if e.message.is_null() {
+                format!("libvirt error {}", e.code)
+            } else {
+                CStr::from_ptr(e.message).to_string_lossy().into_owned()
+            },
+        )
+    };
+    // SAFETY: clears this thread's error so that a later failure is not mistaken for it.
+    unsafe { (api.virResetLastError)() };
+    err
 }
-
-impl std::fmt::Display for LvError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for LvError {}
 
 type R<T> = Result<T, LvError>;
 
 /// libvirt's convention: a negative return is a failure, described by the thread's last error.
 fn checked(api: &Api, rc: c_int) -> R<c_int> {
     if rc < 0 {
-        Err(LvError::last(api))
+        Err(last_error(api))
     } else {
         Ok(rc)
     }
 }
 
 fn loaded() -> R<&'static Api> {
-    api().map_err(LvError::unloadable)
+    api().map_err(unloadable)
 }
 
 fn cstring(s: &str) -> R<CString> {
-    CString::new(s).map_err(|_| LvError {
-        code: 0,
-        domain: 0,
-        message: format!("{s:?} contains a NUL byte"),
-    })
+    CString::new(s).map_err(|_| LvError::new(0, 0, format!("{s:?} contains a NUL byte")))
 }
 
 /// Takes a string libvirt allocated (malloc) for the caller, and frees it.
@@ -152,7 +97,7 @@ pub fn event_register_default_impl() -> R<()> {
     // SAFETY: no arguments; registers libvirt's own implementation.
     match unsafe { (api.virEventRegisterDefaultImpl)() } {
         0 => Ok(()),
-        _ => Err(LvError::last(api)),
+        _ => Err(last_error(api)),
     }
 }
 
@@ -162,7 +107,7 @@ pub fn event_run_default_impl() -> R<()> {
     // SAFETY: called only after a successful registration.
     match unsafe { (api.virEventRunDefaultImpl)() } {
         0 => Ok(()),
-        _ => Err(LvError::last(api)),
+        _ => Err(last_error(api)),
     }
 }
 
@@ -185,7 +130,7 @@ impl Connect {
         // SAFETY: c is a valid C string for the call's duration.
         let ptr = unsafe { (api.virConnectOpen)(c.as_ptr()) };
         if ptr.is_null() {
-            return Err(LvError::last(api));
+            return Err(last_error(api));
         }
         Ok(Connect { ptr, api })
     }
@@ -211,7 +156,7 @@ impl Connect {
         // SAFETY: live connection, valid C string; the returned reference is ours.
         let ptr = unsafe { (self.api.virDomainLookupByName)(self.ptr, c.as_ptr()) };
         if ptr.is_null() {
-            return Err(LvError::last(self.api));
+            return Err(last_error(self.api));
         }
         Ok(Domain { ptr, api: self.api })
     }
@@ -283,7 +228,7 @@ impl Domain {
         // SAFETY: the name belongs to the domain object, valid while we hold it; copied now.
         let p = unsafe { (self.api.virDomainGetName)(self.ptr) };
         if p.is_null() {
-            return Err(LvError::last(self.api));
+            return Err(last_error(self.api));
         }
         // SAFETY: non-NULL, NUL-terminated.
         Ok(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
@@ -310,7 +255,7 @@ impl Domain {
         // SAFETY: live domain; the returned string is ours to free.
         let p = unsafe { (self.api.virDomainGetXMLDesc)(self.ptr, flags) };
         if p.is_null() {
-            return Err(LvError::last(self.api));
+            return Err(last_error(self.api));
         }
         Ok(owned_string(p))
     }
@@ -320,7 +265,7 @@ impl Domain {
     pub fn max_memory(&self) -> R<u64> {
         // SAFETY: live domain reference.
         match unsafe { (self.api.virDomainGetMaxMemory)(self.ptr) } {
-            0 => Err(LvError::last(self.api)),
+            0 => Err(last_error(self.api)),
             v => Ok(u64::from(v)),
         }
     }
@@ -362,7 +307,7 @@ impl Domain {
 
     /// A QMP command through libvirt-qemu's monitor passthrough; the raw reply.
     pub fn qemu_monitor_command(&self, cmd: &str, flags: u32) -> R<String> {
-        let f = api::qemu_monitor_command().map_err(LvError::unloadable)?;
+        let f = api::qemu_monitor_command().map_err(unloadable)?;
         let c = cstring(cmd)?;
         let mut out: *mut c_char = std::ptr::null_mut();
         // SAFETY: live domain, valid C string; out receives a string that is ours to free.
@@ -372,16 +317,6 @@ impl Domain {
         }
         Ok(owned_string(out))
     }
-}
-
-/// A typed parameter's value, owned.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Param {
-    Int(i64),
-    Uint(u64),
-    Double(f64),
-    Bool(bool),
-    Str(String),
 }
 
 /// One domain's record from the bulk stats call, owned.
@@ -416,13 +351,13 @@ pub fn all_domain_stats(conn: &Connect, stats: u32, flags: u32) -> R<Vec<Record>
             // SAFETY: the union member read matches type_.
             let value = unsafe {
                 match p.type_ {
-                    sys::VIR_TYPED_PARAM_INT => Param::Int(p.value.i.into()),
-                    sys::VIR_TYPED_PARAM_UINT => Param::Uint(p.value.ui.into()),
-                    sys::VIR_TYPED_PARAM_LLONG => Param::Int(p.value.l),
-                    sys::VIR_TYPED_PARAM_ULLONG => Param::Uint(p.value.ul),
-                    sys::VIR_TYPED_PARAM_DOUBLE => Param::Double(p.value.d),
-                    sys::VIR_TYPED_PARAM_BOOLEAN => Param::Bool(p.value.b != 0),
-                    sys::VIR_TYPED_PARAM_STRING if !p.value.s.is_null() => {
+                    tp::INT => Param::Int(p.value.i.into()),
+                    tp::UINT => Param::Uint(p.value.ui.into()),
+                    tp::LLONG => Param::Int(p.value.l),
+                    tp::ULLONG => Param::Uint(p.value.ul),
+                    tp::DOUBLE => Param::Double(p.value.d),
+                    tp::BOOLEAN => Param::Bool(p.value.b != 0),
+                    tp::STRING if !p.value.s.is_null() => {
                         Param::Str(CStr::from_ptr(p.value.s).to_string_lossy().into_owned())
                     }
                     _ => continue,
@@ -442,6 +377,7 @@ pub fn all_domain_stats(conn: &Connect, stats: u32, flags: u32) -> R<Vec<Record>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::libvirt_conn::sys;
 
     /// Every declared function exists in the installed libvirt (scripts/setup.sh installs it):
     /// a misspelt or private symbol fails here, not at a user's first libvirt call.

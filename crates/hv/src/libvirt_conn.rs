@@ -1,0 +1,282 @@
+//! One libvirt connection, whichever way it talks: libvirt's RPC protocol spoken directly on
+//! the local daemon's socket ([`crate::libvirt_rpc`], no libvirt.so in the process) or the C
+//! library loaded at run time ([`crate::libvirt_ffi`]), chosen per URI by [`Transport`].
+//! Both give the same [`Connect`]/[`Domain`] calls and the same [`LvError`] (libvirt's error
+//! number, domain and message), so [`crate::libvirt`] does not care which it has.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::{libvirt_ffi as ffi, libvirt_rpc as rpc};
+
+/// libvirt's constants memwarden uses (values from libvirt's headers; stable ABI).
+pub mod sys {
+    pub const VIR_ERR_NO_CONNECT: i32 = 5;
+    pub const VIR_ERR_SYSTEM_ERROR: i32 = 38;
+    pub const VIR_ERR_RPC: i32 = 39;
+    pub const VIR_ERR_NO_DOMAIN: i32 = 42;
+    pub const VIR_ERR_AUTH_FAILED: i32 = 45;
+    pub const VIR_ERR_OPERATION_INVALID: i32 = 55;
+    pub const VIR_ERR_OPERATION_TIMEOUT: i32 = 68;
+
+    pub const VIR_DOMAIN_STATS_STATE: u32 = 1 << 0;
+    pub const VIR_DOMAIN_STATS_BALLOON: u32 = 1 << 2;
+    pub const VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE: u32 = 1 << 0;
+    pub const VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT: u32 = 1 << 29;
+    pub const VIR_CONNECT_LIST_DOMAINS_ACTIVE: u32 = 1 << 0;
+    pub const VIR_DOMAIN_AFFECT_LIVE: u32 = 1 << 0;
+    pub const VIR_DOMAIN_AFFECT_CONFIG: u32 = 1 << 1;
+
+    pub const VIR_DOMAIN_RUNNING: u32 = 1;
+    pub const VIR_DOMAIN_PAUSED: u32 = 3;
+    pub const VIR_DOMAIN_SHUTDOWN: u32 = 4;
+    pub const VIR_DOMAIN_SHUTOFF: u32 = 5;
+    pub const VIR_DOMAIN_CRASHED: u32 = 6;
+    pub const VIR_DOMAIN_PMSUSPENDED: u32 = 7;
+}
+
+/// A libvirt error: its number (`virErrorNumber`), domain and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LvError {
+    code: i32,
+    domain: i32,
+    message: String,
+}
+
+impl LvError {
+    pub fn new(code: i32, domain: i32, message: String) -> LvError {
+        LvError {
+            code,
+            domain,
+            message,
+        }
+    }
+    pub fn code(&self) -> i32 {
+        self.code
+    }
+    /// libvirt's `virErrorDomain`: which part of libvirt raised it.
+    pub fn domain(&self) -> i32 {
+        self.domain
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for LvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for LvError {}
+
+type R<T> = Result<T, LvError>;
+
+/// A typed parameter's value, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Int(i64),
+    Uint(u64),
+    Double(f64),
+    Bool(bool),
+    Str(String),
+}
+
+/// How a backend reaches libvirt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// The built-in RPC client for local URIs it serves, libvirt.so for the rest.
+    #[default]
+    Auto,
+    /// The built-in RPC client only (an error for URIs it does not serve).
+    Rpc,
+    /// libvirt.so, loaded at run time.
+    Ffi,
+}
+
+/// libvirt's default event loop, run on a thread of its own: the FFI keepalive needs it.
+fn event_loop() -> bool {
+    static STARTED: OnceLock<bool> = OnceLock::new();
+    *STARTED.get_or_init(|| {
+        if ffi::event_register_default_impl().is_err() {
+            return false;
+        }
+        std::thread::Builder::new()
+            .name("libvirt-events".into())
+            .spawn(|| loop {
+                if ffi::event_run_default_impl().is_err() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+            .is_ok()
+    })
+}
+
+/// An open connection.
+#[derive(Debug)]
+pub enum Connect {
+    Rpc(rpc::Connect),
+    Ffi(ffi::Connect),
+}
+
+/// A domain reference of either kind.
+#[derive(Debug, Clone)]
+pub enum Domain {
+    Rpc(rpc::Domain),
+    Ffi(ffi::Domain),
+}
+
+/// One domain's record from the bulk stats call, owned.
+#[derive(Debug)]
+pub struct Record {
+    pub domain: Domain,
+    pub params: Vec<(String, Param)>,
+}
+
+impl Connect {
+    /// Opens `uri` the way `transport` says; `timeout` bounds each RPC exchange (the FFI path
+    /// has no such bound of its own: callers wait for it on another thread).
+    pub fn open(uri: &str, transport: Transport, timeout: Duration) -> R<Connect> {
+        let socket = match transport {
+            Transport::Ffi => None,
+            Transport::Auto => rpc::socket_for(uri),
+            Transport::Rpc => Some(rpc::socket_for(uri).ok_or_else(|| {
+                LvError::new(
+                    sys::VIR_ERR_NO_CONNECT,
+                    0,
+                    format!("{uri} is not a local URI the built-in libvirt client serves"),
+                )
+            })?),
+        };
+        if let Some(path) = socket {
+            return rpc::Connect::open(uri, &path, timeout).map(Connect::Rpc);
+        }
+        let keepalive = event_loop();
+        let c = ffi::Connect::open(uri)?;
+        if keepalive {
+            // Fails harmlessly on drivers without keepalive (test:///, qemu:///session).
+            let _ = c.set_keep_alive(5, 3);
+        }
+        Ok(Connect::Ffi(c))
+    }
+
+    /// Which transport this connection uses: "rpc" or "libvirt.so".
+    pub fn transport(&self) -> &'static str {
+        match self {
+            Connect::Rpc(_) => "rpc",
+            Connect::Ffi(_) => "libvirt.so",
+        }
+    }
+
+    pub fn set_timeout(&self, timeout: Duration) {
+        if let Connect::Rpc(c) = self {
+            c.set_timeout(timeout);
+        }
+    }
+
+    pub fn is_alive(&self) -> R<bool> {
+        match self {
+            Connect::Rpc(c) => Ok(c.is_alive()),
+            Connect::Ffi(c) => c.is_alive(),
+        }
+    }
+
+    pub fn lookup_domain_by_name(&self, name: &str) -> R<Domain> {
+        match self {
+            Connect::Rpc(c) => c.lookup_domain_by_name(name).map(Domain::Rpc),
+            Connect::Ffi(c) => c.lookup_domain_by_name(name).map(Domain::Ffi),
+        }
+    }
+
+    pub fn list_all_domains(&self, flags: u32) -> R<Vec<Domain>> {
+        Ok(match self {
+            Connect::Rpc(c) => c
+                .list_all_domains(flags)?
+                .into_iter()
+                .map(Domain::Rpc)
+                .collect(),
+            Connect::Ffi(c) => c
+                .list_all_domains(flags)?
+                .into_iter()
+                .map(Domain::Ffi)
+                .collect(),
+        })
+    }
+}
+
+/// `virConnectGetAllDomainStats(conn, stats, flags)` as owned records.
+pub fn all_domain_stats(conn: &Connect, stats: u32, flags: u32) -> R<Vec<Record>> {
+    Ok(match conn {
+        Connect::Rpc(c) => c
+            .all_domain_stats(stats, flags)?
+            .into_iter()
+            .map(|(d, params)| Record {
+                domain: Domain::Rpc(d),
+                params,
+            })
+            .collect(),
+        Connect::Ffi(c) => ffi::all_domain_stats(c, stats, flags)?
+            .into_iter()
+            .map(|r| Record {
+                domain: Domain::Ffi(r.domain),
+                params: r.params,
+            })
+            .collect(),
+    })
+}
+
+/// Calls the same method on whichever domain this is.
+macro_rules! both {
+    ($self:ident, $d:ident => $e:expr) => {
+        match $self {
+            Domain::Rpc($d) => $e,
+            Domain::Ffi($d) => $e,
+        }
+    };
+}
+
+impl Domain {
+    pub fn name(&self) -> R<String> {
+        match self {
+            Domain::Rpc(d) => Ok(d.name().to_string()),
+            Domain::Ffi(d) => d.name(),
+        }
+    }
+    /// The running domain's id; `None` when it is not running.
+    pub fn id(&self) -> Option<u32> {
+        both!(self, d => d.id())
+    }
+    pub fn uuid_string(&self) -> R<String> {
+        match self {
+            Domain::Rpc(d) => Ok(d.uuid_string()),
+            Domain::Ffi(d) => d.uuid_string(),
+        }
+    }
+    pub fn xml_desc(&self, flags: u32) -> R<String> {
+        both!(self, d => d.xml_desc(flags))
+    }
+    /// Maximum memory, KiB.
+    pub fn max_memory(&self) -> R<u64> {
+        both!(self, d => d.max_memory())
+    }
+    /// `(state, reason)` as libvirt numbers them.
+    pub fn state(&self) -> R<(u32, i32)> {
+        both!(self, d => d.state())
+    }
+    /// `virDomainMemoryStats`: `(tag, value)` pairs.
+    pub fn memory_stats(&self, flags: u32) -> R<Vec<(u32, u64)>> {
+        both!(self, d => d.memory_stats(flags))
+    }
+    /// Sets the balloon target, KiB.
+    pub fn set_memory_flags(&self, kib: u64, flags: u32) -> R<()> {
+        both!(self, d => d.set_memory_flags(kib, flags))
+    }
+    pub fn set_memory_stats_period(&self, secs: i32, flags: u32) -> R<()> {
+        both!(self, d => d.set_memory_stats_period(secs, flags))
+    }
+    /// A QMP command through libvirt-qemu's monitor passthrough; the raw reply.
+    pub fn qemu_monitor_command(&self, cmd: &str, flags: u32) -> R<String> {
+        both!(self, d => d.qemu_monitor_command(cmd, flags))
+    }
+}
