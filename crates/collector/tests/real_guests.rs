@@ -65,6 +65,7 @@ fn a_sigstopped_qemu_does_not_hold_the_other_domains() -> memwarden_lab::Result<
         stats_period: 1,
         ..Default::default()
     };
+    let _two = lab.multi_guest()?;
     let frozen_dom = Domain::start(&lab, opts("frz"))?;
     let live_dom = Domain::start(&lab, opts("live"))?;
     let mut c = libvirt_collector();

@@ -25,7 +25,7 @@ fn main() {
     let mut rows = Vec::new();
     for c in controllers {
         let name = c.name();
-        let (a, b) = balloon_lab::guests(&lab, &format!("cmp{name}"));
+        let (a, b, _two) = balloon_lab::guests(&lab, &format!("cmp{name}"));
         let o = balloon_lab::run(c, &a, &b);
         rows.push(row(&o, a.name(), b.name()));
         eprintln!("{name}: done");

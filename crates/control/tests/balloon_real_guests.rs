@@ -48,7 +48,7 @@ fn print(o: &Outcome) {
 #[test]
 fn shrinks_idle_guests_to_their_floors_and_grows_filling_guests_before_they_oom() {
     let lab = Lab::new().expect("lab");
-    let (a, b) = balloon_lab::guests(&lab, "bal");
+    let (a, b, _two) = balloon_lab::guests(&lab, "bal");
     let o = balloon_lab::run(Box::new(balloon_lab::memwarden()), &a, &b);
     print(&o);
     for d in [&a, &b] {

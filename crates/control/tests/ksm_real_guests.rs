@@ -31,6 +31,7 @@ fn the_tuner_turns_ksm_on_and_identical_guests_merge() {
         )
         .expect("guest boots")
     };
+    let _two = lab.multi_guest().expect("multi-guest lock");
     let guests = [boot("ksm-a"), boot("ksm-b")];
     let guard = common::Restore::new();
     assert_eq!(

@@ -42,6 +42,12 @@ pub use console::DEFAULT_TIMEOUT as CONSOLE_TIMEOUT;
 pub use error::{Error, Result};
 pub use libvirt::{virsh, Domain, DomainOpts, Libvirtd, URI};
 pub use lock::slots;
+
+/// See [`Lab::multi_guest`]; released on drop.
+#[derive(Debug)]
+pub struct MultiGuest {
+    _lock: lock::FileLock,
+}
 pub use qemu::{GuestOpts, QemuGuest};
 
 use error::io;
@@ -179,6 +185,15 @@ impl Lab {
             dir,
             guest,
             kernel_release,
+        })
+    }
+
+    /// To be held, from before its first guest, by a test that runs more than one guest at
+    /// once: two such tests holding one slot each while waiting for a second would wait for
+    /// each other until the slot timeout. Tests with one guest do not take it.
+    pub fn multi_guest(&self) -> Result<MultiGuest> {
+        Ok(MultiGuest {
+            _lock: lock::lock(&self.dir.join("multi-guest.lock"))?,
         })
     }
 

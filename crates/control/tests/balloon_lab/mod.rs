@@ -24,7 +24,7 @@ use memwarden_analysis::vm::figures;
 use memwarden_analysis::vm::target::check_target;
 use memwarden_collector::{Collector, Config as CollectorConfig, VmSource};
 use memwarden_control::balloon::Cycle;
-use memwarden_lab::{Domain, DomainOpts, Lab, URI};
+use memwarden_lab::{Domain, DomainOpts, Lab, MultiGuest, URI};
 use memwarden_model::units::MIB;
 use memwarden_policy::{Controller, Direction};
 use memwarden_procfs::HostReader;
@@ -141,8 +141,10 @@ fn start(lab: &Lab, name: &str) -> Domain {
     .expect("lab domain")
 }
 
-/// The two guests, booted and warmed (200 MiB touched and freed in each).
-pub fn guests(lab: &Lab, tag: &str) -> (Domain, Domain) {
+/// The two guests, booted and warmed (200 MiB touched and freed in each), and the lab's
+/// multi-guest lock, to be held while they run.
+pub fn guests(lab: &Lab, tag: &str) -> (Domain, Domain, MultiGuest) {
+    let two = lab.multi_guest().expect("multi-guest lock");
     let a = start(lab, &format!("{tag}-a"));
     let b = start(lab, &format!("{tag}-b"));
     for d in [&a, &b] {
@@ -152,7 +154,7 @@ pub fn guests(lab: &Lab, tag: &str) -> (Domain, Domain) {
     }
     // Fresh balloon stats after the drop.
     std::thread::sleep(Duration::from_secs(3));
-    (a, b)
+    (a, b, two)
 }
 
 fn count(out: &str) -> Option<u64> {
