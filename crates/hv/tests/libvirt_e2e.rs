@@ -98,8 +98,20 @@ fn dommemstat_matches_virsh_and_the_guest_and_setmem_moves_both() {
         );
     }
 
-    // The bulk listing carries the same domain, healthy.
-    let vms = hv.list().expect("list");
+    // The bulk listing carries the same domain, healthy. Other tests' collectors read every
+    // domain of this libvirtd too: while one holds this domain's query job, libvirt's NOWAIT
+    // skips it ("busy" for that sample, as in production); a few tries see it read.
+    let mut vms = Vec::new();
+    for _ in 0..20 {
+        vms = hv.list().expect("list");
+        let read = vms
+            .iter()
+            .any(|v| v.name == d.name() && v.read.status == memwarden_model::vm::ReadStatus::Ok);
+        if read {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
     let vm = vms
         .iter()
         .find(|v| v.name == d.name())
