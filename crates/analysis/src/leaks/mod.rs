@@ -152,7 +152,31 @@ pub fn find(samples: &[Sample], cfg: &LeakConfig) -> Vec<Leak> {
             .then(score(b).total_cmp(&score(a)))
             .then_with(|| a.what.cmp(&b.what))
     });
+    part_before_aggregate(&mut leaks);
     leaks
+}
+
+/// AnonPages is the sum of every process's anonymous memory: when one process grew by at least
+/// half as much, that process is the answer and goes first (the aggregate also carries whatever
+/// else grew meanwhile, so it would otherwise outrank the part that explains it).
+fn part_before_aggregate(leaks: &mut Vec<Leak>) {
+    let Some(i) = leaks
+        .iter()
+        .position(|l| l.what.name == "meminfo.AnonPages")
+    else {
+        return;
+    };
+    let agg = &leaks[i];
+    let j = leaks.iter().enumerate().skip(i + 1).find_map(|(j, l)| {
+        (l.kind == LeakKind::Process
+            && l.shape == agg.shape
+            && l.growth_bytes.saturating_mul(2) >= agg.growth_bytes)
+            .then_some(j)
+    });
+    if let Some(j) = j {
+        let part = leaks.remove(j);
+        leaks.insert(i, part);
+    }
 }
 
 fn score(l: &Leak) -> f64 {
