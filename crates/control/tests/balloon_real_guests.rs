@@ -9,11 +9,9 @@ mod balloon_lab;
 use std::time::Duration;
 
 use balloon_lab::{mib, Outcome};
-use memwarden_collector::{Collector, Config as CollectorConfig, VmSource};
 use memwarden_control::balloon::Cycle;
-use memwarden_lab::{virsh, Domain, DomainOpts, Lab, URI};
+use memwarden_lab::{virsh, Domain, DomainOpts, Lab};
 use memwarden_model::units::MIB;
-use memwarden_procfs::HostReader;
 
 fn print(o: &Outcome) {
     eprintln!(
@@ -51,6 +49,7 @@ fn shrinks_idle_guests_to_their_floors_and_grows_filling_guests_before_they_oom(
     let (a, b, _two) = balloon_lab::guests(&lab, "bal");
     let o = balloon_lab::run(Box::new(balloon_lab::memwarden()), &a, &b);
     print(&o);
+    assert!(o.console_errors.is_empty(), "{:?}", o.console_errors);
     for d in [&a, &b] {
         let vm = d.name();
         let shrinks = o
@@ -85,7 +84,6 @@ fn shrinks_idle_guests_to_their_floors_and_grows_filling_guests_before_they_oom(
             o.reversals(vm)
         );
     }
-    assert!(o.console_errors.is_empty(), "{:?}", o.console_errors);
     // The sudden 100 MiB fill fits in the margin the floor keeps (no growth needed, nothing
     // killed: checked above); the gradual 240 MiB does not, so B had to be grown as it filled.
     assert!(
@@ -108,19 +106,7 @@ fn stale_and_paused_vms_are_left_alone() {
         },
     )
     .expect("domain");
-    let mut collector = Collector::new(
-        CollectorConfig {
-            host: true,
-            full: false,
-            vms: VmSource::Libvirt {
-                uri: URI.into(),
-                monitor_passthrough: false,
-            },
-            ..CollectorConfig::default()
-        },
-        HostReader::live(),
-    )
-    .expect("collector");
+    let mut collector = balloon_lab::collector();
     let mut cycle = Cycle::new(Box::new(balloon_lab::memwarden()));
     let mut step = |want: &str| {
         let mut s = collector.collect().expect("sample");

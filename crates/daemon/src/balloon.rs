@@ -50,14 +50,15 @@ impl BalloonRunner {
         self.cycle.set_controller(Box::new(cfg.balloon.clone()));
     }
 
-    /// One cycle on `sample` when the controller is on; `None` when it is off.
+    /// One cycle on `sample` when the controller is on, as JSON (for the audit file, the
+    /// store and /api/v1/balloon, serialised once); `None` when it is off.
     pub fn run(
         &mut self,
         cfg: &Config,
         sample: &Sample,
         collector: &mut Collector,
         store: Option<&mut Store>,
-    ) -> Option<CycleReport> {
+    ) -> Option<serde_json::Value> {
         let on = cfg.balloon.enabled;
         if on != self.was_enabled {
             info!(
@@ -80,10 +81,10 @@ impl BalloonRunner {
         };
         let report = self.cycle.step(sample, hv);
         self.count(&report);
+        let data = serde_json::to_value(&report).unwrap_or_default();
         let eventful = !report.plan.actions.is_empty() || !report.plan.measured.is_empty();
         if eventful {
             log(&report);
-            let data = serde_json::to_value(&report).unwrap_or_default();
             audit(&audit_path(&cfg.db), &data);
             if let Some(store) = store {
                 if let Err(e) = store.append_event(sample.taken_at_unix_ms, "balloon", &data) {
@@ -91,7 +92,7 @@ impl BalloonRunner {
                 }
             }
         }
-        Some(report)
+        Some(data)
     }
 
     fn count(&mut self, r: &CycleReport) {

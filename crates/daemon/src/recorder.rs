@@ -77,9 +77,7 @@ pub fn run(
                 if let Err(e) = append(&mut store, &cfg, &sample) {
                     store_error = Some(e);
                 }
-                last_cycle = balloon
-                    .run(&cfg, &sample, &mut collector, store.as_mut())
-                    .map(|r| serde_json::to_value(&r).unwrap_or_default());
+                last_cycle = balloon.run(&cfg, &sample, &mut collector, store.as_mut());
                 published = Some(Arc::new(sample));
             }
             Err(e) => error!(error = %format!("{e:#}"), "sample failed"),

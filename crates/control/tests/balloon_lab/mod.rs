@@ -218,31 +218,33 @@ pub fn run(controller: Box<dyn Controller + Send>, a: &Domain, b: &Domain) -> Ou
         .expect("lock");
     o.console_errors = errors;
     for (d, started) in [(a, 1), (b, GRADUAL.0)] {
-        let kills = d
-            .console("run dmesg | grep -c 'Killed process'")
-            .ok()
-            .and_then(|s| count(&s))
-            .unwrap_or(0);
-        let alive = d
-            .console("run pidof memhog | wc -w")
-            .ok()
-            .and_then(|s| count(&s))
-            .unwrap_or(0);
-        o.oom_kills.insert(d.name().to_string(), kills);
-        o.hogs_alive.insert(d.name().to_string(), (alive, started));
+        // A console that does not answer is an error of the run, never "0 kills".
+        let mut ask = |cmd: &str| match d.console(cmd).map(|s| count(&s)) {
+            Ok(Some(n)) => Some(n),
+            Ok(None) => {
+                o.console_errors
+                    .push(format!("{}: `{cmd}` printed no count", d.name()));
+                None
+            }
+            Err(e) => {
+                o.console_errors.push(format!("{}: `{cmd}`: {e}", d.name()));
+                None
+            }
+        };
+        let kills = ask("run dmesg | grep -c 'Killed process'");
+        let alive = ask("run pidof memhog | wc -w");
+        if let (Some(kills), Some(alive)) = (kills, alive) {
+            o.oom_kills.insert(d.name().to_string(), kills);
+            o.hogs_alive.insert(d.name().to_string(), (alive, started));
+        }
     }
     derive(&mut o);
     o
 }
 
-fn control_loop(
-    controller: Box<dyn Controller + Send>,
-    names: &[String],
-    stop: &AtomicBool,
-    out: &Mutex<Outcome>,
-    t0: Instant,
-) {
-    let mut collector = Collector::new(
+/// The controller's collector: host (status only) and the lab's libvirtd, a 1.5 s deadline.
+pub fn collector() -> Collector {
+    Collector::new(
         CollectorConfig {
             host: true,
             full: false,
@@ -255,7 +257,17 @@ fn control_loop(
         },
         HostReader::live(),
     )
-    .expect("collector");
+    .expect("collector")
+}
+
+fn control_loop(
+    controller: Box<dyn Controller + Send>,
+    names: &[String],
+    stop: &AtomicBool,
+    out: &Mutex<Outcome>,
+    t0: Instant,
+) {
+    let mut collector = collector();
     let margin = memwarden_policy::Config::default().margin_bytes;
     let mut cycle = Cycle::new(controller);
     while !stop.load(Ordering::SeqCst) {
