@@ -78,7 +78,20 @@ fn record(extra: &[&str], run: impl FnOnce()) -> Vec<serde_json::Value> {
     run();
     let n = h["samples_total"].as_u64().unwrap_or(0);
     d.wait_samples(n + 2, T);
-    leaks(&d.db)
+    let found = leaks(&d.db);
+    // The ranking, for the record (the closing notes quote it).
+    for (i, l) in found.iter().take(3).enumerate() {
+        eprintln!(
+            "#{} {} {} grew {} MiB, r2 {:.3}, {}",
+            i + 1,
+            l["kind"],
+            l["what"],
+            l["growth_bytes"].as_i64().unwrap_or(0) >> 20,
+            l["r2"].as_f64().unwrap_or(0.0),
+            l["shape"]
+        );
+    }
+    found
 }
 
 #[test]
