@@ -13,8 +13,7 @@
 //!   part is what the guest has touched and still holds, MemTotal − MemFree in the guest, capped
 //!   at the RSS. It is QEMU's own memory plus guest pages freed but never given back;
 //! * **demand** D(t) = Σ guest used (MemTotal − MemAvailable in the guest) + Σ QEMU overhead −
-//!   KSM saved (pages_sharing × page size; only subtracted when every VM of the sample is
-//!   counted, since an uncounted VM may hold the merged pages);
+//!   Σ what KSM saves on each VM's QEMU (from its own ksm_merging_pages: [`ksm_saved`]);
 //! * **fraction** f(t) = D(t) / P(t): host memory needed per byte promised.
 //!
 //! The answer is **ratio = 1 / pXX(f)**: filled to that ratio, guests that behave like these
@@ -22,7 +21,7 @@
 //! (and more in the remaining (100−XX)% of it). Percentiles are time-weighted (see
 //! [`percentile`]) and taken of f(t), so VMs that came and went are judged by what each sample
 //! promised. The host's own use is reported beside it as what `reserved_host_memory_mb` should
-//! cover: pXX of (MemTotal − MemAvailable) − (Σ QEMU RSS of every VM − KSM saved).
+//! cover: pXX of (MemTotal − MemAvailable) − Σ (QEMU RSS − KSM saved) of every VM.
 //!
 //! No ratio is given when the window holds fewer than [`percentile::min_samples`] samples with
 //! statistics, spans less than `min_span_ms`, or no VM reported statistics: the plan says which.
@@ -32,7 +31,7 @@ pub mod percentile;
 
 use serde::{Deserialize, Serialize};
 
-pub use observe::{observe, Observation, StoredHost, StoredSample, VmObservation};
+pub use observe::{ksm_saved, observe, Observation, StoredHost, StoredSample, VmObservation};
 
 /// What the planner needs to be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +62,7 @@ pub struct Moment {
     pub guest_used_bytes: u64,
     pub qemu_rss_bytes: u64,
     pub qemu_overhead_bytes: u64,
-    /// KSM saved, as subtracted (0 when some VM of the sample was not counted).
+    /// What KSM saves on the counted VMs, as subtracted.
     pub ksm_saved_bytes: u64,
     pub demand_bytes: u64,
     /// demand / promised.
@@ -218,18 +217,27 @@ impl Plan {
 
 /// The host's own use: everything in use less what the VMs' QEMUs hold (merged pages once).
 fn host_own(o: &Observation) -> u64 {
-    let qemu: u64 = o.vms.iter().filter_map(|v| v.qemu_rss_bytes).sum();
-    o.host_used_bytes
-        .saturating_sub(qemu.saturating_sub(o.ksm_saved_bytes))
+    let qemu: u64 = o
+        .vms
+        .iter()
+        .filter_map(|v| {
+            Some(
+                v.qemu_rss_bytes?
+                    .saturating_sub(v.ksm_saved_bytes.unwrap_or(0)),
+            )
+        })
+        .sum();
+    o.host_used_bytes.saturating_sub(qemu)
 }
 
-/// A VM's (promised, guest used, QEMU RSS, QEMU overhead) when every input is there.
-fn counted(v: &VmObservation) -> Option<(u64, u64, u64, u64)> {
+/// A VM's (promised, guest used, QEMU RSS, QEMU overhead, KSM saved) when every input is there.
+fn counted(v: &VmObservation) -> Option<(u64, u64, u64, u64, u64)> {
     let max = v.max_memory_bytes.filter(|m| *m > 0)?;
     let used = v.guest_used_bytes?;
     let rss = v.qemu_rss_bytes?;
     let resident = v.guest_used_legacy_bytes.unwrap_or(used).min(rss);
-    Some((max, used, rss, rss - resident))
+    let saved = v.ksm_saved_bytes.unwrap_or(0);
+    Some((max, used, rss, rss - resident, saved))
 }
 
 /// The sample's figures over its counted VMs; `None` when none is counted.
@@ -238,20 +246,19 @@ fn moment(o: &Observation) -> Option<Moment> {
         at_unix_ms: o.at_unix_ms,
         ..Moment::default()
     };
-    for (max, used, rss, overhead) in o.vms.iter().filter_map(counted) {
+    for (max, used, rss, overhead, saved) in o.vms.iter().filter_map(counted) {
         m.vms += 1;
         m.promised_bytes += max;
         m.guest_used_bytes += used;
         m.qemu_rss_bytes += rss;
         m.qemu_overhead_bytes += overhead;
+        m.ksm_saved_bytes += saved;
     }
     if m.vms == 0 {
         return None;
     }
     let gross = m.guest_used_bytes + m.qemu_overhead_bytes;
-    if m.vms == o.vms.len() {
-        m.ksm_saved_bytes = o.ksm_saved_bytes.min(gross);
-    }
+    m.ksm_saved_bytes = m.ksm_saved_bytes.min(gross);
     m.demand_bytes = gross - m.ksm_saved_bytes;
     m.fraction = m.demand_bytes as f64 / m.promised_bytes as f64;
     Some(m)
@@ -283,7 +290,6 @@ pub fn merge(hosts: &[(String, Vec<Observation>)]) -> Vec<Observation> {
             });
             m.mem_total_bytes += o.mem_total_bytes;
             m.host_used_bytes += o.host_used_bytes;
-            m.ksm_saved_bytes += o.ksm_saved_bytes;
             m.vms.extend(o.vms.iter().map(|v| VmObservation {
                 name: format!("{host}/{}", v.name),
                 ..v.clone()

@@ -10,6 +10,7 @@ fn vm(name: &str, max: u64, used: u64, legacy: u64, rss: u64) -> VmObservation {
         guest_used_bytes: Some(used),
         guest_used_legacy_bytes: Some(legacy),
         qemu_rss_bytes: Some(rss),
+        ksm_saved_bytes: None,
     }
 }
 
@@ -18,7 +19,6 @@ fn obs(at_s: u64, vms: Vec<VmObservation>) -> Observation {
         at_unix_ms: at_s * 1000,
         mem_total_bytes: 64 * GIB,
         host_used_bytes: 4 * GIB + vms.iter().filter_map(|v| v.qemu_rss_bytes).sum::<u64>(),
-        ksm_saved_bytes: 0,
         vms,
     }
 }
@@ -149,18 +149,17 @@ fn vms_without_statistics_are_left_out_and_named() {
 
     let mixed: Vec<Observation> = (0..200)
         .map(|t| {
-            let mut o = obs(
-                t * 10,
-                vec![vm("a", 2 * GIB, GIB, GIB, GIB), no_stats.clone()],
-            );
-            o.ksm_saved_bytes = 512 * MIB;
-            o
+            let dark = VmObservation {
+                ksm_saved_bytes: Some(512 * MIB),
+                ..no_stats.clone()
+            };
+            obs(t * 10, vec![vm("a", 2 * GIB, GIB, GIB, GIB), dark])
         })
         .collect();
     let p = plan(&mixed, &short());
     let m = p.at_percentile.expect("moment");
     assert_eq!((m.vms, m.promised_bytes), (1, 2 * GIB));
-    // KSM's savings may be the dark VM's: not subtracted.
+    // KSM's savings on the dark VM are not subtracted from the counted one's demand.
     assert_eq!(m.ksm_saved_bytes, 0);
     assert_eq!(p.ratio, Some(2.0));
     let dark = p.vms.iter().find(|v| v.name == "dark").expect("named");
@@ -175,18 +174,33 @@ fn vms_without_statistics_are_left_out_and_named() {
 }
 
 #[test]
-fn ksm_savings_lower_the_demand_when_every_vm_is_counted() {
+fn ksm_savings_on_a_vm_lower_its_demand() {
     let all: Vec<Observation> = (0..100)
         .map(|t| {
-            let mut o = obs(t * 10, vec![vm("a", 4 * GIB, GIB, GIB, GIB + 100 * MIB)]);
-            o.ksm_saved_bytes = 300 * MIB;
-            o
+            let a = VmObservation {
+                ksm_saved_bytes: Some(300 * MIB),
+                ..vm("a", 4 * GIB, GIB, GIB, GIB + 100 * MIB)
+            };
+            obs(t * 10, vec![a])
         })
         .collect();
-    let m = plan(&all, &short()).at_percentile.expect("moment");
+    let p = plan(&all, &short());
+    let m = p.at_percentile.expect("moment");
     assert_eq!(m.qemu_overhead_bytes, 100 * MIB);
     assert_eq!(m.ksm_saved_bytes, 300 * MIB);
     assert_eq!(m.demand_bytes, GIB - 200 * MIB);
+    // The host's own use leaves out what the QEMU holds, its merged pages once.
+    assert_eq!(p.host_own_bytes, Some(4 * GIB + 300 * MIB));
+}
+
+#[test]
+fn ksm_saved_is_a_process_merged_pages_less_the_kept_copies() {
+    // 3 sharing per shared: a quarter of the merged mappings are the copies kept.
+    assert_eq!(ksm_saved(400 * MIB, 1000, 3000), 300 * MIB);
+    // Without KSM counters (or ksmd never ran), nothing is claimed.
+    assert_eq!(ksm_saved(400 * MIB, 0, 0), 0);
+    assert_eq!(ksm_saved(0, 1000, 3000), 0);
+    assert_eq!(ksm_saved(u64::MAX, u64::MAX, u64::MAX), u64::MAX / 2);
 }
 
 #[test]
@@ -245,7 +259,7 @@ fn a_fleet_pools_hosts_at_each_instant() {
 #[test]
 fn a_stored_view_observes_what_the_whole_sample_does() {
     use memwarden_model::host::{
-        HostSample, KsmSysfs, Meminfo, MeminfoEntry, MeminfoUnit, ProcessMem,
+        HostSample, KsmSysfs, Meminfo, MeminfoEntry, MeminfoUnit, ProcKsm, ProcessMem,
     };
     use memwarden_model::vm::{BalloonStats, VmSample};
     let kb = |key: &str, v: u64| MeminfoEntry {
@@ -260,7 +274,8 @@ fn a_stored_view_observes_what_the_whole_sample_does() {
                 entries: vec![kb("MemTotal", 64 * GIB), kb("MemAvailable", 40 * GIB)],
             },
             ksm: Some(KsmSysfs {
-                pages_sharing: Some(1000),
+                pages_shared: Some(1000),
+                pages_sharing: Some(3000),
                 ..KsmSysfs::default()
             }),
             processes: vec![ProcessMem {
@@ -280,6 +295,15 @@ fn a_stored_view_observes_what_the_whole_sample_does() {
                 rss_bytes: Some(GIB + 300 * MIB),
                 ..BalloonStats::default()
             },
+            host: Some(ProcessMem {
+                pid: 7,
+                name: "qemu-system-x86".into(),
+                ksm: Some(ProcKsm {
+                    merging_pages: Some(400),
+                    ..ProcKsm::default()
+                }),
+                ..ProcessMem::default()
+            }),
             ..VmSample::default()
         }],
         ..memwarden_model::Sample::default()
@@ -289,9 +313,9 @@ fn a_stored_view_observes_what_the_whole_sample_does() {
     let o = view.observe();
     assert_eq!(o, observe(&sample));
     assert_eq!(o.host_used_bytes, 24 * GIB);
-    assert_eq!(o.ksm_saved_bytes, 1000 * 4096);
     let v = &o.vms[0];
     assert_eq!(v.guest_used_bytes, Some(GIB));
     assert_eq!(v.guest_used_legacy_bytes, Some(2 * GIB));
     assert_eq!(v.qemu_rss_bytes, Some(GIB + 300 * MIB));
+    assert_eq!(v.ksm_saved_bytes, Some(300 * 4096));
 }

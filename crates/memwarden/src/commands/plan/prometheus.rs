@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use memwarden_analysis::overcommit::{Observation, VmObservation};
+use memwarden_analysis::overcommit::{ksm_saved, Observation, VmObservation};
 use serde::Deserialize;
 
 /// Each figure and its PromQL (names from `memwarden_metrics::table`).
-const HOST_FIGURES: [(Host, &str); 3] = [
+const HOST_FIGURES: [(Host, &str); 4] = [
     (
         Host::MemTotal,
         r#"memwarden_host_meminfo_bytes{field="MemTotal"}"#,
@@ -19,20 +19,23 @@ const HOST_FIGURES: [(Host, &str); 3] = [
         Host::MemAvailable,
         r#"memwarden_host_meminfo_bytes{field="MemAvailable"}"#,
     ),
-    (Host::KsmSaved, "memwarden_host_ksm_saved_bytes"),
+    (Host::KsmShared, "memwarden_host_ksm_pages_shared"),
+    (Host::KsmSharing, "memwarden_host_ksm_pages_sharing"),
 ];
-const VM_FIGURES: [(Vm, &str); 4] = [
+const VM_FIGURES: [(Vm, &str); 5] = [
     (Vm::Max, "memwarden_vm_max_memory_bytes"),
     (Vm::Used, "memwarden_vm_guest_used_bytes"),
     (Vm::Legacy, "memwarden_vm_guest_used_legacy_bytes"),
     (Vm::Rss, "memwarden_vm_qemu_rss_bytes"),
+    (Vm::KsmMerged, "memwarden_vm_qemu_ksm_merged_bytes"),
 ];
 
 #[derive(Debug, Clone, Copy)]
 enum Host {
     MemTotal,
     MemAvailable,
-    KsmSaved,
+    KsmShared,
+    KsmSharing,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +44,7 @@ enum Vm {
     Used,
     Legacy,
     Rss,
+    KsmMerged,
 }
 
 /// The window asked of Prometheus: `[start, end]` every `step`, Unix ms.
@@ -61,14 +65,29 @@ pub fn observations(base: &str, w: Window) -> Result<Vec<(String, Vec<Observatio
         .new_agent();
     let mut hosts: BTreeMap<String, BTreeMap<u64, Observation>> = BTreeMap::new();
     let mut available: BTreeMap<(String, u64), u64> = BTreeMap::new();
+    // (pages_shared, pages_sharing) per host and instant: only their proportion is used.
+    let mut ksm: BTreeMap<(String, u64), (u64, u64)> = BTreeMap::new();
+    // Each VM's QEMU's merged bytes, made KSM saved once its host's counters are joined.
+    let mut merged: BTreeMap<(String, u64, String), u64> = BTreeMap::new();
     let mut vm_values: BTreeMap<(String, u64, String), VmObservation> = BTreeMap::new();
     for (fig, q) in HOST_FIGURES {
         for s in query_range(&agent, base, q, w)? {
             let host = s.label("instance");
             for (ms, v) in s.points()? {
-                if let Host::MemAvailable = fig {
-                    available.insert((host.clone(), ms), bytes(v));
-                    continue;
+                match fig {
+                    Host::MemAvailable => {
+                        available.insert((host.clone(), ms), bytes(v));
+                        continue;
+                    }
+                    Host::KsmShared => {
+                        ksm.entry((host.clone(), ms)).or_default().0 = bytes(v);
+                        continue;
+                    }
+                    Host::KsmSharing => {
+                        ksm.entry((host.clone(), ms)).or_default().1 = bytes(v);
+                        continue;
+                    }
+                    Host::MemTotal => {}
                 }
                 let o = hosts
                     .entry(host.clone())
@@ -76,11 +95,7 @@ pub fn observations(base: &str, w: Window) -> Result<Vec<(String, Vec<Observatio
                     .entry(ms)
                     .or_default();
                 o.at_unix_ms = ms;
-                match fig {
-                    Host::MemTotal => o.mem_total_bytes = bytes(v),
-                    Host::KsmSaved => o.ksm_saved_bytes = bytes(v),
-                    Host::MemAvailable => {}
-                }
+                o.mem_total_bytes = bytes(v);
             }
         }
     }
@@ -89,6 +104,10 @@ pub fn observations(base: &str, w: Window) -> Result<Vec<(String, Vec<Observatio
             let (host, domain) = (s.label("instance"), s.label("domain"));
             for (ms, v) in s.points()? {
                 let key = (host.clone(), ms, domain.clone());
+                if let Vm::KsmMerged = fig {
+                    merged.insert(key, bytes(v));
+                    continue;
+                }
                 let o = vm_values.entry(key).or_insert_with(|| VmObservation {
                     name: domain.clone(),
                     ..VmObservation::default()
@@ -99,11 +118,16 @@ pub fn observations(base: &str, w: Window) -> Result<Vec<(String, Vec<Observatio
                     Vm::Used => o.guest_used_bytes = v,
                     Vm::Legacy => o.guest_used_legacy_bytes = v,
                     Vm::Rss => o.qemu_rss_bytes = v,
+                    Vm::KsmMerged => {}
                 }
             }
         }
     }
-    for ((host, ms, _), v) in vm_values {
+    for ((host, ms, domain), mut v) in vm_values {
+        if let Some(m) = merged.get(&(host.clone(), ms, domain)) {
+            let (shared, sharing) = ksm.get(&(host.clone(), ms)).copied().unwrap_or((0, 0));
+            v.ksm_saved_bytes = Some(ksm_saved(*m, shared, sharing));
+        }
         if let Some(o) = hosts.get_mut(&host).and_then(|h| h.get_mut(&ms)) {
             o.vms.push(v);
         }
