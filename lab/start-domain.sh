@@ -9,6 +9,8 @@
 #        STATS_PERIOD=2    <memballoon><stats period='N'/>; 0 = no polling (the
 #                          stats then stay as the guest pushed them at driver load)
 #        BALLOON=virtio    or none: <memballoon model='none'/> (no balloon at all)
+#        BALLOON_ATTRS=""  extra <memballoon> attributes, e.g. freePageReporting='on'
+#                          autodeflate='on' (deflate-on-oom)
 #        PERSIST=0         1 = virsh define + start (persistent: --config works;
 #                          remove with virsh undefine); 0 = virsh create (transient)
 #        WAIT=1 WAIT_S=120 wait until the guest prints LAB-READY in RUNDIR/serial.log
@@ -30,7 +32,7 @@ if [ "$TYPE" = auto ]; then
   if [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then TYPE=kvm; else TYPE=qemu; fi
 fi
 case $BALLOON in
-  virtio) balloon="<memballoon model='virtio'><stats period='$STATS_PERIOD'/></memballoon>" ;;
+  virtio) balloon="<memballoon model='virtio' ${BALLOON_ATTRS:-}><stats period='$STATS_PERIOD'/></memballoon>" ;;
   none) balloon="<memballoon model='none'/>" ;;
   *) echo "start-domain: BALLOON must be virtio or none" >&2; exit 2 ;;
 esac

@@ -124,6 +124,8 @@ pub struct DomainOpts {
     pub stats_period: u64,
     /// A virtio balloon (`true`) or `<memballoon model='none'/>` (`false`).
     pub balloon: bool,
+    /// Extra `<memballoon>` attributes, e.g. `freePageReporting='on' autodeflate='on'`.
+    pub balloon_attrs: String,
     /// `virsh define` + `start` (persistent; undefined on drop) instead of `create`.
     pub persist: bool,
     /// Appended to the kernel command line.
@@ -141,6 +143,7 @@ impl Default for DomainOpts {
             mem_mib: 512,
             stats_period: 2,
             balloon: true,
+            balloon_attrs: String::new(),
             persist: false,
             extra_append: String::new(),
             boot_timeout: Duration::from_secs(120),
@@ -204,6 +207,7 @@ impl Domain {
             .env("MEM_MIB", opts.mem_mib.to_string())
             .env("STATS_PERIOD", opts.stats_period.to_string())
             .env("BALLOON", if opts.balloon { "virtio" } else { "none" })
+            .env("BALLOON_ATTRS", &opts.balloon_attrs)
             .env("PERSIST", if opts.persist { "1" } else { "0" })
             .env("EXTRA_APPEND", &opts.extra_append))?;
         let pid = out.trim().parse().map_err(|_| Error::Parse {

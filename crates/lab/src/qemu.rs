@@ -142,6 +142,12 @@ impl QemuGuest {
         self.pid
     }
 
+    /// The VM's name, as QMP's `query-name` gives it (`-name lab-<run dir>`).
+    pub fn name(&self) -> String {
+        let dir = self.run_dir().file_name().unwrap_or_default();
+        format!("lab-{}", dir.to_string_lossy())
+    }
+
     /// The QMP unix socket (`-qmp unix:...,server`; one client at a time).
     pub fn qmp_socket(&self) -> PathBuf {
         self.console.run_dir.join("qmp.sock")

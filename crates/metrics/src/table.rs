@@ -201,7 +201,7 @@ pub static METRICS: &[MetricDef] = &[
     def("memwarden_vm_host_overhead_bytes", Gauge, "bytes", VM,
         "QEMU RSS minus guest used: host memory beyond what the guest uses (its page cache, freed pages still mapped, QEMU itself)."),
     def("memwarden_vm_host_backed_idle_bytes", Gauge, "bytes", VM,
-        "Guest memory the guest holds free or as cache that QEMU still has resident: min(QEMU RSS − guest used, guest free + cache). What free page reporting or the balloon can give the host back."),
+        "Guest memory the guest holds free or as cache that QEMU still has resident: min(QEMU RSS − guest used, guest free + cache), cache only where free page reporting is on (it has handed the free part back). What the balloon can give the host back."),
     def("memwarden_vm_stats_age_seconds", Gauge, "seconds", VM,
         "Age of the guest's statistics when the VM was read."),
     // The sample and its sources.

@@ -86,6 +86,10 @@ fn host_backed_idle_is_the_overhead_the_guest_holds_free_or_as_cache() {
     vm.balloon.unused_bytes = Some(100 * MIB);
     vm.balloon.disk_caches_bytes = Some(20 * MIB);
     assert_eq!(figures(&vm).host_backed_idle_bytes, Some(120 * MIB));
+    // Free page reporting has handed the free part back already: only cache is left.
+    vm.device.free_page_reporting = Some(true);
+    assert_eq!(figures(&vm).host_backed_idle_bytes, Some(20 * MIB));
+    vm.device.free_page_reporting = None;
     // Never read QEMU's RSS: unknown, not zero.
     vm.balloon.rss_bytes = None;
     assert_eq!(figures(&vm).host_backed_idle_bytes, None);

@@ -1,17 +1,21 @@
-//! One balloon scenario on real lab guests under libvirt, run with any controller (memwarden's
-//! policy or an oracle), so that the tests and the comparison bench see the same thing:
+//! One balloon scenario on real lab guests, under libvirt or plain QEMU (QMP), run with any
+//! controller (memwarden's policy or an oracle), so that the tests and the comparison bench see
+//! the same thing:
 //!
-//! 1. two 512 MiB guests boot (stats period 1 s); each touches 200 MiB and frees it, so that
+//! 1. two 512 MiB guests boot (stats every 1 s); each touches 200 MiB and frees it, so that
 //!    QEMU holds memory the guest does not use (what ballooning can really give back);
 //! 2. the controller runs every [`CYCLE`] on a host told it is under pressure (each controller's
 //!    own knob, set so that it acts), only on these two domains; after [`SQUEEZE`] the drop in
 //!    each QEMU's RSS is the host's real gain;
 //! 3. guest A fills 100 MiB at once and guest B 8 MiB a second for 30 s, in anonymous memory
 //!    the OOM killer can take, while the controller keeps running; [`AFTER_FILL`] later the
-//!    guests' own kernels say whether anything was killed, and every memhog is counted.
+//!    guests' own kernels say whether anything was killed, and every memhog is counted;
+//! 4. optionally ([`Phases::hold_after_drop`]) every memhog is killed and the controller runs on
+//!    for a while: the long run in which direction changes are counted.
 //!
 //! Everything is read from the real thing: QEMU's RSS from the host's /proc (through the
-//! collector), balloon sizes and guest figures from libvirt, OOM kills from the guest's dmesg.
+//! collector), balloon sizes and guest figures from libvirt or QMP, OOM kills from the guest's
+//! dmesg.
 
 #![allow(dead_code)] // The test and the bench each use their own part.
 
@@ -24,7 +28,7 @@ use memwarden_analysis::vm::figures;
 use memwarden_analysis::vm::target::check_target;
 use memwarden_collector::{Collector, Config as CollectorConfig, VmSource};
 use memwarden_control::balloon::Cycle;
-use memwarden_lab::{Domain, DomainOpts, Lab, MultiGuest, URI};
+use memwarden_lab::{Domain, DomainOpts, GuestOpts, Lab, MultiGuest, QemuGuest, URI};
 use memwarden_model::units::MIB;
 use memwarden_policy::{Controller, Direction};
 use memwarden_procfs::HostReader;
@@ -62,6 +66,61 @@ pub fn proxmox() -> memwarden_policy::oracles::proxmox::ProxmoxConfig {
     }
 }
 
+/// A lab guest under either backend: what the scenario needs of it.
+pub trait Guest: Sync {
+    fn name(&self) -> String;
+    fn console_timeout(&self, cmd: &str, timeout: Duration) -> memwarden_lab::Result<String>;
+    fn console(&self, cmd: &str) -> memwarden_lab::Result<String> {
+        self.console_timeout(cmd, memwarden_lab::CONSOLE_TIMEOUT)
+    }
+}
+
+impl Guest for Domain {
+    fn name(&self) -> String {
+        Domain::name(self).to_string()
+    }
+    fn console_timeout(&self, cmd: &str, timeout: Duration) -> memwarden_lab::Result<String> {
+        Domain::console_timeout(self, cmd, timeout)
+    }
+}
+
+impl Guest for QemuGuest {
+    fn name(&self) -> String {
+        QemuGuest::name(self)
+    }
+    fn console_timeout(&self, cmd: &str, timeout: Duration) -> memwarden_lab::Result<String> {
+        QemuGuest::console_timeout(self, cmd, timeout)
+    }
+}
+
+/// Where the controller reads and acts.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The lab's libvirtd (`qemu:///system`).
+    Libvirt,
+    /// Plain QEMU: these QMP sockets.
+    Qmp(Vec<String>),
+}
+
+/// How long each phase lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct Phases {
+    pub squeeze: Duration,
+    pub after_fill: Duration,
+    /// Kill every memhog after the fill and run on this long (`None`: stop after the fill).
+    pub hold_after_drop: Option<Duration>,
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        Phases {
+            squeeze: SQUEEZE,
+            after_fill: AFTER_FILL,
+            hold_after_drop: None,
+        }
+    }
+}
+
 /// One VM at one cycle.
 #[derive(Debug, Clone)]
 pub struct Point {
@@ -94,8 +153,11 @@ pub struct Outcome {
     /// Per VM: QEMU RSS when the controller started and when the squeeze ended.
     pub rss_start: BTreeMap<String, u64>,
     pub rss_squeezed: BTreeMap<String, u64>,
-    /// Seconds from the start when the fills began.
+    /// Seconds from the start when the fills began, and when the memhogs were killed.
     pub fill_at_s: f64,
+    pub drop_at_s: Option<f64>,
+    /// Seconds from the start to the end of the run.
+    pub end_s: f64,
     /// Per VM: OOM kills its kernel logged, memhogs alive of those started.
     pub oom_kills: BTreeMap<String, u64>,
     pub hogs_alive: BTreeMap<String, (u64, u64)>,
@@ -118,52 +180,117 @@ impl Outcome {
 
     /// Direction changes per VM over the whole run.
     pub fn reversals(&self, vm: &str) -> usize {
+        self.reversals_between(vm, 0.0, f64::INFINITY)
+    }
+
+    /// Direction changes per VM among the actions taken in `[from_s, to_s)`.
+    pub fn reversals_between(&self, vm: &str, from_s: f64, to_s: f64) -> usize {
         let dirs: Vec<Direction> = self
             .actions
             .iter()
             .filter(|a| a.vm == vm && a.refused.is_none())
+            .filter(|a| (from_s..to_s).contains(&a.at_s))
             .map(|a| a.direction)
             .collect();
         dirs.windows(2).filter(|w| w[0] != w[1]).count()
     }
 }
 
-fn start(lab: &Lab, name: &str) -> Domain {
+/// A 512 MiB libvirt domain with stats every second and these `<memballoon>` attributes.
+pub fn domain(lab: &Lab, name: &str, balloon_attrs: &str) -> Domain {
     Domain::start(
         lab,
         DomainOpts {
             name: name.into(),
             mem_mib: 512,
             stats_period: 1,
+            balloon_attrs: balloon_attrs.into(),
             ..DomainOpts::default()
         },
     )
     .expect("lab domain")
 }
 
-/// The two guests, booted and warmed (200 MiB touched and freed in each), and the lab's
-/// multi-guest lock, to be held while they run.
+/// A 512 MiB plain-QEMU guest with stats every second and these balloon device properties.
+pub fn qemu_guest(lab: &Lab, name: &str, balloon_opts: &str) -> QemuGuest {
+    QemuGuest::boot(
+        lab,
+        GuestOpts {
+            name: name.into(),
+            mem_mib: 512,
+            stats_polling: Some(1),
+            balloon_opts: balloon_opts.into(),
+            ..GuestOpts::default()
+        },
+    )
+    .expect("lab guest")
+}
+
+/// Touches 200 MiB in each guest and frees it, then waits for fresh balloon stats.
+pub fn warm(guests: &[&dyn Guest]) {
+    for g in guests {
+        g.console_timeout("fill 200", Duration::from_secs(120))
+            .expect("fill");
+        g.console("drop").expect("drop");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+}
+
+/// The two libvirt guests, booted and warmed, and the lab's multi-guest lock, to be held while
+/// they run.
 pub fn guests(lab: &Lab, tag: &str) -> (Domain, Domain, MultiGuest) {
     let two = lab.multi_guest().expect("multi-guest lock");
-    let a = start(lab, &format!("{tag}-a"));
-    let b = start(lab, &format!("{tag}-b"));
-    for d in [&a, &b] {
-        d.console_timeout("fill 200", Duration::from_secs(120))
-            .expect("fill");
-        d.console("drop").expect("drop");
-    }
-    // Fresh balloon stats after the drop.
-    std::thread::sleep(Duration::from_secs(3));
+    let a = domain(lab, &format!("{tag}-a"), "");
+    let b = domain(lab, &format!("{tag}-b"), "");
+    warm(&[&a, &b]);
     (a, b, two)
 }
 
-fn count(out: &str) -> Option<u64> {
-    out.lines().rev().find_map(|l| l.trim().parse().ok())
+/// The same under plain QEMU, and the backend that reads them over QMP.
+pub fn qemu_guests(lab: &Lab, tag: &str) -> (QemuGuest, QemuGuest, MultiGuest, Backend) {
+    let two = lab.multi_guest().expect("multi-guest lock");
+    let a = qemu_guest(lab, &format!("{tag}-a"), "");
+    let b = qemu_guest(lab, &format!("{tag}-b"), "");
+    warm(&[&a, &b]);
+    let qmp = [&a, &b]
+        .iter()
+        .map(|g| g.qmp_socket().display().to_string())
+        .collect();
+    (a, b, two, Backend::Qmp(qmp))
 }
 
-/// Runs the scenario on `a` and `b` with `controller`.
+/// A count the guest prints; a console that does not answer is an error of the run (noted in
+/// `errors`), never a count of 0.
+fn ask_count(g: &dyn Guest, cmd: &str, errors: &mut Vec<String>) -> Option<u64> {
+    match g.console(cmd) {
+        Ok(out) => {
+            let n = out.lines().rev().find_map(|l| l.trim().parse().ok());
+            if n.is_none() {
+                errors.push(format!("{}: `{cmd}` printed no count", g.name()));
+            }
+            n
+        }
+        Err(e) => {
+            errors.push(format!("{}: `{cmd}`: {e}", g.name()));
+            None
+        }
+    }
+}
+
+/// Runs the scenario on two libvirt guests with `controller`.
 pub fn run(controller: Box<dyn Controller + Send>, a: &Domain, b: &Domain) -> Outcome {
-    let names = [a.name().to_string(), b.name().to_string()];
+    run_on(controller, a, b, &Backend::Libvirt, Phases::default())
+}
+
+/// Runs the scenario on `a` and `b` through `backend` with `controller`.
+pub fn run_on(
+    controller: Box<dyn Controller + Send>,
+    a: &dyn Guest,
+    b: &dyn Guest,
+    backend: &Backend,
+    phases: Phases,
+) -> Outcome {
+    let names = [a.name(), b.name()];
     let name = controller.name().to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let out = Arc::new(Mutex::new(Outcome {
@@ -173,9 +300,10 @@ pub fn run(controller: Box<dyn Controller + Send>, a: &Domain, b: &Domain) -> Ou
     let t0 = Instant::now();
     let worker = {
         let (stop, out, names) = (stop.clone(), out.clone(), names.clone());
-        std::thread::spawn(move || control_loop(controller, &names, &stop, &out, t0))
+        let backend = backend.clone();
+        std::thread::spawn(move || control_loop(controller, &backend, &names, &stop, &out, t0))
     };
-    std::thread::sleep(SQUEEZE);
+    std::thread::sleep(phases.squeeze);
     {
         let mut o = out.lock().expect("lock");
         let last: BTreeMap<String, u64> = o
@@ -209,7 +337,24 @@ pub fn run(controller: Box<dyn Controller + Send>, a: &Domain, b: &Domain) -> Ou
             }
         }
     });
-    std::thread::sleep(AFTER_FILL);
+    std::thread::sleep(phases.after_fill);
+    let mut alive = BTreeMap::new();
+    for (d, started) in [(a, 1), (b, GRADUAL.0)] {
+        if let Some(n) = ask_count(d, "run pidof memhog | wc -w", &mut errors) {
+            alive.insert(d.name(), (n, started));
+        }
+    }
+    let mut drop_at_s = None;
+    if let Some(hold) = phases.hold_after_drop {
+        drop_at_s = Some(t0.elapsed().as_secs_f64());
+        for d in [a, b] {
+            // pkill exits 1 when nothing matched (every hog killed earlier): still a drop.
+            if let Err(e) = d.console("run pkill memhog; true") {
+                errors.push(format!("{}: pkill memhog: {e}", d.name()));
+            }
+        }
+        std::thread::sleep(hold);
+    }
     stop.store(true, Ordering::SeqCst);
     worker.join().expect("controller thread");
     let mut o = Arc::try_unwrap(out)
@@ -217,26 +362,14 @@ pub fn run(controller: Box<dyn Controller + Send>, a: &Domain, b: &Domain) -> Ou
         .into_inner()
         .expect("lock");
     o.console_errors = errors;
-    for (d, started) in [(a, 1), (b, GRADUAL.0)] {
-        // A console that does not answer is an error of the run, never "0 kills".
-        let mut ask = |cmd: &str| match d.console(cmd).map(|s| count(&s)) {
-            Ok(Some(n)) => Some(n),
-            Ok(None) => {
-                o.console_errors
-                    .push(format!("{}: `{cmd}` printed no count", d.name()));
-                None
-            }
-            Err(e) => {
-                o.console_errors.push(format!("{}: `{cmd}`: {e}", d.name()));
-                None
-            }
-        };
+    o.hogs_alive = alive;
+    o.drop_at_s = drop_at_s;
+    o.end_s = t0.elapsed().as_secs_f64();
+    for d in [a, b] {
         // grep -c exits 1 when it counts 0: that is an answer, not a failure.
-        let kills = ask("run dmesg | grep -c 'Killed process' || true");
-        let alive = ask("run pidof memhog | wc -w");
-        if let (Some(kills), Some(alive)) = (kills, alive) {
-            o.oom_kills.insert(d.name().to_string(), kills);
-            o.hogs_alive.insert(d.name().to_string(), (alive, started));
+        let cmd = "run dmesg | grep -c 'Killed process' || true";
+        if let Some(kills) = ask_count(d, cmd, &mut o.console_errors) {
+            o.oom_kills.insert(d.name(), kills);
         }
     }
     derive(&mut o);
@@ -245,14 +378,25 @@ pub fn run(controller: Box<dyn Controller + Send>, a: &Domain, b: &Domain) -> Ou
 
 /// The controller's collector: host (status only) and the lab's libvirtd, a 1.5 s deadline.
 pub fn collector() -> Collector {
+    collector_on(&Backend::Libvirt)
+}
+
+/// The same through `backend`.
+pub fn collector_on(backend: &Backend) -> Collector {
+    let vms = match backend {
+        Backend::Libvirt => VmSource::Libvirt {
+            uri: URI.into(),
+            monitor_passthrough: false,
+        },
+        Backend::Qmp(patterns) => VmSource::Qmp {
+            patterns: patterns.clone(),
+        },
+    };
     Collector::new(
         CollectorConfig {
             host: true,
             full: false,
-            vms: VmSource::Libvirt {
-                uri: URI.into(),
-                monitor_passthrough: false,
-            },
+            vms,
             deadline: Duration::from_millis(1500),
             ..CollectorConfig::default()
         },
@@ -263,12 +407,13 @@ pub fn collector() -> Collector {
 
 fn control_loop(
     controller: Box<dyn Controller + Send>,
+    backend: &Backend,
     names: &[String],
     stop: &AtomicBool,
     out: &Mutex<Outcome>,
     t0: Instant,
 ) {
-    let mut collector = collector();
+    let mut collector = collector_on(backend);
     let margin = memwarden_policy::Config::default().margin_bytes;
     let mut cycle = Cycle::new(controller);
     while !stop.load(Ordering::SeqCst) {
