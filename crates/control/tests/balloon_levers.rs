@@ -115,9 +115,7 @@ fn free_page_reporting_returns_freed_memory_and_the_controller_takes_from_the_ot
     assert_eq!(vf.device.free_page_reporting, Some(true), "{:?}", vf.device);
     assert_ne!(vp.device.free_page_reporting, Some(true), "{:?}", vp.device);
     let idle = |v: &memwarden_model::vm::VmSample| {
-        figures(v)
-            .host_backed_idle_bytes
-            .expect("host-backed idle")
+        figures(v).host_backed_idle_bytes.expect("host-backed idle")
     };
     let (idle_f, idle_p) = (idle(&vf), idle(&vp));
     eprintln!(

@@ -38,6 +38,9 @@ fn print(o: &Outcome) {
                 .unwrap_or_default(),
         );
     }
+    for (at, vm, why) in &o.skips {
+        eprintln!("  {at:6.1}s {vm} left alone: {why}");
+    }
     eprintln!(
         "  rss start {:?} squeezed {:?}; oom {:?}; hogs {:?}; react {:?}; longest wait {:?}; errors {:?}",
         o.rss_start, o.rss_squeezed, o.oom_kills, o.hogs_alive, o.react_s, o.longest_wait_s, o.console_errors
@@ -76,13 +79,21 @@ fn plain_qemu_guests_over_several_minutes_without_oscillation() {
     let (an, bn) = (a.name(), b.name());
     check(&o, &an, &bn);
     let drop_at = o.drop_at_s.expect("a drop phase");
-    assert!(o.end_s >= 300.0, "a run of several minutes: {:.0} s", o.end_s);
+    assert!(
+        o.end_s >= 300.0,
+        "a run of several minutes: {:.0} s",
+        o.end_s
+    );
     for vm in [an.as_str(), bn.as_str()] {
         let (whole, steady) = (
             o.reversals(vm),
             o.reversals_between(vm, drop_at + 60.0, f64::INFINITY),
         );
-        eprintln!("{vm}: {whole} reversals over {:.0} s, {steady} in the last {:.0} s", o.end_s, o.end_s - drop_at - 60.0);
+        eprintln!(
+            "{vm}: {whole} reversals over {:.0} s, {steady} in the last {:.0} s",
+            o.end_s,
+            o.end_s - drop_at - 60.0
+        );
         assert!(whole <= 2, "{vm} oscillated: {whole} reversals");
         assert_eq!(steady, 0, "{vm} changed direction while steady");
     }

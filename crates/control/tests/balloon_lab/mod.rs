@@ -168,6 +168,8 @@ pub struct Outcome {
     /// Per VM: the first growth after the fills began, seconds after them.
     pub react_s: BTreeMap<String, Option<f64>>,
     pub console_errors: Vec<String>,
+    /// Why the controller left a VM alone, each time the reason changed: (s, VM, reason).
+    pub skips: Vec<(f64, String, String)>,
 }
 
 impl Outcome {
@@ -444,6 +446,14 @@ fn control_loop(
                 if let Some(r) = f.host_rss_bytes {
                     o.rss_start.insert(vm.name.clone(), r);
                 }
+            }
+        }
+        for k in &report.plan.skipped {
+            // A new reason, not the same one with new figures ("shrunk 4 s ago").
+            let words = |r: &str| r.replace(|c: char| c.is_ascii_digit() || c == '.', "");
+            let last = o.skips.iter().rev().find(|(_, vm, _)| *vm == k.vm);
+            if last.is_none_or(|(_, _, r)| words(r) != words(&k.reason)) {
+                o.skips.push((at_s, k.vm.clone(), k.reason.clone()));
             }
         }
         for x in &report.applied {
