@@ -5,35 +5,13 @@
 use std::time::{Duration, Instant};
 
 use memwarden_collector::{Collector, Config, VmSource};
-use memwarden_lab::{wait_for, Domain, DomainOpts, GuestOpts, Lab, Libvirtd, QemuGuest, URI};
+use memwarden_lab::{
+    signal, wait_for, Domain, DomainOpts, Frozen, GuestOpts, Lab, Libvirtd, QemuGuest, URI,
+};
 use memwarden_model::vm::ReadStatus;
 use memwarden_procfs::HostReader;
 
 const DEADLINE: Duration = Duration::from_secs(2);
-
-/// Sends SIGCONT on drop, so that a failing test never leaves a frozen QEMU behind.
-struct Frozen(u32);
-
-impl Frozen {
-    fn new(pid: u32) -> Frozen {
-        signal(pid, "-STOP");
-        Frozen(pid)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        signal(self.0, "-CONT");
-    }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill {sig} {pid}");
-}
 
 fn libvirt_collector() -> Collector {
     libvirt_collector_with(false)

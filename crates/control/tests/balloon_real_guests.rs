@@ -2,7 +2,7 @@
 //! `balloon_lab` for the scenario): idle guests are shrunk toward their floors and no further, with the host's gain
 //! measured as the drop in QEMU's RSS; a guest that fills suddenly or gradually is grown back
 //! and its kernel kills nothing; no VM's balloon turns direction back and forth; a VM whose
-//! stats went stale, or that is paused, is left alone.
+//! stats went stale, that is paused, or that stops answering is left alone.
 
 mod balloon_lab;
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use balloon_lab::{mib, Outcome, Phases};
 use memwarden_control::balloon::Cycle;
-use memwarden_lab::{virsh, Domain, DomainOpts, Lab};
+use memwarden_lab::{virsh, Domain, DomainOpts, Frozen, Lab};
 use memwarden_model::units::MIB;
 use memwarden_policy::Direction;
 
@@ -71,7 +71,8 @@ fn plain_qemu_guests_over_several_minutes_without_oscillation() {
     let lab = Lab::new().expect("lab");
     let (a, b, _two, backend) = balloon_lab::qemu_guests(&lab, "balq");
     let phases = Phases {
-        hold_after_drop: Some(Duration::from_secs(150)),
+        // Long enough that the whole run lasts five minutes (squeeze 80 s, fills ~30 s, 20 s after).
+        hold_after_drop: Some(Duration::from_secs(180)),
         ..Phases::default()
     };
     let o = balloon_lab::run_on(Box::new(balloon_lab::memwarden()), &a, &b, &backend, phases);
@@ -205,4 +206,103 @@ fn stale_and_paused_vms_are_left_alone() {
     let (idle, said, r) = step("paused");
     assert!(idle && said, "a paused VM must be left alone: {:?}", r.plan);
     virsh(&["resume", d.name()]).expect("resume");
+}
+
+/// A VM that stops answering (its QEMU frozen with SIGSTOP, so QMP times out) is left alone
+/// with the reason, while the controller goes on deciding for the VM beside it; once the QEMU
+/// answers again the controller acts on it again.
+#[test]
+fn a_vm_that_stops_answering_is_left_alone_and_the_other_is_still_controlled() {
+    let lab = Lab::new().expect("lab");
+    let (a, b, _two, backend) = balloon_lab::qemu_guests(&lab, "balhang");
+    let (an, bn) = (a.name(), b.name());
+    let mut collector = balloon_lab::collector_on(&backend);
+    let mut cycle = Cycle::new(Box::new(balloon_lab::memwarden()));
+    let mut step = || {
+        let mut s = collector.collect().expect("sample");
+        s.vms.retain(|v| v.name == an || v.name == bn);
+        let r = cycle.step(&s, collector.hypervisor().map(|h| h as _));
+        (s, r)
+    };
+    let acted_on = |r: &memwarden_control::balloon::CycleReport, vm: &str| {
+        r.plan.actions.iter().any(|x| x.vm == vm)
+    };
+
+    // Both answer: under host pressure, both idle guests are shrunk.
+    let (_, r) = step();
+    assert!(
+        acted_on(&r, &an) && acted_on(&r, &bn),
+        "both idle guests shrunk: {:?}",
+        r.plan
+    );
+
+    let frozen = Frozen::new(a.pid());
+    // Past the hysteresis for B's next step: a hung A must not stop B being decided.
+    std::thread::sleep(Duration::from_secs(3));
+    let (s, r) = step();
+    let row = s
+        .vms
+        .iter()
+        .find(|v| v.name == an)
+        .expect("A still has a row");
+    assert_eq!(
+        row.read.status.as_str(),
+        "timed out",
+        "frozen QEMU: {:?}",
+        row.read
+    );
+    assert!(
+        !acted_on(&r, &an),
+        "an action on a VM that does not answer: {:?}",
+        r.plan
+    );
+    let why = r
+        .plan
+        .skipped
+        .iter()
+        .find(|k| k.vm == an)
+        .map(|k| k.reason.clone())
+        .unwrap_or_default();
+    assert!(
+        why.contains("not read (timed out)"),
+        "A must be skipped, saying it did not answer: {:?}",
+        r.plan
+    );
+    assert!(
+        r.applied.iter().all(|x| x.action.vm != an),
+        "applied to a frozen VM: {:?}",
+        r.applied
+    );
+    let b_row = s.vms.iter().find(|v| v.name == bn).expect("B row");
+    assert_eq!(b_row.read.status.as_str(), "ok", "B: {:?}", b_row.read);
+    assert!(
+        acted_on(&r, &bn) || r.plan.skipped.iter().any(|k| k.vm == bn),
+        "B was neither planned nor explained: {:?}",
+        r.plan
+    );
+    eprintln!(
+        "frozen A: {why}; B: {:?}",
+        r.plan
+            .actions
+            .iter()
+            .find(|x| x.vm == bn)
+            .map(|x| &x.reason)
+            .or(r
+                .plan
+                .skipped
+                .iter()
+                .find(|k| k.vm == bn)
+                .map(|k| &k.reason))
+    );
+
+    drop(frozen);
+    std::thread::sleep(Duration::from_secs(3));
+    let (s, _) = step();
+    let row = s.vms.iter().find(|v| v.name == an).expect("A row");
+    assert_eq!(
+        row.read.status.as_str(),
+        "ok",
+        "A answers again: {:?}",
+        row.read
+    );
 }

@@ -34,12 +34,14 @@
 
 mod console;
 mod error;
+mod frozen;
 mod libvirt;
 mod lock;
 mod qemu;
 
 pub use console::DEFAULT_TIMEOUT as CONSOLE_TIMEOUT;
 pub use error::{Error, Result};
+pub use frozen::{signal, Frozen};
 pub use libvirt::{virsh, Domain, DomainOpts, Libvirtd, URI};
 pub use lock::slots;
 

@@ -68,6 +68,12 @@ pub struct Config {
     /// Guest swap-in, bytes per second, at or above which the guest is under pressure.
     /// Default 1 MiB.
     pub guest_swap_in_bytes_per_s: u64,
+    /// How far ahead a filling guest is judged, in controller cycles (plus the age of its
+    /// statistics): a guest whose use grew by R bytes a second is judged as if it had already
+    /// used R × (this × the cycle + the statistics' age) more, so that it is grown before it
+    /// runs out between two looks, and not shrunk into its own fill. 0 judges the present only.
+    /// Default 2.
+    pub guest_fill_lookahead_cycles: f64,
     /// Headroom kept above a guest's current use when shrinking: the floor is the guest's use,
     /// plus what its kernel keeps out of MemTotal, plus this (as `memwarden setmem --margin`),
     /// and never below libvirt's `<min_guarantee>`. Default 128 MiB.
@@ -117,6 +123,7 @@ impl Default for Config {
             guest_usable_high_share: 0.25,
             guest_major_faults_per_s: 100.0,
             guest_swap_in_bytes_per_s: MIB,
+            guest_fill_lookahead_cycles: 2.0,
             margin_bytes: 128 * MIB,
             max_shrink_step_bytes: 256 * MIB,
             max_shrink_step_share: 0.10,
@@ -166,6 +173,14 @@ impl Config {
                     max: 100.0,
                 });
             }
+        }
+        if !(0.0..=100.0).contains(&self.guest_fill_lookahead_cycles) {
+            return Err(ConfigError::OutOfRange {
+                key: "guest_fill_lookahead_cycles",
+                value: self.guest_fill_lookahead_cycles,
+                min: 0.0,
+                max: 100.0,
+            });
         }
         if self.guest_major_faults_per_s.is_nan() || self.guest_major_faults_per_s < 0.0 {
             return Err(ConfigError::OutOfRange {

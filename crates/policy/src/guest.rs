@@ -33,7 +33,12 @@ pub struct GuestView {
     pub rates: GuestRates,
     /// Why the guest is under pressure; `None` when it is not.
     pub pressure: Option<String>,
-    /// How far it could shrink and keep its usable share at the high watermark.
+    /// How much more the guest is expected to use before a growth asked for now and the next
+    /// cycle's could land: its fill rate × (lookahead cycles × the cycle + the statistics'
+    /// age); 0 when its use is not growing or there is no history to tell.
+    pub projected_fill_bytes: u64,
+    /// How far it could shrink and keep its usable share at the high watermark, with its
+    /// projected fill counted as used.
     pub idle_bytes: u64,
     pub share: u32,
 }
@@ -41,10 +46,13 @@ pub struct GuestView {
 impl GuestView {
     /// How much to grow a guest under pressure: back up to the high watermark, at least the
     /// minimum change (a guest swapping with a fine share still gets something).
+    /// A filling guest is grown for the use it is heading to (its projected fill), not the
+    /// use it reported.
     pub fn grow_wanted(&self, cfg: &Config) -> u64 {
         let h = cfg.guest_usable_high_share;
         let total = self.used_bytes.saturating_add(self.usable_bytes) as f64;
-        let x = (h * total - self.usable_bytes as f64) / (1.0 - h);
+        let usable_ahead = self.usable_bytes as f64 - self.projected_fill_bytes as f64;
+        let x = (h * total - usable_ahead) / (1.0 - h);
         (x.max(0.0) as u64).max(cfg.min_change_bytes)
     }
 
@@ -141,8 +149,10 @@ pub fn judge(vm: &VmSample, history: &History, cfg: &Config) -> Result<GuestView
     let floor_bytes = base_floor.max(vm.config.min_guarantee_bytes.unwrap_or(0));
     let usable_share = usable as f64 / total as f64;
     let rates = history.rates(vm);
+    let projected_fill_bytes = projected_fill(&rates, f.stats_age_s, cfg);
     let h = cfg.guest_usable_high_share;
-    let idle = ((usable as f64 - h * total as f64) / (1.0 - h)).max(0.0) as u64;
+    let usable_ahead = usable as f64 - projected_fill_bytes as f64;
+    let idle = ((usable_ahead - h * total as f64) / (1.0 - h)).max(0.0) as u64;
     let mut view = GuestView {
         name: vm.name.clone(),
         uuid: vm.uuid.clone(),
@@ -158,6 +168,7 @@ pub fn judge(vm: &VmSample, history: &History, cfg: &Config) -> Result<GuestView
         deflate_on_oom: checks::deflate_on_oom(vm),
         rates,
         pressure: None,
+        projected_fill_bytes,
         idle_bytes: idle,
         share: cfg.share(&vm.name),
     };
@@ -165,15 +176,42 @@ pub fn judge(vm: &VmSample, history: &History, cfg: &Config) -> Result<GuestView
     Ok(view)
 }
 
+/// What a guest whose use grows is expected to use more before the controller can help it
+/// again. A guest's figures are untrusted: a rate from a counter that went backwards or from
+/// one statistics update is already refused by `History::rates`, and whatever a lying guest
+/// gains by it is bounded by its maximum and the grow step.
+fn projected_fill(rates: &GuestRates, stats_age_s: Option<u64>, cfg: &Config) -> u64 {
+    // A NaN rate is no fill (filtered out with the non-positive ones).
+    let (Some(rate), Some(cycle)) = (rates.used_bytes_per_s.filter(|r| *r > 0.0), rates.cycle_s)
+    else {
+        return 0;
+    };
+    let ahead_s = cfg.guest_fill_lookahead_cycles * cycle + stats_age_s.unwrap_or(0) as f64;
+    (rate * ahead_s).min(u64::MAX as f64 / 2.0) as u64
+}
+
 /// Why the guest is under pressure, or `None`.
 fn pressure(v: &GuestView, cfg: &Config) -> Option<String> {
     let mut why = Vec::new();
+    let total = v.used_bytes.saturating_add(v.usable_bytes) as f64;
+    let ahead_share = (v.usable_bytes as f64 - v.projected_fill_bytes as f64) / total;
     if v.usable_share < cfg.guest_usable_low_share {
         why.push(format!(
             "usable {} is {:.0}% of its memory (< {:.0}%)",
             format_bytes(v.usable_bytes),
             v.usable_share * 100.0,
             cfg.guest_usable_low_share * 100.0
+        ));
+    } else if ahead_share < cfg.guest_usable_low_share {
+        let rate = v.rates.used_bytes_per_s.unwrap_or(0.0);
+        why.push(format!(
+            "filling at {}/s: usable {} ({:.0}%) falls under {:.0}% before the controller \
+             could grow it again ({} more expected)",
+            format_bytes(rate as u64),
+            format_bytes(v.usable_bytes),
+            v.usable_share * 100.0,
+            cfg.guest_usable_low_share * 100.0,
+            format_bytes(v.projected_fill_bytes)
         ));
     }
     let r = &v.rates;
@@ -204,7 +242,7 @@ fn pressure(v: &GuestView, cfg: &Config) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::fixtures::{guest, host_sample, RESERVED_MIB};
+    use crate::tests::fixtures::{guest, host_sample, READ_AT_S, RESERVED_MIB};
     use memwarden_model::units::MIB;
 
     fn judged(vm: &VmSample) -> Result<GuestView, String> {
@@ -258,6 +296,94 @@ mod tests {
             judge(&roomy, &h, &Config::default()).expect("ok").pressure,
             None
         );
+    }
+
+    /// `vm` with `usable_mib` MemAvailable, read `back_s` before READ_AT_S (statistics 1 s older).
+    fn at(vm: &VmSample, usable_mib: u64, back_s: u64) -> VmSample {
+        let mut v = vm.clone();
+        v.balloon.usable_bytes = Some(usable_mib * MIB);
+        v.balloon.unused_bytes = Some(usable_mib * MIB);
+        v.balloon.last_update_unix_s = Some(READ_AT_S - 1 - back_s);
+        v.read_at_unix_s = READ_AT_S - back_s;
+        v
+    }
+
+    #[test]
+    fn a_guest_filling_faster_than_a_cycle_can_follow_is_grown_for_where_it_is_heading() {
+        // 488 MiB of guest memory (512 − the kernel's reserve), use growing 10 MiB/s, samples
+        // every 2 s, statistics 1 s old: 5 s ahead is 50 MiB more use.
+        let g = guest("fill", 1024, 512, 0);
+        let h = History::from_samples(&[
+            host_sample((READ_AT_S - 4) * 1000, vec![at(&g, 130, 4)]),
+            host_sample((READ_AT_S - 2) * 1000, vec![at(&g, 110, 2)]),
+        ]);
+        let now = at(&g, 90, 0);
+        let cfg = Config::default();
+        // Without a past, 90 of 488 MiB (18%) is no pressure.
+        assert_eq!(judged(&now).expect("eligible").pressure, None);
+        let v = judge(&now, &h, &cfg).expect("eligible");
+        assert_eq!(v.rates.used_bytes_per_s, Some(10.0 * MIB as f64));
+        assert_eq!(v.rates.cycle_s, Some(2.0));
+        assert_eq!(v.projected_fill_bytes, 50 * MIB);
+        let why = v.pressure.clone().expect("under pressure ahead of time");
+        assert!(why.contains("filling at 10.0 MiB/s"), "{why}");
+        // Grown to the high watermark of the use it is heading to: (0.25 × 488 − 40) / 0.75.
+        let want = ((0.25 * 488.0 - 40.0) / 0.75 * MIB as f64) as u64;
+        assert_eq!(v.grow_wanted(&cfg), want);
+        // Lookahead 0 judges the present only.
+        let now_only = Config {
+            guest_fill_lookahead_cycles: 0.0,
+            ..Config::default()
+        };
+        let v0 = judge(&now, &h, &now_only).expect("eligible");
+        assert_eq!(
+            v0.projected_fill_bytes,
+            10 * MIB,
+            "the statistics' age alone"
+        );
+        assert_eq!(v0.pressure, None);
+    }
+
+    #[test]
+    fn a_one_off_allocation_is_not_projected_forward() {
+        // 100 MiB at once after a still interval: the margin covers it; a steady fill would
+        // have shown in both intervals.
+        let g = guest("burst", 1024, 512, 0);
+        let h = History::from_samples(&[
+            host_sample((READ_AT_S - 4) * 1000, vec![at(&g, 300, 4)]),
+            host_sample((READ_AT_S - 2) * 1000, vec![at(&g, 300, 2)]),
+        ]);
+        let v = judge(&at(&g, 200, 0), &h, &Config::default()).expect("eligible");
+        assert_eq!(v.rates.used_bytes_per_s, Some(0.0));
+        assert_eq!(v.projected_fill_bytes, 0);
+        assert_eq!(v.pressure, None);
+        // Two updates only: no sustained rate to tell.
+        let short =
+            History::from_samples(&[host_sample((READ_AT_S - 2) * 1000, vec![at(&g, 300, 2)])]);
+        let v = judge(&at(&g, 200, 0), &short, &Config::default()).expect("eligible");
+        assert_eq!(v.rates.used_bytes_per_s, None);
+    }
+
+    #[test]
+    fn a_filling_guest_has_less_idle_and_a_freeing_one_no_projected_fill() {
+        let g = guest("fill", 1024, 1024, 0);
+        let filling = History::from_samples(&[
+            host_sample((READ_AT_S - 4) * 1000, vec![at(&g, 840, 4)]),
+            host_sample((READ_AT_S - 2) * 1000, vec![at(&g, 820, 2)]),
+        ]);
+        let now = at(&g, 800, 0);
+        let still = judged(&now).expect("eligible").idle_bytes;
+        let v = judge(&now, &filling, &Config::default()).expect("eligible");
+        assert_eq!(v.projected_fill_bytes, 50 * MIB);
+        assert_eq!(still - v.idle_bytes, (50.0 / 0.75 * MIB as f64) as u64 + 1);
+        // Use falling: nothing projected, nothing taken off.
+        let freeing = History::from_samples(&[
+            host_sample((READ_AT_S - 4) * 1000, vec![at(&g, 760, 4)]),
+            host_sample((READ_AT_S - 2) * 1000, vec![at(&g, 780, 2)]),
+        ]);
+        let v = judge(&now, &freeing, &Config::default()).expect("eligible");
+        assert_eq!(v.projected_fill_bytes, 0);
+        assert_eq!(v.idle_bytes, still);
     }
 
     #[test]

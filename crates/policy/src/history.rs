@@ -25,6 +25,8 @@ pub struct VmPoint {
     pub actual_bytes: Option<u64>,
     /// Guest MemFree (`unused`).
     pub unused_bytes: Option<u64>,
+    /// Guest use (MemTotal − MemAvailable, balloon excluded): how fast it grows.
+    pub used_bytes: Option<u64>,
     /// QEMU's resident memory on the host.
     pub host_rss_bytes: Option<u64>,
 }
@@ -32,6 +34,7 @@ pub struct VmPoint {
 impl VmPoint {
     pub fn of(vm: &VmSample, taken_at_unix_ms: u64) -> VmPoint {
         let b = &vm.balloon;
+        let f = figures(vm);
         VmPoint {
             taken_at_unix_ms,
             stats_at_unix_s: b
@@ -44,7 +47,8 @@ impl VmPoint {
             alloc_stalls: b.alloc_stalls,
             actual_bytes: b.actual_bytes,
             unused_bytes: b.unused_bytes,
-            host_rss_bytes: figures(vm).host_rss_bytes,
+            used_bytes: f.guest_used_bytes,
+            host_rss_bytes: f.host_rss_bytes,
         }
     }
 }
@@ -84,6 +88,13 @@ pub struct GuestRates {
     pub alloc_stalls_per_s: Option<f64>,
     /// OOM kills since the earlier point (QEMU ≥ 9 / Linux ≥ 6.12 guests).
     pub oom_kills: Option<u64>,
+    /// How fast the guest's use grew, bytes per second, over each of the last two statistics
+    /// intervals, the slower of the two (negative: it freed memory); `None` with fewer than
+    /// three updates. A guest filling faster than the controller's cycle can follow runs out
+    /// between two looks.
+    pub used_bytes_per_s: Option<f64>,
+    /// Seconds between the two newest recorded samples: the controller's cycle.
+    pub cycle_s: Option<f64>,
     /// Seconds between the two statistics updates the rates come from.
     pub over_s: Option<u64>,
 }
@@ -157,11 +168,40 @@ impl History {
             _ => None,
         };
         let per_s = |d: Option<u64>| d.map(|d| d as f64 / dt as f64);
+        // A fill that goes on, not a one-off allocation (that is what the floor's margin is
+        // for): the slower of the last two statistics intervals.
+        let used_per_s = |a: &VmPoint, b: &VmPoint| match (a.used_bytes, b.used_bytes) {
+            (Some(x), Some(y)) if b.stats_at_unix_s > a.stats_at_unix_s => {
+                Some((y as f64 - x as f64) / (b.stats_at_unix_s - a.stats_at_unix_s) as f64)
+            }
+            _ => None,
+        };
+        let earlier = self
+            .points(vm)
+            .iter()
+            .rev()
+            .find(|p| p.stats_at_unix_s < before.stats_at_unix_s);
+        let sustained = match (
+            earlier.and_then(|e| used_per_s(e, before)),
+            used_per_s(before, &now),
+        ) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            _ => None,
+        };
+        // The spacing of the two newest points is the controller's cycle.
+        let cycle_s = match self.points(vm) {
+            [.., a, b] if b.taken_at_unix_ms > a.taken_at_unix_ms => {
+                Some((b.taken_at_unix_ms - a.taken_at_unix_ms) as f64 / 1000.0)
+            }
+            _ => None,
+        };
         GuestRates {
             major_faults_per_s: per_s(delta(before.major_faults, now.major_faults)),
             swap_in_bytes_per_s: per_s(delta(before.swap_in_bytes, now.swap_in_bytes)),
             alloc_stalls_per_s: per_s(delta(before.alloc_stalls, now.alloc_stalls)),
             oom_kills: delta(before.oom_kills, now.oom_kills),
+            used_bytes_per_s: sustained,
+            cycle_s,
             over_s: Some(dt),
         }
     }

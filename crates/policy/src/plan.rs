@@ -75,6 +75,9 @@ pub struct Measured {
     pub host_gain_bytes: i64,
     /// Seconds between the shrink and this measurement.
     pub after_s: u64,
+    /// QEMU RSS when measured: the efficiency holds while the QEMU holds no more than this.
+    #[serde(default)]
+    pub rss_bytes: u64,
 }
 
 impl Measured {
@@ -177,6 +180,7 @@ fn measure(vm: &VmSample, state: &State, cfg: &Config, now: u64) -> Option<Measu
         host_gain_bytes: (i128::from(pending.rss_before_bytes) - i128::from(rss))
             .clamp(i64::MIN.into(), i64::MAX.into()) as i64,
         after_s,
+        rss_bytes: rss,
     })
 }
 
@@ -296,9 +300,14 @@ fn shrink_idle(
             .find(|m| m.vm == v.name && m.uuid == v.uuid)
             .map(Measured::efficiency)
             .or_else(|| {
-                state
-                    .get(&key_of(v.uuid.as_deref(), &v.name))
-                    .and_then(|r| r.measured_efficiency)
+                let r = state.get(&key_of(v.uuid.as_deref(), &v.name))?;
+                // A QEMU that has grown since holds pages the guest touched since (a fill, a
+                // growth): what its last shrink gave says nothing about those.
+                let rss = v.host_rss_bytes?;
+                let then = r.measured_at_rss_bytes.unwrap_or(0);
+                (rss <= then.saturating_add(cfg.min_change_bytes))
+                    .then_some(r.measured_efficiency)
+                    .flatten()
             });
         let c = Candidate::new(v, give, cfg, eff);
         if c.gain(give) == 0 {

@@ -28,6 +28,9 @@ pub struct VmRecord {
     /// Host gain per byte of balloon measured on the last shrink (QEMU RSS drop / balloon
     /// change, 0–1); `None` until one was measured.
     pub measured_efficiency: Option<f64>,
+    /// QEMU RSS when that was measured.
+    #[serde(default)]
+    pub measured_at_rss_bytes: Option<u64>,
 }
 
 /// The controller's memory of every VM, keyed by UUID (else `name:NAME`, as History).
@@ -52,6 +55,7 @@ impl State {
                 .or_default();
             r.pending = None;
             r.measured_efficiency = Some(m.efficiency());
+            r.measured_at_rss_bytes = Some(m.rss_bytes);
         }
         for a in &plan.actions {
             let r = next

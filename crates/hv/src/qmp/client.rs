@@ -39,11 +39,17 @@ impl QmpClient {
     /// Connects, reads the greeting and leaves capabilities negotiation mode, all before
     /// `deadline`.
     pub fn connect(path: &Path, deadline: Instant) -> Result<Self, Error> {
+        Self::open(path, deadline)?.handshake()
+    }
+
+    /// Connects only: the peer's pid is known (SO_PEERCRED), nothing has been read. A QEMU
+    /// that accepts and then never greets is still identified by it.
+    pub fn open(path: &Path, deadline: Instant) -> Result<Self, Error> {
         let stream = connect_by(path, deadline)?;
         let peer_pid = rustix::net::sockopt::socket_peercred(&stream)
             .ok()
             .and_then(|c| u32::try_from(c.pid.as_raw_nonzero().get()).ok());
-        let mut c = QmpClient {
+        Ok(QmpClient {
             path: path.to_path_buf(),
             stream,
             buf: Vec::new(),
@@ -51,7 +57,12 @@ impl QmpClient {
             next_id: 1,
             peer_pid,
             qemu_version: None,
-        };
+        })
+    }
+
+    /// Reads the greeting and leaves capabilities negotiation mode, before the deadline.
+    pub fn handshake(mut self) -> Result<Self, Error> {
+        let c = &mut self;
         let greeting = c.read_message("the QMP greeting")?;
         let Some(qmp) = greeting.get("QMP") else {
             return Err(c.protocol(format!(
@@ -69,7 +80,7 @@ impl QmpClient {
             _ => None,
         };
         c.execute("qmp_capabilities", None)?;
-        Ok(c)
+        Ok(self)
     }
 
     /// The socket this session talks to.

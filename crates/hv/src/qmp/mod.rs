@@ -147,12 +147,17 @@ impl QmpBackend {
     pub fn read_endpoint(&self, socket: &Path, deadline: Instant) -> VmSample {
         let started = Instant::now();
         let mut vm = row(socket);
-        let r =
-            QmpClient::connect(socket, deadline).and_then(|mut c| self.read_vm(&mut c, &mut vm));
+        let mut peer_pid = None;
+        let r = QmpClient::open(socket, deadline).and_then(|c| {
+            peer_pid = c.peer_pid;
+            let mut c = c.handshake()?;
+            self.read_vm(&mut c, &mut vm)
+        });
         vm.read_at_unix_s = now_unix_s();
         vm.read = match r {
             Ok(()) => VmRead::default(),
             Err(e) => {
+                self.known_identity(socket, peer_pid, &mut vm);
                 let status = e.read_status();
                 VmRead {
                     status,
@@ -163,6 +168,19 @@ impl QmpBackend {
         };
         vm.read.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         vm
+    }
+
+    /// A VM that stops answering keeps the name, UUID and pid it had while the same QEMU
+    /// process (by SO_PEERCRED) answered: renamed after its socket, it would look like a new VM
+    /// to the history, the controller's hysteresis and /metrics' labels.
+    fn known_identity(&self, socket: &Path, peer_pid: Option<u32>, vm: &mut VmSample) {
+        let Some(pid) = peer_pid else { return };
+        let known = self.cache.lock().ok().and_then(|m| m.get(socket).cloned());
+        if let Some(st) = known.filter(|s| s.peer_pid == Some(pid)) {
+            vm.name = st.name;
+            vm.uuid = st.uuid;
+            vm.qemu_pid = Some(pid);
+        }
     }
 
     fn read_vm(&self, c: &mut QmpClient, vm: &mut VmSample) -> Result<(), Error> {

@@ -312,3 +312,47 @@ fn skipped_vms_do_not_stop_the_others() {
     assert_eq!(action(&p, "a").direction, Direction::Shrink);
     assert_eq!(p.actions.len(), 1);
 }
+
+/// A shrink that gave the host nothing (pages QEMU never backed) stops further shrinks of that
+/// VM only while its QEMU holds no more than it did then: once the guest has touched more (a
+/// fill since freed), shrinking it gives memory back again.
+#[test]
+fn a_measured_zero_gain_holds_only_until_the_qemu_grows() {
+    let g = guest("a", 2048, 1024, 900); // RSS 1024 MiB
+    let state_at = |rss_mib: u64| {
+        let mut st = State::default();
+        st.vms.insert(
+            "uuid-a".into(),
+            crate::state::VmRecord {
+                last_action_unix_ms: Some(0),
+                last_direction: Some(Direction::Shrink),
+                pending: None,
+                measured_efficiency: Some(0.0),
+                measured_at_rss_bytes: Some(rss_mib * MIB),
+            },
+        );
+        st
+    };
+    let cfg = Config::default();
+    let at = |st: &State| {
+        plan(
+            &host_with(500_000, 2000, vec![g.clone()]),
+            &History::default(),
+            &cfg,
+            st,
+        )
+    };
+    let p = at(&state_at(1024));
+    assert!(
+        skip_reason(&p, "a").contains("would free nothing"),
+        "{:#?}",
+        p.lines()
+    );
+    let p = at(&state_at(400));
+    assert_eq!(
+        action(&p, "a").direction,
+        Direction::Shrink,
+        "{:#?}",
+        p.lines()
+    );
+}
