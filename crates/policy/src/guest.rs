@@ -308,15 +308,20 @@ mod tests {
         v
     }
 
+    /// Two earlier samples of `vm`, 4 s and 2 s back, at these MemAvailable figures (MiB).
+    fn past(vm: &VmSample, usable_mib: [u64; 2]) -> History {
+        History::from_samples(&[
+            host_sample((READ_AT_S - 4) * 1000, vec![at(vm, usable_mib[0], 4)]),
+            host_sample((READ_AT_S - 2) * 1000, vec![at(vm, usable_mib[1], 2)]),
+        ])
+    }
+
     #[test]
     fn a_guest_filling_faster_than_a_cycle_can_follow_is_grown_for_where_it_is_heading() {
         // 488 MiB of guest memory (512 − the kernel's reserve), use growing 10 MiB/s, samples
         // every 2 s, statistics 1 s old: 5 s ahead is 50 MiB more use.
         let g = guest("fill", 1024, 512, 0);
-        let h = History::from_samples(&[
-            host_sample((READ_AT_S - 4) * 1000, vec![at(&g, 130, 4)]),
-            host_sample((READ_AT_S - 2) * 1000, vec![at(&g, 110, 2)]),
-        ]);
+        let h = past(&g, [130, 110]);
         let now = at(&g, 90, 0);
         let cfg = Config::default();
         // Without a past, 90 of 488 MiB (18%) is no pressure.
@@ -349,10 +354,7 @@ mod tests {
         // 100 MiB at once after a still interval: the margin covers it; a steady fill would
         // have shown in both intervals.
         let g = guest("burst", 1024, 512, 0);
-        let h = History::from_samples(&[
-            host_sample((READ_AT_S - 4) * 1000, vec![at(&g, 300, 4)]),
-            host_sample((READ_AT_S - 2) * 1000, vec![at(&g, 300, 2)]),
-        ]);
+        let h = past(&g, [300, 300]);
         let v = judge(&at(&g, 200, 0), &h, &Config::default()).expect("eligible");
         assert_eq!(v.rates.used_bytes_per_s, Some(0.0));
         assert_eq!(v.projected_fill_bytes, 0);
@@ -367,20 +369,14 @@ mod tests {
     #[test]
     fn a_filling_guest_has_less_idle_and_a_freeing_one_no_projected_fill() {
         let g = guest("fill", 1024, 1024, 0);
-        let filling = History::from_samples(&[
-            host_sample((READ_AT_S - 4) * 1000, vec![at(&g, 840, 4)]),
-            host_sample((READ_AT_S - 2) * 1000, vec![at(&g, 820, 2)]),
-        ]);
+        let filling = past(&g, [840, 820]);
         let now = at(&g, 800, 0);
         let still = judged(&now).expect("eligible").idle_bytes;
         let v = judge(&now, &filling, &Config::default()).expect("eligible");
         assert_eq!(v.projected_fill_bytes, 50 * MIB);
         assert_eq!(still - v.idle_bytes, (50.0 / 0.75 * MIB as f64) as u64 + 1);
         // Use falling: nothing projected, nothing taken off.
-        let freeing = History::from_samples(&[
-            host_sample((READ_AT_S - 4) * 1000, vec![at(&g, 760, 4)]),
-            host_sample((READ_AT_S - 2) * 1000, vec![at(&g, 780, 2)]),
-        ]);
+        let freeing = past(&g, [760, 780]);
         let v = judge(&now, &freeing, &Config::default()).expect("eligible");
         assert_eq!(v.projected_fill_bytes, 0);
         assert_eq!(v.idle_bytes, still);
