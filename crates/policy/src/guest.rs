@@ -49,11 +49,24 @@ impl GuestView {
     /// A filling guest is grown for the use it is heading to (its projected fill), not the
     /// use it reported.
     pub fn grow_wanted(&self, cfg: &Config) -> u64 {
+        (self.to_high_watermark(cfg).max(0.0) as u64).max(cfg.min_change_bytes)
+    }
+
+    /// The guest's own memory (used + usable, balloon excluded).
+    fn total_bytes(&self) -> f64 {
+        self.used_bytes.saturating_add(self.usable_bytes) as f64
+    }
+
+    /// Usable once the projected fill is used: what the controller must judge by.
+    fn usable_ahead_bytes(&self) -> f64 {
+        self.usable_bytes as f64 - self.projected_fill_bytes as f64
+    }
+
+    /// The balloon change that puts the usable share ahead at the high watermark: positive,
+    /// bytes to give; negative, bytes idle. (A change of x moves usable and total by x.)
+    fn to_high_watermark(&self, cfg: &Config) -> f64 {
         let h = cfg.guest_usable_high_share;
-        let total = self.used_bytes.saturating_add(self.usable_bytes) as f64;
-        let usable_ahead = self.usable_bytes as f64 - self.projected_fill_bytes as f64;
-        let x = (h * total - usable_ahead) / (1.0 - h);
-        (x.max(0.0) as u64).max(cfg.min_change_bytes)
+        (h * self.total_bytes() - self.usable_ahead_bytes()) / (1.0 - h)
     }
 
     /// Resident guest memory QEMU holds beyond the guest's use and its own overhead: what a
@@ -150,9 +163,6 @@ pub fn judge(vm: &VmSample, history: &History, cfg: &Config) -> Result<GuestView
     let usable_share = usable as f64 / total as f64;
     let rates = history.rates(vm);
     let projected_fill_bytes = projected_fill(&rates, f.stats_age_s, cfg);
-    let h = cfg.guest_usable_high_share;
-    let usable_ahead = usable as f64 - projected_fill_bytes as f64;
-    let idle = ((usable_ahead - h * total as f64) / (1.0 - h)).max(0.0) as u64;
     let mut view = GuestView {
         name: vm.name.clone(),
         uuid: vm.uuid.clone(),
@@ -169,9 +179,10 @@ pub fn judge(vm: &VmSample, history: &History, cfg: &Config) -> Result<GuestView
         rates,
         pressure: None,
         projected_fill_bytes,
-        idle_bytes: idle,
+        idle_bytes: 0,
         share: cfg.share(&vm.name),
     };
+    view.idle_bytes = (-view.to_high_watermark(cfg)).max(0.0) as u64;
     view.pressure = pressure(&view, cfg);
     Ok(view)
 }
@@ -193,8 +204,7 @@ fn projected_fill(rates: &GuestRates, stats_age_s: Option<u64>, cfg: &Config) ->
 /// Why the guest is under pressure, or `None`.
 fn pressure(v: &GuestView, cfg: &Config) -> Option<String> {
     let mut why = Vec::new();
-    let total = v.used_bytes.saturating_add(v.usable_bytes) as f64;
-    let ahead_share = (v.usable_bytes as f64 - v.projected_fill_bytes as f64) / total;
+    let ahead_share = v.usable_ahead_bytes() / v.total_bytes();
     if v.usable_share < cfg.guest_usable_low_share {
         why.push(format!(
             "usable {} is {:.0}% of its memory (< {:.0}%)",
