@@ -78,11 +78,35 @@ pub struct Config {
     /// plus what its kernel keeps out of MemTotal, plus this (as `memwarden setmem --margin`),
     /// and never below libvirt's `<min_guarantee>`. Default 128 MiB.
     pub margin_bytes: u64,
-    /// Largest shrink of one guest in one cycle, bytes. Default 256 MiB.
+    /// The floor's margin for a guest without deflate-on-oom is `margin_bytes` times this: its
+    /// balloon cannot give pages back when an allocation outruns the controller, so its OOM
+    /// killer acts instead. Default 1.5.
+    pub margin_without_deflate_on_oom_factor: f64,
+    /// The floor's margin is at least this multiple of the largest rise in use the guest has
+    /// shown between two statistics updates (its recorded bursts). Default 1.25.
+    pub margin_burst_factor: f64,
+    /// Largest shrink of one guest in one cycle, bytes. Default 1 GiB: memory the host backs
+    /// and the guest holds free is taken in as few cycles as the floor allows.
     pub max_shrink_step_bytes: u64,
     /// Largest shrink of one guest in one cycle, as a share of its maximum memory; the smaller
-    /// of the two limits applies. Default 0.10.
+    /// of the two limits applies. Default 0.5.
     pub max_shrink_step_share: f64,
+    /// A shrink is made only when the host gain expected from it is at least this share of the
+    /// balloon it takes (QEMU-resident free and cache pages, times what the VM's last shrink
+    /// really gave). A VM whose shrink was measured below it is not shrunk again until that
+    /// belief expires (then probed); one measured below half of it is given the balloon back
+    /// at once. Default 0.5.
+    pub min_host_gain_share: f64,
+    /// How long what a shrink really gave the host (a measured gain per balloon byte) is
+    /// believed, seconds; then the VM is probed again. Default 300.
+    pub belief_ttl_s: u64,
+    /// Size of a probe: the shrink tried on a VM whose last measured gain was below
+    /// `min_host_gain_share`, once that belief expired. Default 32 MiB.
+    pub probe_bytes: u64,
+    /// After harm to a guest (a reboot, an OOM kill, a crash, swapping or faulting under a
+    /// shrink) it is grown back to its maximum and not shrunk for this long, seconds; its
+    /// floor's margin is doubled (at most a quarter of its maximum). Default 600.
+    pub harm_backoff_s: u64,
     /// Largest growth of one guest in one cycle, bytes. Generous: a filling guest must not wait.
     /// Default 1 GiB.
     pub max_grow_step_bytes: u64,
@@ -125,8 +149,14 @@ impl Default for Config {
             guest_swap_in_bytes_per_s: MIB,
             guest_fill_lookahead_cycles: 2.0,
             margin_bytes: 128 * MIB,
-            max_shrink_step_bytes: 256 * MIB,
-            max_shrink_step_share: 0.10,
+            margin_without_deflate_on_oom_factor: 1.5,
+            margin_burst_factor: 1.25,
+            max_shrink_step_bytes: GIB,
+            max_shrink_step_share: 0.5,
+            min_host_gain_share: 0.5,
+            belief_ttl_s: 300,
+            probe_bytes: 32 * MIB,
+            harm_backoff_s: 600,
             max_grow_step_bytes: GIB,
             max_grow_step_share: 0.5,
             min_change_bytes: 16 * MIB,
@@ -149,6 +179,7 @@ impl Config {
             ("guest_usable_high_share", self.guest_usable_high_share),
             ("max_shrink_step_share", self.max_shrink_step_share),
             ("max_grow_step_share", self.max_grow_step_share),
+            ("min_host_gain_share", self.min_host_gain_share),
         ];
         for (key, value) in unit {
             // `!(..)` so that NaN is refused too.
@@ -181,6 +212,22 @@ impl Config {
                 min: 0.0,
                 max: 100.0,
             });
+        }
+        for (key, value) in [
+            (
+                "margin_without_deflate_on_oom_factor",
+                self.margin_without_deflate_on_oom_factor,
+            ),
+            ("margin_burst_factor", self.margin_burst_factor),
+        ] {
+            if !(1.0..=10.0).contains(&value) {
+                return Err(ConfigError::OutOfRange {
+                    key,
+                    value,
+                    min: 1.0,
+                    max: 10.0,
+                });
+            }
         }
         if self.guest_major_faults_per_s.is_nan() || self.guest_major_faults_per_s < 0.0 {
             return Err(ConfigError::OutOfRange {

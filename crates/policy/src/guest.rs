@@ -9,6 +9,7 @@ use memwarden_model::vm::{ReadStatus, VmSample, VmState};
 
 use crate::config::Config;
 use crate::history::{GuestRates, History};
+use crate::state::VmRecord;
 
 /// A guest the policy may act on, with the figures its actions are computed from (bytes).
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,11 @@ pub struct GuestView {
     /// The lowest safe balloon target: `target::floor` (use + kernel reserve + margin), and
     /// never below `<min_guarantee>`.
     pub floor_bytes: u64,
+    /// The margin the floor keeps above the guest's use: [`margin_for`].
+    pub margin_bytes: u64,
+    /// The largest rise in use between two statistics updates the guest has shown (recorded,
+    /// or just now), bytes.
+    pub burst_seen_bytes: u64,
     /// Guest use, balloon excluded (MemTotal − MemAvailable, less a deflate-on-oom balloon).
     pub used_bytes: u64,
     /// Guest MemAvailable.
@@ -28,6 +34,9 @@ pub struct GuestView {
     pub usable_share: f64,
     pub cache_bytes: u64,
     pub host_rss_bytes: Option<u64>,
+    /// `figures().host_backed_idle_bytes`: guest memory QEMU backs that the guest holds free or
+    /// as cache (an upper bound: QEMU's own memory is inside RSS).
+    pub host_idle_bytes: Option<u64>,
     pub free_page_reporting: bool,
     pub deflate_on_oom: bool,
     pub rates: GuestRates,
@@ -69,19 +78,16 @@ impl GuestView {
         (h * self.total_bytes() - self.usable_ahead_bytes()) / (1.0 - h)
     }
 
-    /// Resident guest memory QEMU holds beyond the guest's use and its own overhead: what a
-    /// balloon can take back from the host. With free page reporting on, the guest has already
-    /// returned its free pages; only its cache is left to take.
+    /// What a balloon can take back from the host: the guest memory QEMU backs that the guest
+    /// holds free or as cache (`HOST IDLE` in `memwarden vms`: with free page reporting on,
+    /// the guest has already returned its free pages and only its cache counts), less QEMU's
+    /// own resident memory (`qemu_overhead_bytes`), which is inside RSS too.
     pub fn resident_idle_bytes(&self, cfg: &Config) -> Option<u64> {
         let rss = self.host_rss_bytes?;
-        let idle = rss
+        let beyond_use = rss
             .saturating_sub(self.used_bytes)
             .saturating_sub(cfg.qemu_overhead_bytes);
-        Some(if self.free_page_reporting {
-            idle.min(self.cache_bytes)
-        } else {
-            idle
-        })
+        Some(self.host_idle_bytes?.min(beyond_use))
     }
 }
 
@@ -107,8 +113,38 @@ const DOUBT: [FindingKind; 8] = [
     FindingKind::Inconsistent,
 ];
 
-/// Judges `vm`: a view to act on, or why it is left alone.
+/// The margin a guest's floor keeps above its use: `margin_bytes`, more for a guest without
+/// deflate-on-oom (its OOM killer, not its balloon, answers an allocation that outruns the
+/// controller), at least `margin_burst_factor` × the largest burst it has shown, plus what harm
+/// has added.
+pub fn margin_for(
+    cfg: &Config,
+    deflate_on_oom: bool,
+    burst_seen_bytes: u64,
+    harm_bytes: u64,
+) -> u64 {
+    let base = if deflate_on_oom {
+        cfg.margin_bytes as f64
+    } else {
+        cfg.margin_bytes as f64 * cfg.margin_without_deflate_on_oom_factor
+    };
+    let burst = burst_seen_bytes as f64 * cfg.margin_burst_factor;
+    (base.max(burst).min(u64::MAX as f64 / 4.0) as u64).saturating_add(harm_bytes)
+}
+
+/// Judges `vm` with no memory of it: see [`judge_with`].
 pub fn judge(vm: &VmSample, history: &History, cfg: &Config) -> Result<GuestView, String> {
+    judge_with(vm, history, cfg, None)
+}
+
+/// Judges `vm`: a view to act on, or why it is left alone. `record` is what the controller
+/// remembers of it (its bursts and harm raise its floor).
+pub fn judge_with(
+    vm: &VmSample,
+    history: &History,
+    cfg: &Config,
+    record: Option<&VmRecord>,
+) -> Result<GuestView, String> {
     if cfg.is_manual(&vm.name) {
         return Err("listed in `manual`: its balloon is set by hand".into());
     }
@@ -156,12 +192,24 @@ pub fn judge(vm: &VmSample, history: &History, cfg: &Config) -> Result<GuestView
     if total == 0 {
         return Err("reports no memory at all".into());
     }
-    let Some(base_floor) = floor(vm, cfg.margin_bytes) else {
+    let rates = history.rates(vm);
+    let deflate_on_oom = checks::deflate_on_oom(vm);
+    let burst_seen_bytes = record
+        .map_or(0, |r| r.largest_burst_bytes)
+        .max(rates.used_step_bytes.unwrap_or(0))
+        // A lying guest's "burst" can only raise its own floor, up to its maximum.
+        .min(max);
+    let margin_bytes = margin_for(
+        cfg,
+        deflate_on_oom,
+        burst_seen_bytes,
+        record.map_or(0, |r| r.harm_margin_bytes),
+    );
+    let Some(base_floor) = floor(vm, margin_bytes) else {
         return Err("reports no memory statistics to set a floor from".into());
     };
     let floor_bytes = base_floor.max(vm.config.min_guarantee_bytes.unwrap_or(0));
     let usable_share = usable as f64 / total as f64;
-    let rates = history.rates(vm);
     let projected_fill_bytes = projected_fill(&rates, f.stats_age_s, cfg);
     let mut view = GuestView {
         name: vm.name.clone(),
@@ -169,13 +217,16 @@ pub fn judge(vm: &VmSample, history: &History, cfg: &Config) -> Result<GuestView
         actual_bytes: actual,
         max_bytes: max,
         floor_bytes,
+        margin_bytes,
+        burst_seen_bytes,
         used_bytes: used,
         usable_bytes: usable,
         usable_share,
         cache_bytes: f.guest_cache_bytes.unwrap_or(0),
         host_rss_bytes: f.host_rss_bytes,
+        host_idle_bytes: f.host_backed_idle_bytes,
         free_page_reporting: vm.device.free_page_reporting == Some(true),
-        deflate_on_oom: checks::deflate_on_oom(vm),
+        deflate_on_oom,
         rates,
         pressure: None,
         projected_fill_bytes,
@@ -264,7 +315,8 @@ mod tests {
         let v = judged(&guest("web1", 1024, 1024, 800)).expect("eligible");
         let used = (1024 - RESERVED_MIB - 800) * MIB;
         assert_eq!(v.used_bytes, used);
-        assert_eq!(v.floor_bytes, used + RESERVED_MIB * MIB + 128 * MIB);
+        // No deflate-on-oom: 1.5 × the 128 MiB margin.
+        assert_eq!(v.floor_bytes, used + RESERVED_MIB * MIB + 192 * MIB);
         assert_eq!(v.pressure, None);
         // (800 − 0.25 × 1000) / 0.75 MiB
         assert_eq!(v.idle_bytes, ((800.0 - 250.0) / 0.75 * MIB as f64) as u64);

@@ -19,6 +19,7 @@ pub struct VmPoint {
     /// When the guest last pushed statistics (host clock, s), else when the VM was read.
     pub stats_at_unix_s: u64,
     pub major_faults: Option<u64>,
+    pub minor_faults: Option<u64>,
     pub swap_in_bytes: Option<u64>,
     pub oom_kills: Option<u64>,
     pub alloc_stalls: Option<u64>,
@@ -42,6 +43,7 @@ impl VmPoint {
                 .filter(|t| *t > 0)
                 .unwrap_or(vm.read_at_unix_s),
             major_faults: b.major_faults,
+            minor_faults: b.minor_faults,
             swap_in_bytes: b.swap_in_bytes,
             oom_kills: b.oom_kills,
             alloc_stalls: b.alloc_stalls,
@@ -97,6 +99,12 @@ pub struct GuestRates {
     pub cycle_s: Option<f64>,
     /// Seconds between the two statistics updates the rates come from.
     pub over_s: Option<u64>,
+    /// How much the guest's use rose between the two newest statistics updates, bytes (0 when
+    /// it fell): the burst it has shown it can allocate at once.
+    pub used_step_bytes: Option<u64>,
+    /// The guest's cumulative counters (faults, swap) went backwards since the earlier update:
+    /// its kernel started again (a reboot, a panic with `panic=N`, a crash and restart).
+    pub counters_reset: bool,
 }
 
 /// The recent samples, reduced to what the policies read.
@@ -195,7 +203,18 @@ impl History {
             }
             _ => None,
         };
+        let went_back =
+            |a: Option<u64>, b: Option<u64>| matches!((a, b), (Some(a), Some(b)) if b < a);
+        let counters_reset = went_back(before.minor_faults, now.minor_faults)
+            || went_back(before.major_faults, now.major_faults)
+            || went_back(before.swap_in_bytes, now.swap_in_bytes);
+        let used_step_bytes = match (before.used_bytes, now.used_bytes) {
+            (Some(a), Some(b)) if !counters_reset => Some(b.saturating_sub(a)),
+            _ => None,
+        };
         GuestRates {
+            used_step_bytes,
+            counters_reset,
             major_faults_per_s: per_s(delta(before.major_faults, now.major_faults)),
             swap_in_bytes_per_s: per_s(delta(before.swap_in_bytes, now.swap_in_bytes)),
             alloc_stalls_per_s: per_s(delta(before.alloc_stalls, now.alloc_stalls)),

@@ -13,9 +13,11 @@
 
 pub mod config;
 pub mod guest;
+pub mod harm;
 pub mod history;
 pub mod host;
 pub mod ksm;
+pub mod measure;
 pub mod oracles;
 pub mod plan;
 pub mod rank;
@@ -23,9 +25,10 @@ pub mod reclaim;
 pub mod state;
 
 pub use config::{Config, ConfigError};
+pub use harm::{Harm, HarmKind};
 pub use history::History;
 pub use host::{HostLevel, HostView};
-pub use plan::{plan, Action, Direction, Measured, Plan, Skip};
+pub use plan::{plan, Action, Direction, Exposure, Measured, Plan, Skip};
 pub use reclaim::{reclaim, ReclaimPlan};
 pub use state::State;
 

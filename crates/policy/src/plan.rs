@@ -20,9 +20,12 @@ use memwarden_model::Sample;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::guest::{judge, step_limit, GuestView};
+use crate::guest::{judge_with, step_limit, GuestView};
+use crate::harm::{detect, Harm};
 use crate::history::{key_of, History};
 use crate::host::{host_view, HostLevel, HostView};
+use crate::measure::measure;
+pub use crate::measure::Measured;
 use crate::rank::{order, Candidate};
 use crate::state::State;
 
@@ -52,6 +55,32 @@ pub struct Action {
     pub expected_host_gain_bytes: i64,
     /// QEMU's RSS when the action was planned (to measure the real gain later).
     pub host_rss_bytes: Option<u64>,
+    /// The guest's use and cache when the action was planned (to judge that measurement net
+    /// of what the guest did meanwhile).
+    #[serde(default)]
+    pub guest_used_bytes: Option<u64>,
+    #[serde(default)]
+    pub guest_cache_bytes: Option<u64>,
+}
+
+/// A guest's exposure after this cycle: what it can allocate at once before growth could come.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exposure {
+    #[serde(rename = "name", alias = "vm")]
+    pub vm: String,
+    pub uuid: Option<String>,
+    /// The balloon after this cycle's action, bytes.
+    pub balloon_bytes: u64,
+    pub max_bytes: u64,
+    /// What it can allocate at once after this cycle (its MemAvailable at that balloon size).
+    pub headroom_bytes: u64,
+    /// The margin its floor keeps, and the largest burst it has shown.
+    pub margin_bytes: u64,
+    pub burst_seen_bytes: u64,
+    pub deflate_on_oom: bool,
+    /// Ballooned below its maximum without deflate-on-oom: an allocation above `headroom_bytes`
+    /// faster than one cycle meets the guest's OOM killer, not the balloon.
+    pub exposed: bool,
 }
 
 /// A VM left alone this cycle, and why.
@@ -61,33 +90,6 @@ pub struct Skip {
     pub vm: String,
     pub uuid: Option<String>,
     pub reason: String,
-}
-
-/// What an earlier shrink really gave the host: the drop in QEMU's RSS since.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Measured {
-    #[serde(rename = "name", alias = "vm")]
-    pub vm: String,
-    pub uuid: Option<String>,
-    /// The balloon change that was asked for, bytes.
-    pub balloon_bytes: u64,
-    /// QEMU RSS before − now, bytes (negative if it grew).
-    pub host_gain_bytes: i64,
-    /// Seconds between the shrink and this measurement.
-    pub after_s: u64,
-    /// QEMU RSS when measured: the efficiency holds while the QEMU holds no more than this.
-    #[serde(default)]
-    pub rss_bytes: u64,
-}
-
-impl Measured {
-    /// Host gain per balloon byte, 0–1.
-    pub fn efficiency(&self) -> f64 {
-        if self.balloon_bytes == 0 {
-            return 0.0;
-        }
-        (self.host_gain_bytes as f64 / self.balloon_bytes as f64).clamp(0.0, 1.0)
-    }
 }
 
 /// The controller's decision for one cycle.
@@ -103,6 +105,12 @@ pub struct Plan {
     /// Host need (plus what pressured guests were granted) that no guest could safely cover,
     /// bytes of expected host gain.
     pub unmet_need_bytes: u64,
+    /// Harm seen this cycle (each answered by a growth to the guest's maximum).
+    #[serde(default)]
+    pub harm: Vec<Harm>,
+    /// Every guest judged this cycle, with what it can take at once afterwards.
+    #[serde(default)]
+    pub exposure: Vec<Exposure>,
 }
 
 /// One cycle: see the module documentation.
@@ -116,17 +124,26 @@ pub fn plan(sample: &Sample, history: &History, cfg: &Config, state: &State) -> 
         host,
         measured: Vec::new(),
         unmet_need_bytes: 0,
+        harm: Vec::new(),
+        exposure: Vec::new(),
     };
     let mut views: Vec<(&VmSample, GuestView)> = Vec::new();
     for vm in &sample.vms {
+        if let Some(h) = detect(vm, history, cfg, state, now) {
+            answer_harm(&mut p, vm, &h);
+            p.harm.push(h);
+            continue;
+        }
         if let Some(m) = measure(vm, state, cfg, now) {
             p.measured.push(m);
         }
-        match judge(vm, history, cfg) {
+        let record = state.get(&key_of(vm.uuid.as_deref(), &vm.name));
+        match judge_with(vm, history, cfg, record) {
             Ok(v) => views.push((vm, v)),
             Err(reason) => p.skipped.push(skip(vm, reason)),
         }
     }
+    undo_fruitless(&mut p, &views, cfg);
     let granted = grow_pressured(&mut p, &views, cfg);
     let moved: BTreeSet<String> = p.actions.iter().map(|a| a.vm.clone()).collect();
     let rest: Vec<_> = views
@@ -141,7 +158,122 @@ pub fn plan(sample: &Sample, history: &History, cfg: &Config, state: &State) -> 
         HostLevel::Comfortable => give_back(&mut p, &rest, cfg, state),
         HostLevel::DeadBand | HostLevel::Unknown => {}
     }
+    p.exposure = views.iter().map(|(_, v)| exposure(v, &p.actions)).collect();
     p
+}
+
+/// A harmed guest gets all its memory back at once (the grow step does not apply), whatever
+/// the host's state: the guest comes first.
+fn answer_harm(p: &mut Plan, vm: &VmSample, h: &Harm) {
+    let (Some(actual), Some(max)) = (h.actual_bytes, h.max_bytes) else {
+        p.skipped.push(skip(
+            vm,
+            format!(
+                "harmed ({}: {}), but its balloon size or maximum is unknown: nothing to give back",
+                h.kind.as_str(),
+                h.detail
+            ),
+        ));
+        return;
+    };
+    if actual >= max {
+        p.skipped.push(skip(
+            vm,
+            format!(
+                "harmed ({}: {}) at its maximum {}: not the balloon's doing; its margin is raised",
+                h.kind.as_str(),
+                h.detail,
+                format_bytes(max)
+            ),
+        ));
+        return;
+    }
+    let f = figures(vm);
+    p.actions.push(Action {
+        vm: vm.name.clone(),
+        uuid: vm.uuid.clone(),
+        from_bytes: actual,
+        target_bytes: max,
+        direction: Direction::Grow,
+        reason: format!(
+            "harm ({}): {}{}: given back all its memory ({} → {}); its floor keeps {} more from \
+             now on and it is not shrunk for a while",
+            h.kind.as_str(),
+            h.detail,
+            h.before
+                .as_deref()
+                .map(|b| format!(" ({b})"))
+                .unwrap_or_default(),
+            format_bytes(actual),
+            format_bytes(max),
+            format_bytes(h.margin_after_bytes)
+        ),
+        expected_host_gain_bytes: -((max - actual).min(i64::MAX as u64) as i64),
+        host_rss_bytes: f.host_rss_bytes,
+        guest_used_bytes: f.guest_used_bytes,
+        guest_cache_bytes: f.guest_cache_bytes,
+    });
+}
+
+/// A shrink measured to give the host less than half of `min_host_gain_share` is undone:
+/// the guest's headroom is its safety, and it bought nothing.
+fn undo_fruitless(p: &mut Plan, views: &[(&VmSample, GuestView)], cfg: &Config) {
+    let undo: Vec<Action> = p
+        .measured
+        .iter()
+        .filter(|m| m.fruitless)
+        .filter_map(|m| {
+            let (_, v) = views
+                .iter()
+                .find(|(_, v)| v.name == m.vm && v.uuid == m.uuid)?;
+            let back = m
+                .balloon_bytes
+                .min(v.max_bytes.saturating_sub(v.actual_bytes));
+            (back > 0).then(|| Action {
+                vm: v.name.clone(),
+                uuid: v.uuid.clone(),
+                from_bytes: v.actual_bytes,
+                target_bytes: v.actual_bytes + back,
+                direction: Direction::Grow,
+                reason: format!(
+                    "undo: its shrink of {} {} s ago gave the host {} ({:.0}%, under half the \
+                     {:.0}% of min_host_gain_share): the guest gets it back; the pages the \
+                     balloon reaches are ones QEMU never backed",
+                    format_bytes(m.balloon_bytes),
+                    m.after_s,
+                    format_signed_bytes(m.host_gain_bytes.into()),
+                    m.efficiency() * 100.0,
+                    cfg.min_host_gain_share * 100.0
+                ),
+                expected_host_gain_bytes: -(back.min(i64::MAX as u64) as i64),
+                host_rss_bytes: v.host_rss_bytes,
+                guest_used_bytes: Some(v.used_bytes),
+                guest_cache_bytes: Some(v.cache_bytes),
+            })
+        })
+        .collect();
+    p.actions.extend(undo);
+}
+
+/// What `v` can take at once after this cycle's actions.
+fn exposure(v: &GuestView, actions: &[Action]) -> Exposure {
+    let after = actions
+        .iter()
+        .find(|a| a.vm == v.name && a.uuid == v.uuid)
+        .map_or(v.actual_bytes, |a| a.target_bytes);
+    let headroom = (i128::from(v.usable_bytes) + i128::from(after) - i128::from(v.actual_bytes))
+        .clamp(0, i128::from(u64::MAX)) as u64;
+    Exposure {
+        vm: v.name.clone(),
+        uuid: v.uuid.clone(),
+        balloon_bytes: after,
+        max_bytes: v.max_bytes,
+        headroom_bytes: headroom,
+        margin_bytes: v.margin_bytes,
+        burst_seen_bytes: v.burst_seen_bytes,
+        deflate_on_oom: v.deflate_on_oom,
+        exposed: after < v.max_bytes && !v.deflate_on_oom,
+    }
 }
 
 fn skip(vm: &VmSample, reason: String) -> Skip {
@@ -163,25 +295,6 @@ fn last_action(state: &State, v: &GuestView, now: u64) -> Option<(Direction, u64
         r.last_direction?,
         now.saturating_sub(r.last_action_unix_ms?) / 1000,
     ))
-}
-
-/// The RSS drop since a pending shrink, once it has had `settle_s` to happen.
-fn measure(vm: &VmSample, state: &State, cfg: &Config, now: u64) -> Option<Measured> {
-    let pending = state.get(&key_of(vm.uuid.as_deref(), &vm.name))?.pending?;
-    let after_s = now.saturating_sub(pending.at_unix_ms) / 1000;
-    if after_s < cfg.settle_s {
-        return None;
-    }
-    let rss = figures(vm).host_rss_bytes?;
-    Some(Measured {
-        vm: vm.name.clone(),
-        uuid: vm.uuid.clone(),
-        balloon_bytes: pending.balloon_bytes,
-        host_gain_bytes: (i128::from(pending.rss_before_bytes) - i128::from(rss))
-            .clamp(i64::MIN.into(), i64::MAX.into()) as i64,
-        after_s,
-        rss_bytes: rss,
-    })
 }
 
 /// Pass 1. Returns the bytes granted.
@@ -230,6 +343,8 @@ fn grow_pressured(p: &mut Plan, views: &[(&VmSample, GuestView)], cfg: &Config) 
             reason,
             expected_host_gain_bytes: -(grow.min(i64::MAX as u64) as i64),
             host_rss_bytes: v.host_rss_bytes,
+            guest_used_bytes: Some(v.used_bytes),
+            guest_cache_bytes: Some(v.cache_bytes),
         });
     }
     granted
@@ -252,6 +367,18 @@ fn hold_back(v: &GuestView, cfg: &Config, state: &State, now: u64) -> Option<Str
         }
         _ => {}
     }
+    if let Some(h) = state
+        .get(&key_of(v.uuid.as_deref(), &v.name))
+        .and_then(|r| r.harm_at_unix_ms)
+    {
+        let ago = now.saturating_sub(h) / 1000;
+        if ago < cfg.harm_backoff_s {
+            return Some(format!(
+                "harmed {ago} s ago: not shrunk before {} s have passed (harm_backoff_s)",
+                cfg.harm_backoff_s
+            ));
+        }
+    }
     if v.host_rss_bytes.is_none() {
         return Some(
             "QEMU's RSS unknown: cannot tell whether shrinking it frees anything on the host"
@@ -259,6 +386,105 @@ fn hold_back(v: &GuestView, cfg: &Config, state: &State, now: u64) -> Option<Str
         );
     }
     None
+}
+
+/// What may be taken from `v` (at most `give`) so that the host really gains at least
+/// `min_host_gain_share` of it, or why nothing may. Every reason agrees with the figures beside
+/// it: "never touched" only where `HOST IDLE` (the guest's free and cache memory QEMU backs) is
+/// under the minimum change.
+fn worth_taking<'a>(
+    measured: &[Measured],
+    v: &'a GuestView,
+    give: u64,
+    cfg: &Config,
+    state: &State,
+    now: u64,
+) -> Result<Candidate<'a>, String> {
+    let record = state.get(&key_of(v.uuid.as_deref(), &v.name));
+    let rss = v.host_rss_bytes;
+    let just = measured
+        .iter()
+        .find(|m| m.vm == v.name && m.uuid == v.uuid && m.inconclusive.is_none());
+    let belief = just
+        .map(Measured::efficiency)
+        .or_else(|| record.and_then(|r| r.belief(cfg, rss, now)));
+    let host_idle = v.host_idle_bytes.unwrap_or(0);
+    let resident = v.resident_idle_bytes(cfg).unwrap_or(0);
+    let share = cfg.min_host_gain_share;
+    if let Some(eff) = belief.filter(|e| *e < share) {
+        let (ago, ttl) = record.map_or((0, cfg.belief_ttl_s), |r| {
+            (
+                now.saturating_sub(r.measured_at_unix_ms.unwrap_or(now)) / 1000,
+                r.ttl_s(cfg),
+            )
+        });
+        return Err(format!(
+            "its last shrink ({ago} s ago) gave the host {:.0}% of the balloon, under the \
+             {:.0}% of min_host_gain_share: of HOST IDLE {} (free and cache memory QEMU backs), \
+             what the balloon reaches was never backed; probed again {} s after that \
+             measurement, or once QEMU's RSS grows",
+            eff * 100.0,
+            share * 100.0,
+            format_bytes(host_idle),
+            ttl
+        ));
+    }
+    if host_idle < cfg.min_change_bytes {
+        return Err(format!(
+            "nothing to gain on the host: QEMU backs only {} of its free and cache memory \
+             (HOST IDLE; QEMU RSS {} for {} of guest use): its free memory was never touched{}, \
+             and ballooning it frees nothing; what would: {}",
+            format_bytes(host_idle),
+            format_bytes(rss.unwrap_or(0)),
+            format_bytes(v.used_bytes),
+            if v.free_page_reporting {
+                " or free page reporting already returned it"
+            } else {
+                ""
+            },
+            if v.free_page_reporting {
+                "a smaller guest (its maximum is more than it uses)"
+            } else {
+                "free page reporting (the guest returns what it frees by itself) or a smaller guest"
+            }
+        ));
+    }
+    if resident < cfg.min_change_bytes {
+        return Err(format!(
+            "nothing to gain on the host: of HOST IDLE {}, QEMU's own memory \
+             (qemu_overhead_bytes {}) leaves {}, under the minimum change {}",
+            format_bytes(host_idle),
+            format_bytes(cfg.qemu_overhead_bytes),
+            format_bytes(resident),
+            format_bytes(cfg.min_change_bytes)
+        ));
+    }
+    // Taking more than QEMU backs would spend the guest's headroom for nothing.
+    let mut cap = give.min(resident);
+    let probing = belief.is_none()
+        && record.is_some_and(|r| {
+            r.probing()
+                && rss.is_some_and(|x| {
+                    x <= r.measured_at_rss_bytes.unwrap_or(0) + cfg.min_change_bytes
+                })
+        });
+    if probing {
+        cap = cap.min(cfg.probe_bytes.max(cfg.min_change_bytes));
+    }
+    if cap < cfg.min_change_bytes {
+        return Err(format!(
+            "nothing to give: {} may go (idle above {} usable and above its floor {}), but QEMU \
+             backs {} of it; under the minimum change {}",
+            format_bytes(give),
+            pct(cfg.guest_usable_high_share),
+            format_bytes(v.floor_bytes),
+            format_bytes(resident),
+            format_bytes(cfg.min_change_bytes)
+        ));
+    }
+    let mut c = Candidate::new(v, cap, cfg, belief);
+    c.probe = probing;
+    Ok(c)
 }
 
 /// Pass 2.
@@ -294,40 +520,10 @@ fn shrink_idle(
             ));
             continue;
         }
-        let eff = p
-            .measured
-            .iter()
-            .find(|m| m.vm == v.name && m.uuid == v.uuid)
-            .map(Measured::efficiency)
-            .or_else(|| {
-                let r = state.get(&key_of(v.uuid.as_deref(), &v.name))?;
-                // A QEMU that has grown since holds pages the guest touched since (a fill, a
-                // growth): what its last shrink gave says nothing about those.
-                let rss = v.host_rss_bytes?;
-                let then = r.measured_at_rss_bytes.unwrap_or(0);
-                (rss <= then.saturating_add(cfg.min_change_bytes))
-                    .then_some(r.measured_efficiency)
-                    .flatten()
-            });
-        let c = Candidate::new(v, give, cfg, eff);
-        if c.gain(give) == 0 {
-            p.skipped.push(skip(
-                vm,
-                format!(
-                    "shrinking it would free nothing on the host: QEMU holds {} for {} of guest \
-                     use (its free memory was never touched{})",
-                    format_bytes(v.host_rss_bytes.unwrap_or(0)),
-                    format_bytes(v.used_bytes),
-                    if v.free_page_reporting {
-                        ", or free page reporting already returned it"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
-            continue;
+        match worth_taking(&p.measured, v, give, cfg, state, now) {
+            Ok(c) => cands.push((vm, c)),
+            Err(why) => p.skipped.push(skip(vm, why)),
         }
-        cands.push((vm, c));
     }
     cands.sort_by(|a, b| order(a.1.view, b.1.view));
     let mut remaining = need;
@@ -368,6 +564,13 @@ fn shrink_idle(
                 pct(c.efficiency)
             ));
         }
+        if c.probe {
+            reason.push_str(&format!(
+                "; a probe of at most {}: its last shrink gave too little, and that belief \
+                 has expired",
+                format_bytes(cfg.probe_bytes)
+            ));
+        }
         if v.free_page_reporting {
             reason.push_str("; free page reporting is on: only its cache is left to take");
         }
@@ -381,6 +584,8 @@ fn shrink_idle(
             reason,
             expected_host_gain_bytes: gain.min(i64::MAX as u64) as i64,
             host_rss_bytes: v.host_rss_bytes,
+            guest_used_bytes: Some(v.used_bytes),
+            guest_cache_bytes: Some(v.cache_bytes),
         });
     }
     p.unmet_need_bytes = remaining;
@@ -429,6 +634,8 @@ fn give_back(p: &mut Plan, views: &[&(&VmSample, GuestView)], cfg: &Config, stat
             ),
             expected_host_gain_bytes: -(grow.min(i64::MAX as u64) as i64),
             host_rss_bytes: v.host_rss_bytes,
+            guest_used_bytes: Some(v.used_bytes),
+            guest_cache_bytes: Some(v.cache_bytes),
         });
     }
 }

@@ -20,6 +20,8 @@ pub struct Candidate<'a> {
     pub resident_idle_bytes: u64,
     /// Host gain per balloon byte: measured on this VM's last shrink, else 1.
     pub efficiency: f64,
+    /// A small shrink to learn whether the balloon reaches memory QEMU backs.
+    pub probe: bool,
 }
 
 impl Candidate<'_> {
@@ -34,6 +36,7 @@ impl Candidate<'_> {
             give_bytes,
             resident_idle_bytes: view.resident_idle_bytes(cfg).unwrap_or(0),
             efficiency: efficiency.unwrap_or(1.0).clamp(0.0, 1.0),
+            probe: false,
         }
     }
 

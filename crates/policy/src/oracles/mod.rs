@@ -55,5 +55,7 @@ fn action(vm: &VmSample, from: u64, target: u64, reason: String) -> Action {
         reason,
         expected_host_gain_bytes: delta.clamp(i64::MIN.into(), i64::MAX.into()) as i64,
         host_rss_bytes: memwarden_analysis::vm::figures(vm).host_rss_bytes,
+        guest_used_bytes: None,
+        guest_cache_bytes: None,
     }
 }

@@ -93,6 +93,8 @@ pub fn plan(sample: &Sample, history: &History, r: &MomRules) -> Plan {
         },
         measured: Vec::new(),
         unmet_need_bytes: 0,
+        harm: Vec::new(),
+        exposure: Vec::new(),
     };
     let (Some(free), Some(total)) = (free, total.filter(|t| *t > 0)) else {
         return p;

@@ -2,6 +2,7 @@
 //! simulation for oscillation.
 
 pub mod fixtures;
+mod learning;
 mod plan_rules;
 mod props;
 mod sim;

@@ -124,4 +124,26 @@ proptest! {
         let given = |n: &str| p.actions.iter().find(|a| a.vm == n).map_or(0, |a| a.from_bytes.saturating_sub(a.target_bytes));
         prop_assert!(given("big") <= given("small"), "{:?}", p.lines());
     }
+
+    /// Every skip reason agrees with the figures beside it: one that says the guest's free
+    /// memory was "never touched" never stands next to a HOST IDLE at or above the minimum
+    /// change; and every shrink is expected to give the host at least `min_host_gain_share` of
+    /// the balloon it takes.
+    #[test]
+    fn reasons_agree_with_the_figures(s in any_sample()) {
+        let cfg = Config::default();
+        let p = plan(&s, &History::default(), &cfg, &State::default());
+        for k in &p.skipped {
+            if k.reason.contains("never touched") {
+                let vm = s.vms.iter().find(|v| v.name == k.vm).expect("skipped a VM of the sample");
+                let idle = memwarden_analysis::vm::figures(vm).host_backed_idle_bytes.unwrap_or(0);
+                prop_assert!(idle < cfg.min_change_bytes, "HOST IDLE {} beside: {}", idle, k.reason);
+            }
+        }
+        for a in p.actions.iter().filter(|a| a.direction == Direction::Shrink) {
+            let taken = (a.from_bytes - a.target_bytes) as f64;
+            prop_assert!(a.expected_host_gain_bytes as f64 >= cfg.min_host_gain_share * taken - 1.0,
+                "{} expects {} for {}", a.vm, a.expected_host_gain_bytes, taken);
+        }
+    }
 }

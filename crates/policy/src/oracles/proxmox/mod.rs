@@ -196,6 +196,8 @@ pub fn plan(sample: &Sample, _history: &History, cfg: &ProxmoxConfig) -> Plan {
         },
         measured: Vec::new(),
         unmet_need_bytes: 0,
+        harm: Vec::new(),
+        exposure: Vec::new(),
     };
     let (Some(total), Some(avail)) = (total, avail) else {
         return p;

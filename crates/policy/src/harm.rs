@@ -1,0 +1,152 @@
+//! Harm to a guest, noticed from what it reports: its kernel started again (its cumulative
+//! counters went backwards: a reboot, or a panic with `panic=N`), it crashed, its kernel
+//! OOM-killed (the virtio-balloon OOM statistic of Linux ≥ 6.12 guests, where QEMU passes it), or
+//! it swaps or faults hard while shrunk. Each is an event the controller answers by giving the
+//! guest its memory back and raising its floor's margin; whoever applies the plan logs, stores
+//! and counts it.
+
+use memwarden_model::units::format_bytes;
+use memwarden_model::vm::{VmSample, VmState};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::history::{key_of, History};
+use crate::plan::Direction;
+use crate::state::State;
+
+/// What happened to the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HarmKind {
+    /// Its kernel started again (counters reset): a reboot, or a panic that rebooted it.
+    Reboot,
+    /// libvirt or QEMU says it crashed (GUEST_PANICKED, pvpanic).
+    Crash,
+    /// Its kernel OOM-killed a process.
+    OomKill,
+    /// It swaps in or faults hard while the controller holds part of its memory.
+    Thrash,
+}
+
+impl HarmKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HarmKind::Reboot => "reboot",
+            HarmKind::Crash => "crash",
+            HarmKind::OomKill => "oom_kill",
+            HarmKind::Thrash => "thrash",
+        }
+    }
+}
+
+/// One harm event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Harm {
+    #[serde(rename = "name", alias = "vm")]
+    pub vm: String,
+    pub uuid: Option<String>,
+    pub kind: HarmKind,
+    /// What was seen, with its figures.
+    pub detail: String,
+    /// What the controller had done to this guest before, if anything.
+    pub before: Option<String>,
+    /// The balloon now, and the guest's maximum (what it is given back up to).
+    pub actual_bytes: Option<u64>,
+    pub max_bytes: Option<u64>,
+    /// The extra margin its floor keeps from now on.
+    pub margin_after_bytes: u64,
+}
+
+/// Harm to `vm` since the previous sample, if any (the most serious kind when several).
+pub fn detect(
+    vm: &VmSample,
+    history: &History,
+    cfg: &Config,
+    state: &State,
+    now_unix_ms: u64,
+) -> Option<Harm> {
+    let rates = history.rates(vm);
+    let record = state.get(&key_of(vm.uuid.as_deref(), &vm.name));
+    let held = vm
+        .max_memory_bytes
+        .zip(vm.balloon.actual_bytes)
+        .map_or(0, |(m, a)| m.saturating_sub(a));
+    let shrunk_lately = record.is_some_and(|r| {
+        r.last_direction == Some(Direction::Shrink)
+            && r.last_action_unix_ms.is_some_and(|t| {
+                now_unix_ms.saturating_sub(t) / 1000 <= cfg.min_reverse_interval_s.max(cfg.settle_s)
+            })
+    });
+    let (kind, detail) = if vm.state == VmState::Crashed {
+        (
+            HarmKind::Crash,
+            "the hypervisor reports it crashed".to_string(),
+        )
+    } else if rates.counters_reset {
+        (
+            HarmKind::Reboot,
+            "its fault and swap counters went back to near zero: its kernel started again \
+             (a reboot, or a panic that rebooted it)"
+                .to_string(),
+        )
+    } else if let Some(k) = rates.oom_kills.filter(|k| *k > 0) {
+        (
+            HarmKind::OomKill,
+            format!("its kernel OOM-killed {k} process(es) since the previous sample"),
+        )
+    } else if held > 0 && shrunk_lately {
+        let swap = rates
+            .swap_in_bytes_per_s
+            .filter(|s| *s >= cfg.guest_swap_in_bytes_per_s as f64);
+        let faults = rates
+            .major_faults_per_s
+            .filter(|m| *m >= cfg.guest_major_faults_per_s);
+        match (swap, faults) {
+            (None, None) => return None,
+            (s, m) => (
+                HarmKind::Thrash,
+                format!(
+                    "just shrunk, it {}",
+                    [
+                        s.map(|s| format!("swaps in {}/s", format_bytes(s as u64))),
+                        m.map(|m| format!("takes {m:.0} major faults/s"))
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+                ),
+            ),
+        }
+    } else {
+        return None;
+    };
+    let before = record.and_then(|r| {
+        let dir = r.last_direction?;
+        let ago = now_unix_ms.saturating_sub(r.last_action_unix_ms?) / 1000;
+        Some(format!(
+            "last {} {ago} s ago; its balloon holds {} of its maximum",
+            match dir {
+                Direction::Grow => "grown",
+                Direction::Shrink => "shrunk",
+            },
+            format_bytes(held)
+        ))
+    });
+    let quarter = vm.max_memory_bytes.unwrap_or(0) / 4;
+    let margin_after_bytes = record
+        .map_or(0, |r| r.harm_margin_bytes)
+        .saturating_mul(2)
+        .max(cfg.margin_bytes)
+        .min(quarter.max(cfg.min_change_bytes));
+    Some(Harm {
+        vm: vm.name.clone(),
+        uuid: vm.uuid.clone(),
+        kind,
+        detail,
+        before,
+        actual_bytes: vm.balloon.actual_bytes,
+        max_bytes: vm.max_memory_bytes,
+        margin_after_bytes,
+    })
+}

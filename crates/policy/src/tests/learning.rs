@@ -1,0 +1,209 @@
+//! What the controller learns and notices across cycles: a shrink's gain judged net of the
+//! guest's own activity, beliefs that expire, and harm answered at once.
+
+use memwarden_model::units::MIB;
+use memwarden_model::vm::VmSample;
+
+use super::fixtures::{guest, host_with, with_rss, READ_AT_S};
+use crate::config::Config;
+use crate::harm::HarmKind;
+use crate::history::History;
+use crate::plan::{plan, Direction, Plan};
+use crate::state::State;
+
+/// A host under pressure at `at_ms` holding `vm`.
+fn cycle(vm: &VmSample, at_ms: u64, history: &History, state: &State) -> Plan {
+    plan(
+        &host_with(at_ms, 2000, vec![vm.clone()]),
+        history,
+        &Config::default(),
+        state,
+    )
+}
+
+/// `g` after a shrink to `actual_mib`, with `usable_mib` MemAvailable, QEMU at `rss_mib`.
+fn after(g: &VmSample, actual_mib: u64, usable_mib: u64, rss_mib: u64) -> VmSample {
+    let mut v = g.clone();
+    v.balloon.actual_bytes = Some(actual_mib * MIB);
+    v.balloon.available_bytes = Some((actual_mib - 24) * MIB);
+    v.balloon.usable_bytes = Some(usable_mib * MIB);
+    v.balloon.unused_bytes = Some(usable_mib * MIB);
+    with_rss(v, rss_mib)
+}
+
+/// The case: the guest touched 250 MiB and freed it while the first shrink settled, so
+/// QEMU's RSS grew. That is inconclusive, not a gain of 0: nothing is believed, and the next
+/// cycle shrinks again (the old rule held a "0 %" belief for good).
+#[test]
+fn a_measurement_the_guest_confounds_is_inconclusive_and_locks_nothing_out() {
+    let g = with_rss(guest("a", 512, 512, 440), 220);
+    let p0 = cycle(&g, 1_000_000, &History::default(), &State::default());
+    let shrink = p0
+        .actions
+        .iter()
+        .find(|a| a.direction == Direction::Shrink)
+        .unwrap_or_else(|| panic!("{:#?}", p0.lines()))
+        .clone();
+    let st = State::default().after(&p0, 1_000_000);
+    let to = shrink.target_bytes / MIB;
+    let taken = 512 - to;
+    // 12 s later: balloon at target, the guest's use back where it was, QEMU +250 MiB.
+    let later = after(&g, to, 440 - taken, 470);
+    let p1 = cycle(&later, 1_012_000, &History::default(), &st);
+    let m = &p1.measured[0];
+    assert!(
+        m.inconclusive
+            .as_deref()
+            .is_some_and(|w| w.contains("grew")),
+        "{m:?}"
+    );
+    assert!(!m.too_little && !m.fruitless);
+    let st = st.after(&p1, 1_012_000);
+    assert_eq!(st.get("uuid-a").and_then(|r| r.measured_efficiency), None);
+    // Nothing undone, and the same cycle shrinks on: QEMU now holds 470 MiB for ~50 of use.
+    assert!(
+        p1.actions.iter().all(|a| a.direction == Direction::Shrink),
+        "{:#?}",
+        p1.lines()
+    );
+}
+
+/// A shrink that gave next to nothing is undone at once; the VM is not shrunk while that is
+/// believed; once the belief expires it is probed with `probe_bytes` at most.
+#[test]
+fn a_fruitless_shrink_is_undone_and_probed_again_once_the_belief_expires() {
+    let cfg = Config::default();
+    let g = with_rss(guest("a", 2048, 2048, 1800), 600);
+    let p0 = cycle(&g, 1_000_000, &History::default(), &State::default());
+    let s0 = p0.actions[0].clone();
+    assert_eq!(s0.direction, Direction::Shrink);
+    let st = State::default().after(&p0, 1_000_000);
+    let to = s0.target_bytes / MIB;
+    let taken = 2048 - to;
+    // QEMU's RSS did not move: the balloon took pages QEMU never backed.
+    let later = after(&g, to, 1800 - taken, 600);
+    let p1 = cycle(&later, 1_012_000, &History::default(), &st);
+    assert!(p1.measured[0].fruitless, "{:?}", p1.measured);
+    let undo = &p1.actions[0];
+    assert_eq!(
+        (undo.direction, undo.target_bytes),
+        (Direction::Grow, 2048 * MIB)
+    );
+    assert!(undo.reason.starts_with("undo:"), "{}", undo.reason);
+    let st = st.after(&p1, 1_012_000);
+    // Back at its maximum; 100 s later still believed: left alone, and the reason says why.
+    let p2 = cycle(&g, 1_112_000, &History::default(), &st);
+    assert!(p2.actions.is_empty(), "{:#?}", p2.lines());
+    assert!(
+        p2.skipped[0].reason.contains("min_host_gain_share"),
+        "{}",
+        p2.skipped[0].reason
+    );
+    // The belief lasts belief_ttl_s × 2 after one probe that gave too little; then a probe.
+    let expiry = 1_012_000 + cfg.belief_ttl_s * 2 * 1000;
+    let p3 = cycle(&g, expiry + 1000, &History::default(), &st);
+    let probe = &p3.actions[0];
+    assert_eq!(probe.direction, Direction::Shrink, "{:#?}", p3.lines());
+    assert!(probe.from_bytes - probe.target_bytes <= cfg.probe_bytes);
+    assert!(probe.reason.contains("a probe"), "{}", probe.reason);
+}
+
+/// The guest's counters went back to near zero (it rebooted: a panic with `panic=-1` looks the
+/// same): harm, answered by giving it all its memory back, with a raised margin and no shrink
+/// for `harm_backoff_s`.
+#[test]
+fn a_reboot_is_harm_answered_by_all_memory_back_and_a_higher_floor() {
+    let cfg = Config::default();
+    let mut before = with_rss(guest("a", 1024, 600, 400), 600);
+    before.balloon.minor_faults = Some(900_000);
+    before.balloon.major_faults = Some(300);
+    let h = History::from_samples(&[host_with(
+        (READ_AT_S - 4) * 1000,
+        2000,
+        vec![{
+            let mut b = before.clone();
+            b.balloon.last_update_unix_s = Some(READ_AT_S - 5);
+            b
+        }],
+    )]);
+    let mut now = before.clone();
+    now.balloon.minor_faults = Some(20_000);
+    now.balloon.major_faults = Some(10);
+    let p = plan(
+        &host_with(READ_AT_S * 1000, 2000, vec![now.clone()]),
+        &h,
+        &cfg,
+        &State::default(),
+    );
+    assert_eq!(p.harm.len(), 1, "{:#?}", p.lines());
+    assert_eq!(p.harm[0].kind, HarmKind::Reboot);
+    let a = &p.actions[0];
+    assert_eq!((a.direction, a.target_bytes), (Direction::Grow, 1024 * MIB));
+    assert!(a.reason.contains("harm (reboot)"), "{}", a.reason);
+    let st = State::default().after(&p, READ_AT_S * 1000);
+    let r = st.get("uuid-a").expect("remembered");
+    assert_eq!(r.harm_margin_bytes, cfg.margin_bytes);
+    // Grown back and idle, under pressure: not shrunk during the back-off; its floor is higher.
+    let idle = with_rss(guest("a", 1024, 1024, 800), 1024);
+    let p = plan(
+        &host_with((READ_AT_S + 100) * 1000, 2000, vec![idle.clone()]),
+        &History::default(),
+        &cfg,
+        &st,
+    );
+    assert!(p.actions.is_empty(), "{:#?}", p.lines());
+    assert!(p.skipped[0].reason.contains("harm_backoff_s"));
+    let fresh = crate::guest::judge(&idle, &History::default(), &cfg).expect("eligible");
+    let marked =
+        crate::guest::judge_with(&idle, &History::default(), &cfg, Some(r)).expect("eligible");
+    assert_eq!(marked.floor_bytes - fresh.floor_bytes, cfg.margin_bytes);
+}
+
+/// An OOM kill the guest reports (virtio-balloon's OOM statistic, Linux ≥ 6.12 guests through
+/// QEMU ≥ 9.1) is harm too.
+#[test]
+fn a_reported_oom_kill_is_harm() {
+    let mut before = with_rss(guest("a", 1024, 600, 100), 600);
+    before.balloon.oom_kills = Some(0);
+    let h = History::from_samples(&[host_with(
+        (READ_AT_S - 4) * 1000,
+        2000,
+        vec![{
+            let mut b = before.clone();
+            b.balloon.last_update_unix_s = Some(READ_AT_S - 5);
+            b
+        }],
+    )]);
+    let mut now = before;
+    now.balloon.oom_kills = Some(2);
+    let p = plan(
+        &host_with(READ_AT_S * 1000, 2000, vec![now]),
+        &h,
+        &Config::default(),
+        &State::default(),
+    );
+    assert_eq!(p.harm[0].kind, HarmKind::OomKill);
+    assert!(
+        p.harm[0].detail.contains("2 process"),
+        "{}",
+        p.harm[0].detail
+    );
+    assert_eq!(p.actions[0].target_bytes, 1024 * MIB);
+}
+
+/// Every judged guest is in `exposure`, with what it can take at once after the cycle; a
+/// ballooned guest without deflate-on-oom is marked exposed.
+#[test]
+fn the_plan_says_who_is_exposed() {
+    let g = with_rss(guest("a", 2048, 2048, 1800), 2048);
+    let p = cycle(&g, 1_000_000, &History::default(), &State::default());
+    let shrink = &p.actions[0];
+    let e = &p.exposure[0];
+    assert_eq!(e.balloon_bytes, shrink.target_bytes);
+    assert_eq!(
+        e.headroom_bytes,
+        1800 * MIB - (shrink.from_bytes - shrink.target_bytes)
+    );
+    assert!(e.exposed && !e.deflate_on_oom);
+    assert_eq!(e.margin_bytes, 192 * MIB);
+}
