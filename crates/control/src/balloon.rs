@@ -104,6 +104,12 @@ impl Cycle {
         &self.state
     }
 
+    /// Starts from what an earlier run remembered (the daemon's store): hysteresis, beliefs,
+    /// bursts and harm carry over a restart.
+    pub fn restore_state(&mut self, state: State) {
+        self.state = state;
+    }
+
     /// Plans on `sample` and, unless `hv` is `None` (a dry run), applies the plan. The sample
     /// joins the history after planning: the plan compares it with what came before.
     pub fn step(&mut self, sample: &Sample, hv: Option<&mut dyn Hypervisor>) -> CycleReport {

@@ -1,9 +1,13 @@
 //! The balloon controller inside `serve`: one cycle per sample when `[balloon] enabled`.
 //!
-//! Every cycle that did something (an action, a refusal, a measured shrink) is written three
-//! ways: the log (one line per action, with its reason), the audit file (`balloon-audit.jsonl`
-//! next to the history, one JSON object per cycle, append-only, for whoever must answer "why
-//! did my VM shrink at 03:12?"), and the store's `balloon` events; and counted on /metrics.
+//! Every cycle that acted (an action, a refusal), measured a shrink, saw harm to a guest, or left
+//! a VM alone for a reason it had not given the cycle before (the same reason with new figures
+//! is not new) is written three ways: the log (one line per action, measurement and harm, with
+//! its reason), the audit file (`balloon-audit.jsonl` next to the history, one JSON object per
+//! such cycle, append-only, for whoever must answer "why did my VM shrink at 03:12?"), and the
+//! store's `balloon` events; harm also as a `balloon_harm` event, and counted on /metrics. The
+//! controller's memory (`State`) is written to the store as a `balloon_state` event whenever it
+//! changes, and read back at start: a restart of `serve` keeps hysteresis, beliefs and harm.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,9 +17,9 @@ use memwarden_collector::Collector;
 use memwarden_control::balloon::{Cycle, CycleReport};
 use memwarden_model::units::format_bytes;
 use memwarden_model::Sample;
-use memwarden_policy::Direction;
+use memwarden_policy::{Direction, State};
 use memwarden_store::Store;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 
@@ -27,7 +31,23 @@ pub struct BalloonRunner {
     pub actions_total: BTreeMap<(String, &'static str), u64>,
     /// Actions the hypervisor refused, by VM: `memwarden_balloon_action_errors_total`.
     pub errors_total: BTreeMap<String, u64>,
+    /// Harm seen, by (VM, kind): `memwarden_balloon_guest_harm_total`.
+    pub harm_total: BTreeMap<(String, &'static str), u64>,
     was_enabled: bool,
+    /// Why each VM was left alone last cycle, figures left out: a new reason is audited.
+    last_skips: BTreeMap<String, String>,
+    /// The state last written to the store; `None` until it was read back from it.
+    stored_state: Option<State>,
+}
+
+/// The store's event holding the controller's state.
+pub const STATE_EVENT: &str = "balloon_state";
+/// How far back a stored state is taken up at start.
+const STATE_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// A reason without its figures: "shrunk 4 s ago" and "shrunk 6 s ago" are the same reason.
+fn words(reason: &str) -> String {
+    reason.replace(|c: char| c.is_ascii_digit() || c == '.', "")
 }
 
 /// The audit file for a history at `db`.
@@ -41,7 +61,10 @@ impl BalloonRunner {
             cycle: Cycle::new(Box::new(cfg.balloon.clone())),
             actions_total: BTreeMap::new(),
             errors_total: BTreeMap::new(),
+            harm_total: BTreeMap::new(),
             was_enabled: false,
+            last_skips: BTreeMap::new(),
+            stored_state: None,
         }
     }
 
@@ -79,23 +102,66 @@ impl BalloonRunner {
                 .hypervisor()
                 .map(|h| h as &mut dyn memwarden_hv::Hypervisor)
         };
+        let mut store = store;
+        if self.stored_state.is_none() {
+            if let Some(st) = store
+                .as_deref()
+                .and_then(|s| restore(s, sample.taken_at_unix_ms))
+            {
+                info!(
+                    vms = st.vms.len(),
+                    "balloon controller state restored from the store"
+                );
+                self.cycle.restore_state(st.clone());
+                self.stored_state = Some(st);
+            } else {
+                self.stored_state = Some(State::default());
+            }
+        }
         let report = self.cycle.step(sample, hv);
         self.count(&report);
         let data = serde_json::to_value(&report).unwrap_or_default();
-        let eventful = !report.plan.actions.is_empty() || !report.plan.measured.is_empty();
+        let skips: BTreeMap<String, String> = report
+            .plan
+            .skipped
+            .iter()
+            .map(|k| (k.vm.clone(), words(&k.reason)))
+            .collect();
+        let skipped_differently = skips != self.last_skips;
+        self.last_skips = skips;
+        let eventful = !report.plan.actions.is_empty()
+            || !report.plan.measured.is_empty()
+            || !report.plan.harm.is_empty()
+            || skipped_differently;
         if eventful {
             log(&report);
             audit(&audit_path(&cfg.db), &data);
-            if let Some(store) = store {
-                if let Err(e) = store.append_event(sample.taken_at_unix_ms, "balloon", &data) {
-                    warn!(error = %e, "balloon cycle not recorded in the history");
+            if let Some(store) = store.as_deref_mut() {
+                record(store, sample.taken_at_unix_ms, "balloon", &data);
+                for h in &report.plan.harm {
+                    let v = serde_json::to_value(h).unwrap_or_default();
+                    record(store, sample.taken_at_unix_ms, "balloon_harm", &v);
                 }
+            }
+        }
+        if let Some(store) = store {
+            let st = self.cycle.state();
+            if self.stored_state.as_ref() != Some(st) {
+                let v = serde_json::to_value(st).unwrap_or_default();
+                record(store, sample.taken_at_unix_ms, STATE_EVENT, &v);
+                self.stored_state = Some(st.clone());
             }
         }
         Some(data)
     }
 
     fn count(&mut self, r: &CycleReport) {
+        for h in &r.plan.harm {
+            *self
+                .harm_total
+                .entry((h.vm.clone(), h.kind.as_str()))
+                .or_default() += 1;
+        }
         for a in &r.applied {
             match &a.error {
                 None => {
@@ -114,7 +180,41 @@ impl BalloonRunner {
     }
 }
 
+/// The newest state an earlier run stored, if it is recent enough to still describe the VMs.
+pub fn restore(store: &Store, now_unix_ms: u64) -> Option<State> {
+    let since = now_unix_ms.saturating_sub(STATE_MAX_AGE_MS);
+    match store.events(STATE_EVENT, since, now_unix_ms) {
+        Ok(events) => {
+            let (_, v) = events.into_iter().next_back()?;
+            serde_json::from_value(v)
+                .map_err(
+                    |e| warn!(error = %e, "stored balloon state not understood: starting afresh"),
+                )
+                .ok()
+        }
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "stored balloon state not read: starting afresh");
+            None
+        }
+    }
+}
+
+fn record(store: &mut Store, at_unix_ms: u64, kind: &str, data: &serde_json::Value) {
+    if let Err(e) = store.append_event(at_unix_ms, kind, data) {
+        warn!(error = %format!("{e:#}"), kind, "balloon event not recorded in the history");
+    }
+}
+
 fn log(r: &CycleReport) {
+    for h in &r.plan.harm {
+        warn!(
+            vm = %h.vm,
+            kind = h.kind.as_str(),
+            before = h.before.as_deref().unwrap_or("nothing"),
+            "guest harmed: {}; answered by giving it its memory back",
+            h.detail
+        );
+    }
     for a in &r.plan.actions {
         let outcome = r.applied.iter().find(|x| x.action == *a).map_or(
             "planned (dry run)".to_string(),
@@ -139,8 +239,12 @@ fn log(r: &CycleReport) {
             balloon = %format_bytes(m.balloon_bytes),
             host_gain_bytes = m.host_gain_bytes,
             after_s = m.after_s,
-            "balloon shrink measured (QEMU RSS drop)"
+            "balloon shrink measured: {}",
+            m.line()
         );
+    }
+    for k in &r.plan.skipped {
+        debug!(vm = %k.vm, "balloon left alone: {}", k.reason);
     }
 }
 

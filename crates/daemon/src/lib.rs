@@ -22,6 +22,7 @@ use memwarden_procfs::HostReader;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
+pub use balloon::restore as restore_balloon_state;
 pub use config::Config;
 
 fn collector_config(cfg: &Config) -> memwarden_collector::Config {

@@ -165,6 +165,11 @@ fn publish_balloon(
         .iter()
         .map(|(vm, n)| (vm.clone(), *n))
         .collect();
+    h.balloon_guest_harm_total = b
+        .harm_total
+        .iter()
+        .map(|((vm, kind), n)| (vm.clone(), (*kind).to_string(), *n))
+        .collect();
 }
 
 /// Appends to the store, opening it first when it is not open (at start, or after it failed).

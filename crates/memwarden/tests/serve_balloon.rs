@@ -74,4 +74,29 @@ fn a_dry_run_controller_plans_logs_audits_and_counts() {
         events.iter().any(|(_, e)| e.to_string().contains(d.name())),
         "{events:?}"
     );
+    // The controller's memory is in the store, and a second daemon on the same history
+    // starts from it.
+    s.signal("-TERM");
+    assert!(s.wait_exit(Duration::from_secs(30)).success());
+    let db = s.dir.path().join("kept.db");
+    std::fs::copy(&s.db, &db).expect("copy the history");
+    let state = Store::open_read_only(&db)
+        .expect("store")
+        .events("balloon_state", 0, u64::MAX)
+        .expect("events");
+    let (_, last) = state.last().expect("a stored controller state");
+    let st: memwarden_policy::State = serde_json::from_value(last.clone()).expect("a State");
+    assert!(!st.vms.is_empty(), "{last}");
+    let mut again = Serve::start_at(
+        Path::new(env!("CARGO_BIN_EXE_memwarden")),
+        Some(&db),
+        &cfg,
+        &[],
+    );
+    again.wait_samples(2, Duration::from_secs(60));
+    let log = again.log_text();
+    assert!(
+        log.contains("balloon controller state restored from the store"),
+        "{log}"
+    );
 }

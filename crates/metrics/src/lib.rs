@@ -80,6 +80,8 @@ pub struct DaemonHealth {
     pub balloon_actions_total: Vec<(String, String, u64)>,
     /// Balloon targets the hypervisor refused: (VM name, count).
     pub balloon_action_errors_total: Vec<(String, u64)>,
+    /// Harm seen, by (VM, kind): `memwarden_balloon_guest_harm_total`.
+    pub balloon_guest_harm_total: Vec<(String, String, u64)>,
 }
 
 /// Writes every series of `sample` and `health` in `format`.
@@ -151,6 +153,9 @@ fn health_series(s: &mut writer::Series, h: &DaemonHealth) {
     }
     for (vm, n) in &h.balloon_action_errors_total {
         s.add("memwarden_balloon_action_errors_total", &[vm], *n);
+    }
+    for (vm, kind, n) in &h.balloon_guest_harm_total {
+        s.add("memwarden_balloon_guest_harm_total", &[vm, kind], *n);
     }
     s.add("process_cpu_seconds_total", &[], h.cpu_seconds_total);
     s.add("process_resident_memory_bytes", &[], h.resident_bytes);

@@ -232,6 +232,8 @@ pub static METRICS: &[MetricDef] = &[
         "Balloon targets memwarden has set, by VM and direction (grow: balloon deflated; shrink: inflated)."),
     def("memwarden_balloon_action_errors_total", Counter, "", &["domain"],
         "Balloon targets the hypervisor refused, by VM."),
+    def("memwarden_balloon_guest_harm_total", Counter, "", &["domain", "kind"],
+        "Harm the balloon controller saw come to a guest (reboot, crash, oom_kill, thrash), each answered by giving the guest its memory back."),
     def("process_cpu_seconds_total", Counter, "seconds", &[],
         "CPU time (user and system) the memwarden daemon has used."),
     def("process_resident_memory_bytes", Gauge, "bytes", &[],

@@ -63,6 +63,14 @@ pub fn balance(a: &BalanceArgs) -> Result<()> {
     }
     let (history, history_note) = recent_history(&a.db, &sample);
     let mut cycle = Cycle::with_history(Box::new(policy), history);
+    // The daemon's controller state (hysteresis, beliefs, harm), so that a one-off cycle
+    // decides as the daemon would.
+    if let Some(st) = Store::open_read_only(&a.db)
+        .ok()
+        .and_then(|s| memwarden_daemon::restore_balloon_state(&s, sample.taken_at_unix_ms))
+    {
+        cycle.restore_state(st);
+    }
     let report = cycle.step(
         &sample,
         if a.apply {
