@@ -100,8 +100,10 @@ pub struct Config {
     /// How long what a shrink really gave the host (a measured gain per balloon byte) is
     /// believed, seconds; then the VM is probed again. Default 300.
     pub belief_ttl_s: u64,
-    /// Size of a probe: the shrink tried on a VM whose last measured gain was below
-    /// `min_host_gain_share`, once that belief expired. Default 32 MiB.
+    /// Size of a probe: the first shrink of a VM no measurement is believed of (never measured,
+    /// harmed since, or measured below `min_host_gain_share` and that belief expired with its
+    /// QEMU no larger). Once a probe shows the balloon reaches memory QEMU backs, shrinks take
+    /// all that may go. Default 32 MiB.
     pub probe_bytes: u64,
     /// After harm to a guest (a reboot, an OOM kill, a crash, swapping or faulting under a
     /// shrink) it is grown back to its maximum and not shrunk for this long, seconds; its

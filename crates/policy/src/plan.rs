@@ -461,13 +461,19 @@ fn worth_taking<'a>(
     }
     // Taking more than QEMU backs would spend the guest's headroom for nothing.
     let mut cap = give.min(resident);
+    // No belief to go by: a VM never measured (or harmed since) is probed first, and so is one
+    // whose last shrink gave too little unless its QEMU has grown since (the guest touched
+    // memory: that is resident and, once freed, the balloon's to take).
     let probing = belief.is_none()
-        && record.is_some_and(|r| {
-            r.probing()
-                && rss.is_some_and(|x| {
-                    x <= r.measured_at_rss_bytes.unwrap_or(0) + cfg.min_change_bytes
-                })
-        });
+        && match record.filter(|r| r.measured_efficiency.is_some()) {
+            None => true,
+            Some(r) => {
+                r.probing()
+                    && rss.is_some_and(|x| {
+                        x <= r.measured_at_rss_bytes.unwrap_or(0) + cfg.min_change_bytes
+                    })
+            }
+        };
     if probing {
         cap = cap.min(cfg.probe_bytes.max(cfg.min_change_bytes));
     }
@@ -566,8 +572,8 @@ fn shrink_idle(
         }
         if c.probe {
             reason.push_str(&format!(
-                "; a probe of at most {}: its last shrink gave too little, and that belief \
-                 has expired",
+                "; a probe of at most {}: no measurement of this VM is believed (none yet, or \
+                 its last shrink gave too little and that belief has expired)",
                 format_bytes(cfg.probe_bytes)
             ));
         }

@@ -191,5 +191,6 @@ pub fn health() -> DaemonHealth {
         balloon_dry_run: false,
         balloon_actions_total: vec![("instance-00000000".into(), "shrink".into(), 4)],
         balloon_action_errors_total: vec![("instance-00000000".into(), 1)],
+        balloon_guest_harm_total: vec![("instance-00000000".into(), "reboot".into(), 1)],
     }
 }

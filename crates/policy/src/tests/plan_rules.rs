@@ -4,7 +4,7 @@
 
 use memwarden_model::units::MIB;
 
-use super::fixtures::{guest, host_with, with_rss};
+use super::fixtures::{guest, host_with, trusted, with_rss};
 use crate::config::Config;
 use crate::history::History;
 use crate::host::HostLevel;
@@ -17,13 +17,10 @@ fn mib(x: f64) -> u64 {
     (x * MIB as f64) as u64
 }
 
+/// One cycle on VMs whose earlier shrinks all paid off (no probe first).
 fn run(avail_mib: u64, vms: Vec<memwarden_model::vm::VmSample>, cfg: &Config) -> Plan {
-    plan(
-        &host_with(100_000, avail_mib, vms),
-        &History::default(),
-        cfg,
-        &State::default(),
-    )
+    let s = host_with(100_000, avail_mib, vms);
+    plan(&s, &History::default(), cfg, &trusted(&s))
 }
 
 fn action<'a>(p: &'a Plan, vm: &str) -> &'a Action {

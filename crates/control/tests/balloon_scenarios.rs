@@ -1,0 +1,49 @@
+//! memwarden's controller on scenarios nobody chose to pass (see `scenario`): each run of the
+//! suite draws fresh seeds (printed), and every seed that once failed is run again.
+
+mod balloon_lab;
+mod scenario;
+
+use memwarden_lab::Lab;
+
+/// Seeds that failed once: each is run on every test run from then on.
+const REGRESSION_SEEDS: &[u64] = &[];
+
+/// How many fresh seeds a test run draws (`MEMWARDEN_SCENARIO_SEEDS`, default 1: each takes
+/// about two minutes of two TCG guests).
+fn fresh_count() -> usize {
+    std::env::var("MEMWARDEN_SCENARIO_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+#[test]
+fn the_controller_keeps_its_promises_on_drawn_scenarios() {
+    let lab = Lab::new().expect("lab");
+    let seeds: Vec<u64> = REGRESSION_SEEDS
+        .iter()
+        .copied()
+        .chain((0..fresh_count()).map(|i| scenario::fresh_seed().wrapping_add(i as u64)))
+        .collect();
+    let mut failed = Vec::new();
+    for seed in seeds {
+        let s = scenario::generate(seed);
+        eprintln!("scenario {s}");
+        let outs = scenario::run(&lab, &s, Box::new(balloon_lab::memwarden()), "scn");
+        for o in &outs {
+            eprintln!("  {}", scenario::describe(o));
+        }
+        let bad = scenario::broken_promises(&s, &outs);
+        for b in &bad {
+            eprintln!("  BROKEN: {b}");
+        }
+        if !bad.is_empty() {
+            failed.push((seed, bad));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "seeds that broke a promise (add them to REGRESSION_SEEDS): {failed:#?}"
+    );
+}
