@@ -118,7 +118,8 @@ pub struct Config {
     /// grown by at least this much instead). Default 16 MiB.
     pub min_change_bytes: u64,
     /// Seconds that must pass after an action on a VM before the controller moves that VM the
-    /// other way (a guest under pressure is grown at once regardless). Default 60.
+    /// other way (a guest under pressure is grown at once regardless). Default 20: long enough
+    /// for a fill to show, short enough that memory a guest freed is taken back within 30 s.
     pub min_reverse_interval_s: u64,
     /// Seconds between two shrinks of the same VM: the time its QEMU process needs to give the
     /// pages back, so that the drop in RSS can be measured before asking for more. Default 10.
@@ -162,7 +163,7 @@ impl Default for Config {
             max_grow_step_bytes: GIB,
             max_grow_step_share: 0.5,
             min_change_bytes: 16 * MIB,
-            min_reverse_interval_s: 60,
+            min_reverse_interval_s: 20,
             settle_s: 10,
             qemu_overhead_bytes: 64 * MIB,
             default_share: 1000,

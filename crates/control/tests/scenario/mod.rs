@@ -183,6 +183,8 @@ pub struct GuestOutcome {
     pub rebooted: Option<bool>,
     pub major_faults: Option<u64>,
     pub directions: Vec<Direction>,
+    /// Each action: (s since start, direction, MiB).
+    pub actions: Vec<(f64, Direction, u64)>,
     pub harm_seen: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -337,7 +339,11 @@ fn drive(g: &QemuGuest, p: &GuestPlan, out: &mut GuestOutcome, sh: &Mutex<Shared
                 .ok()
                 .and_then(|s| s.exposure.get(&name).copied())
                 .unwrap_or((0, false));
-            let mib = ((headroom as f64 * share) / MIB as f64).max(8.0) as u64;
+            // At most what the guest could take with no controller at all (a 512 MiB guest
+            // with ~30 MiB in use: 400 MiB leaves its kernel room); beyond that no balloon
+            // policy is to blame, and tmpfs beyond it panics the guest ("System is deadlocked
+            // on memory", seed 1796512032354599029 asked 440).
+            let mib = ((headroom as f64 * share) / MIB as f64).clamp(8.0, 400.0) as u64;
             out.sudden_mib = Some(mib);
             out.declared_headroom = Some(headroom);
             out.declared_exposed = Some(exposed);
@@ -475,6 +481,7 @@ fn judge(g: &QemuGuest, out: &mut GuestOutcome, sh: &Shared, run_s: f64) {
     out.rebooted = uptime.map(|u| u < run_s);
     let acts = sh.actions.get(&name).map(Vec::as_slice).unwrap_or(&[]);
     out.directions = acts.iter().map(|a| a.1).collect();
+    out.actions = acts.iter().map(|a| (a.0, a.1, a.2 / MIB)).collect();
     out.balloon_taken = acts
         .iter()
         .filter(|a| a.1 == Direction::Shrink)
@@ -509,8 +516,13 @@ pub fn broken_promises(s: &Scenario, outs: &[GuestOutcome]) -> Vec<String> {
             ));
         }
         // OOM kills only where one allocation exceeded the headroom the plan declared.
-        let beyond = matches!(p.episode, Episode::Sudden { share, .. } if share > 1.0);
-        let gradual = matches!(p.episode, Episode::Gradual { .. });
+        let beyond = o
+            .sudden_mib
+            .zip(o.declared_headroom)
+            .is_some_and(|(mib, h)| mib * MIB > h);
+        // A fill larger than all a 512 MiB guest has cannot be saved by any balloon.
+        let gradual =
+            matches!(p.episode, Episode::Gradual { mib_per_s, secs, .. } if mib_per_s * secs > 440);
         if o.oom_kills.unwrap_or(1) > 0 && !beyond && !gradual {
             bad.push(format!(
                 "{n}: {:?} OOM kill(s) without an allocation beyond its declared headroom ({:?} MiB asked, headroom {:?})",
@@ -551,7 +563,7 @@ pub fn broken_promises(s: &Scenario, outs: &[GuestOutcome]) -> Vec<String> {
 /// One line per guest, for logs and the bench.
 pub fn describe(o: &GuestOutcome) -> String {
     format!(
-        "{}: touched {} MiB, returned {:?} in 30 s (90 % after {:?} s); balloon taken {} MiB, measured {} MiB for {} MiB; OOM kills {:?}, rebooted {:?}, major faults {:?}; directions {:?}; harm {:?}",
+        "{}: touched {} MiB, returned {:?} in 30 s (90 % after {:?} s); balloon taken {} MiB, measured {} MiB for {} MiB; OOM kills {:?}, rebooted {:?}, major faults {:?}; actions {}; harm {:?}",
         o.name,
         o.rss_after_warm.saturating_sub(o.rss_before_warm) / MIB,
         o.returned_share().map(|x| format!("{:.0}%", x * 100.0)),
@@ -562,7 +574,11 @@ pub fn describe(o: &GuestOutcome) -> String {
         o.oom_kills,
         o.rebooted,
         o.major_faults,
-        o.directions,
+        o.actions
+            .iter()
+            .map(|(t, d, m)| format!("{t:.0}s {d:?} {m}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         o.harm_seen
     )
 }

@@ -256,7 +256,7 @@ fn hysteresis_settling_and_measured_reclaim() {
     };
     let st = State::default().after(&grown, 100_000);
     let p = plan(
-        &host_with(130_000, 2000, vec![g.clone()]),
+        &host_with(110_000, 2000, vec![g.clone()]),
         &History::default(),
         &cfg,
         &st,
@@ -266,7 +266,7 @@ fn hysteresis_settling_and_measured_reclaim() {
         "{:#?}",
         p.lines()
     );
-    // After 60 s it may be shrunk.
+    // After min_reverse_interval_s (20 s) it may be shrunk.
     let p1 = plan(
         &host_with(160_000, 2000, vec![g.clone()]),
         &History::default(),
