@@ -11,8 +11,8 @@
 #        DEST/lib                  shared libraries the system lacks (the wrapper's LD_LIBRARY_PATH;
 #                                  empty on Debian 12 with bookworm's qemu-system-x86 installed)
 #        DEST/version              first line of `qemu-system-x86_64 --version`
-# Prints DEST/version's line. Idempotent (a complete DEST is left alone) and flock'ed on
-# DEST.lock. Enables bookworm-backports in a sources.list.d file if apt has no such suite
+# Prints DEST/version's line. Idempotent (a complete DEST of the same package list is left
+# alone) and flock'ed on DEST.lock. Enables bookworm-backports in a sources.list.d file if apt has no such suite
 # (the same file build-guest.sh writes); backports are NotAutomatic in Debian, so the system
 # keeps installing and upgrading from bookworm. Runs as root on Debian 12.
 set -euo pipefail
@@ -26,12 +26,20 @@ mkdir -p "$(dirname "$DEST")" && DEST=$(cd "$(dirname "$DEST")" && pwd)/$(basena
 exec 9>"$DEST.lock"
 flock 9
 
+# The binary, its data (option ROMs, keymaps), the helpers package it depends on, the SeaBIOS it
+# asks for (>> 1.16.3; bookworm has 1.16.2), and the OpenGL and SPICE modules: QEMU 10 looks for
+# every module it knows in its own dir, then in the system's, where 7.2's are ("Only modules from
+# the same build can be loaded"), and `qom-list-types` (libvirt's capability probe) loads them
+# all and killed QEMU on 7.2's. iPXE is not needed: lab guests have no NIC.
+pkgs=(qemu-system-x86 qemu-system-data qemu-system-common seabios
+      qemu-system-modules-opengl qemu-system-modules-spice)
 check() {  # prints the version line; fails if the binary does not run
   local out
   out=$("$DEST/qemu-system-x86_64" --version) && "$DEST/qemu-system-x86_64" -L help >/dev/null \
     && echo "${out%%$'\n'*}"
 }
-if [ -f "$DEST/version" ] && check >/dev/null 2>&1; then
+if [ -f "$DEST/version" ] && [ "$(cat "$DEST/packages" 2>/dev/null)" = "${pkgs[*]}" ] \
+   && check >/dev/null 2>&1; then
   cat "$DEST/version"; exit 0
 fi
 
@@ -51,21 +59,18 @@ fi
 
 tmp=$DEST.tmp
 rm -rf "$tmp" && mkdir -p "$tmp/debs" "$tmp/root/lib"
-# The binary, its data (option ROMs, keymaps), the helpers package it depends on, and the SeaBIOS
-# it asks for (>> 1.16.3; bookworm has 1.16.2). iPXE is not needed: lab guests have no NIC.
-pkgs=(qemu-system-x86 qemu-system-data qemu-system-common seabios)
 # (apt warns that user _apt cannot write here; harmless, root downloads it)
 (cd "$tmp/debs" && apt-get download -q "${pkgs[@]/%//$SUITE}" >/dev/null 2>&1) \
   || { echo "fetch-qemu: apt-get download ${pkgs[*]} from $SUITE failed" >&2; exit 1; }
 for deb in "$tmp"/debs/*.deb; do dpkg -x "$deb" "$tmp/root"; done
 
-# Shared libraries: each library package qemu-system-x86 depends on that is not installed at the
-# version it asks for is downloaded (apt's candidate: bookworm first) and its .so files kept.
-deps=$(dpkg-deb -f "$tmp"/debs/qemu-system-x86_*.deb Depends | tr ',' '\n' | sed 's/^ *//')
+# Shared libraries: each library package these depend on that is not installed at the version
+# asked for (libvirglrenderer1 for the OpenGL module on Debian 12) is downloaded (apt's candidate: bookworm first) and its .so files kept.
+deps=$(for d in "$tmp"/debs/*.deb; do dpkg-deb -f "$d" Depends; echo; done | tr ',' '\n' | sed 's/^ *//' | sort -u)
 while read -r dep; do
   name=${dep%% *}; case "$name" in lib*|zlib*) ;; *) continue ;; esac
   want=$(sed -n 's/.*(\(.*\)).*/\1/p' <<<"$dep")
-  have=$(dpkg-query -W -f='${Status} ${Version}' "$name" 2>/dev/null | sed -n 's/^install ok installed //p')
+  have=$({ dpkg-query -W -f='${Status} ${Version}' "$name" 2>/dev/null || true; } | sed -n 's/^install ok installed //p')
   if [ -n "$have" ] && { [ -z "$want" ] || dpkg --compare-versions "$have" ${want% *} "${want#* }"; }; then
     continue
   fi
@@ -91,5 +96,6 @@ chmod +x "$tmp/root/qemu-system-x86_64"
 
 rm -rf "$DEST" && mv "$tmp/root" "$DEST" && rm -rf "$tmp"
 v=$(check) || { echo "fetch-qemu: the unpacked qemu-system-x86_64 does not run" >&2; exit 1; }
+echo "${pkgs[*]}" > "$DEST/packages"
 echo "$v" > "$DEST/version"
 echo "$v"

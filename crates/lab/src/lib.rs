@@ -21,7 +21,7 @@
 //!   missing or older than the lab scripts, under a file lock (parallel tests wait).
 //!   [`Lab::with_kernel`] picks the Debian 6.12 kernel instead of 6.1.
 //! * [`Lab::qemu10`] unpacks bookworm-backports' QEMU 10 into the lab dir (`lab/fetch-qemu.sh`,
-//!   once: ~3.5 s, then 0.05 s) for [`GuestOpts::qemu`]; the system's QEMU 7.2 stays the default.
+//!   once: 4-5 s, then 0.05 s) for [`GuestOpts::qemu`]; the system's QEMU 7.2 stays the default.
 //! * [`QemuGuest::boot`] / [`Domain::start`] first take one of
 //!   `MEMWARDEN_LAB_SLOTS` (default 2) guest slots (flock on `.lab/guest-slot-N`,
 //!   shared by every test binary), so no more than 2 guests run at once; they wait
@@ -202,7 +202,7 @@ impl Lab {
     }
 
     /// The newer QEMU of bookworm-backports (10.0 today), unpacked into `<lab dir>/qemu-10` by
-    /// `lab/fetch-qemu.sh` on first use (download + unpack, ~3.5 s; 0.05 s when present). Plain-QEMU
+    /// `lab/fetch-qemu.sh` on first use (apt-get update if backports were off, download + unpack: 4-5 s; 0.05 s when present). Plain-QEMU
     /// guests boot with it when [`GuestOpts::qemu`] names it; nothing is installed over the
     /// system's QEMU 7.2.
     pub fn qemu10(&self) -> Result<Qemu> {
