@@ -202,8 +202,8 @@ impl Lab {
     }
 
     /// The newer QEMU of bookworm-backports (10.0 today), unpacked into `<lab dir>/qemu-10` by
-    /// `lab/fetch-qemu.sh` on first use (apt-get update if backports were off, download + unpack: 4-5 s; 0.05 s when present). Plain-QEMU
-    /// guests boot with it when [`GuestOpts::qemu`] names it; nothing is installed over the
+    /// `lab/fetch-qemu.sh` on first use (apt-get update if backports were off, download + unpack:
+    /// 4-5 s; 0.05 s when present). Plain-QEMU guests boot with it when [`GuestOpts::qemu`] names it; nothing is installed over the
     /// system's QEMU 7.2.
     pub fn qemu10(&self) -> Result<Qemu> {
         let dest = self.dir.join("qemu-10");
