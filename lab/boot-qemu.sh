@@ -12,6 +12,10 @@
 #   SWAP_MIB=0         >0: add a raw virtio disk RUNDIR/swap.img (serial "swap"); the
 #                      guest mkswaps and swapons it at boot
 #   WAIT=1 WAIT_S=120  wait until the guest prints LAB-READY (fail after WAIT_S)
+#   QEMU=qemu-system-x86_64   the QEMU binary, e.g. the newer one of fetch-qemu.sh:
+#                      QEMU=.lab/qemu-10/qemu-system-x86_64 (default: the system's, 7.2)
+#   QEMU_FIRMWARE=     firmware/data dirs searched first (-L each; colon-separated); the
+#                      fetch-qemu.sh wrapper already passes its own
 # RUNDIR gets:
 #   qmp.sock     QMP socket (one client at a time)
 #   serial.sock  guest console (ttyS0): lab/console.py RUNDIR CMD ...
@@ -28,7 +32,8 @@ MEM_MIB=${MEM_MIB:-512}; SMP=${SMP:-1}; ACCEL=${ACCEL:-auto}
 STATS_POLL=${STATS_POLL:-0}; CAPTURE_MIB=${CAPTURE_MIB:-0}; SWAP_MIB=${SWAP_MIB:-0}
 WAIT=${WAIT:-1}; WAIT_S=${WAIT_S:-120}
 
-if ! command -v qemu-system-x86_64 >/dev/null; then
+QEMU=${QEMU:-qemu-system-x86_64}
+if [ "$QEMU" = qemu-system-x86_64 ] && ! command -v qemu-system-x86_64 >/dev/null; then
   # Debian 12's qemu-system-x86 (7.2) Breaks a backported qemu-utils 10: take bookworm's.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     --allow-downgrades qemu-system-x86 qemu-utils/bookworm >/dev/null
@@ -65,8 +70,11 @@ fi
 
 balloon=(-device "virtio-balloon-pci,id=balloon0,guest-stats-polling-interval=$STATS_POLL${BALLOON_OPTS:+,$BALLOON_OPTS}")
 [ "${BALLOON:-virtio}" = none ] && balloon=()
+firmware=()
+IFS=: read -ra fw <<<"${QEMU_FIRMWARE:-}"
+for d in "${fw[@]}"; do [ -n "$d" ] && firmware+=(-L "$d"); done
 
-qemu-system-x86_64 "${accel[@]}" -machine q35 -m "$MEM_MIB" -smp "$SMP" \
+"$QEMU" "${firmware[@]}" "${accel[@]}" -machine q35 -m "$MEM_MIB" -smp "$SMP" \
   -name "lab-$(basename "$RUN")" -nic none -display none -monitor none \
   -kernel "$G/vmlinuz" -initrd "$G/initramfs.cpio.gz" \
   -append "console=ttyS0 panic=-1 quiet ${EXTRA_APPEND:-}" \

@@ -9,6 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// A QEMU other than the system's, e.g. [`crate::Lab::qemu10`]'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qemu {
+    /// What `boot-qemu.sh` runs (`QEMU=`): fetch-qemu.sh's wrapper, which passes its own
+    /// firmware (`-L`), modules and libraries.
+    pub binary: PathBuf,
+    /// First line of its `--version`, e.g. `QEMU emulator version 10.0.2 (Debian ...)`.
+    pub version: String,
+}
+
 /// How to boot a [`QemuGuest`].
 #[derive(Debug, Clone)]
 pub struct GuestOpts {
@@ -28,6 +38,8 @@ pub struct GuestOpts {
     pub balloon_opts: String,
     /// Size of the raw "capture" disk for the guest's `capture` command, in MiB (0 = none).
     pub capture_mib: u64,
+    /// The QEMU to run (`None`: the system's `qemu-system-x86_64`, 7.2 on Debian 12).
+    pub qemu: Option<Qemu>,
     /// Time allowed from start to `LAB-READY`.
     pub boot_timeout: Duration,
     /// Time allowed to wait for a free guest slot.
@@ -45,6 +57,7 @@ impl Default for GuestOpts {
             balloon: true,
             balloon_opts: String::new(),
             capture_mib: 0,
+            qemu: None,
             boot_timeout: Duration::from_secs(120),
             slot_timeout: Duration::from_secs(600),
         }
@@ -110,7 +123,11 @@ impl QemuGuest {
         let slot = slot(lab.dir(), opts.slot_timeout)?;
         let run_dir = lab.new_run_dir(&opts.name)?;
         let start = Instant::now();
-        let out = run(Command::new(lab.script("boot-qemu.sh"))
+        let mut cmd = Command::new(lab.script("boot-qemu.sh"));
+        if let Some(q) = &opts.qemu {
+            cmd.env("QEMU", &q.binary);
+        }
+        let out = run(cmd
             .arg(&run_dir)
             .arg(lab.guest_dir())
             .env("WAIT", "0")

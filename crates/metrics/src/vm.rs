@@ -90,15 +90,21 @@ fn balloon(s: &mut Series, vm: &VmSample, l: &[&str; 2]) {
         ),
         ("memwarden_vm_balloon_oom_kills_total", b.oom_kills),
         ("memwarden_vm_balloon_alloc_stalls_total", b.alloc_stalls),
-        ("memwarden_vm_balloon_async_scans_total", b.async_scans),
-        ("memwarden_vm_balloon_direct_scans_total", b.direct_scans),
         (
-            "memwarden_vm_balloon_async_reclaims_total",
-            b.async_reclaims,
+            "memwarden_vm_balloon_async_scanned_bytes_total",
+            b.async_scanned_bytes,
         ),
         (
-            "memwarden_vm_balloon_direct_reclaims_total",
-            b.direct_reclaims,
+            "memwarden_vm_balloon_direct_scanned_bytes_total",
+            b.direct_scanned_bytes,
+        ),
+        (
+            "memwarden_vm_balloon_async_reclaimed_bytes_total",
+            b.async_reclaimed_bytes,
+        ),
+        (
+            "memwarden_vm_balloon_direct_reclaimed_bytes_total",
+            b.direct_reclaimed_bytes,
         ),
         (
             "memwarden_vm_balloon_last_update_timestamp_seconds",

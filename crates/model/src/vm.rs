@@ -96,13 +96,24 @@ pub struct BalloonStats {
     pub disk_caches_bytes: Option<u64>,
     pub hugetlb_pgalloc: Option<u64>,
     pub hugetlb_pgfail: Option<u64>,
-    /// Since QEMU 9.x / Linux 6.12 guests (`stat-oom-kills`); libvirt reads it only via QMP.
+    /// OOM-killer kills in the guest (its vmstat `oom_kill`), cumulative. This and the five below:
+    /// since Linux 6.12 guests under QEMU 9.2.0+ (`stat-oom-kills`...); libvirt (up to 11.3 at
+    /// least) has no tag for them, memwarden reads them via QMP (see memwarden-hv's `tags::NEWER`).
     pub oom_kills: Option<u64>,
+    /// Allocations that entered direct reclaim (the sum of the guest's `allocstall_*`), cumulative.
     pub alloc_stalls: Option<u64>,
-    pub async_scans: Option<u64>,
-    pub direct_scans: Option<u64>,
-    pub async_reclaims: Option<u64>,
-    pub direct_reclaims: Option<u64>,
+    /// Memory kswapd scanned (`pgscan_kswapd` pages), cumulative.
+    #[serde(alias = "async_scans")]
+    pub async_scanned_bytes: Option<u64>,
+    /// Memory direct reclaim scanned (`pgscan_direct` pages), cumulative.
+    #[serde(alias = "direct_scans")]
+    pub direct_scanned_bytes: Option<u64>,
+    /// Memory kswapd reclaimed (`pgsteal_kswapd` pages), cumulative.
+    #[serde(alias = "async_reclaims")]
+    pub async_reclaimed_bytes: Option<u64>,
+    /// Memory direct reclaim reclaimed (`pgsteal_direct` pages), cumulative.
+    #[serde(alias = "direct_reclaims")]
+    pub direct_reclaimed_bytes: Option<u64>,
     /// Every tag in libvirt form, source order, unknown ones included (sentinels included too:
     /// a tag left unset by the guest, 2^64−1, is kept here and left out of the typed fields).
     pub tags: Vec<StatTag>,
