@@ -78,6 +78,9 @@ pub struct Exposure {
     pub margin_bytes: u64,
     pub burst_seen_bytes: u64,
     pub deflate_on_oom: bool,
+    /// QEMU's RSS this cycle (the controller remembers the lowest it has seen).
+    #[serde(default)]
+    pub host_rss_bytes: Option<u64>,
     /// Ballooned below its maximum without deflate-on-oom: an allocation above `headroom_bytes`
     /// faster than one cycle meets the guest's OOM killer, not the balloon.
     pub exposed: bool,
@@ -272,6 +275,7 @@ fn exposure(v: &GuestView, actions: &[Action]) -> Exposure {
         margin_bytes: v.margin_bytes,
         burst_seen_bytes: v.burst_seen_bytes,
         deflate_on_oom: v.deflate_on_oom,
+        host_rss_bytes: v.host_rss_bytes,
         exposed: after < v.max_bytes && !v.deflate_on_oom,
     }
 }
@@ -474,8 +478,19 @@ fn worth_taking<'a>(
                     })
             }
         };
+    // What QEMU gained since its lowest RSS the guest touched: the balloon reaches that
+    // much without a probe (a touch-and-free is taken back at once).
+    let touched = record
+        .and_then(|r| r.rss_low_bytes)
+        .zip(rss)
+        .map_or(0, |(low, now)| now.saturating_sub(low))
+        .min(host_idle);
+    let probe = cfg.probe_bytes.max(cfg.min_change_bytes);
+    let probing = probing && touched < probe;
     if probing {
-        cap = cap.min(cfg.probe_bytes.max(cfg.min_change_bytes));
+        cap = cap.min(probe);
+    } else if belief.is_none() && touched > 0 {
+        cap = cap.min(touched.max(probe));
     }
     if cap < cfg.min_change_bytes {
         return Err(format!(

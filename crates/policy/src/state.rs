@@ -50,6 +50,10 @@ pub struct VmRecord {
     /// The largest rise in guest use between two statistics updates seen so far, bytes.
     #[serde(default)]
     pub largest_burst_bytes: u64,
+    /// The lowest QEMU RSS seen: what QEMU holds above it the guest has touched since, so a
+    /// balloon reaches it (no probe needed for that much).
+    #[serde(default)]
+    pub rss_low_bytes: Option<u64>,
     /// Extra margin earned by harm, bytes.
     #[serde(default)]
     pub harm_margin_bytes: u64,
@@ -124,6 +128,9 @@ impl State {
                 .entry(key_of(e.uuid.as_deref(), &e.vm))
                 .or_default();
             r.largest_burst_bytes = r.largest_burst_bytes.max(e.burst_seen_bytes);
+            if let Some(rss) = e.host_rss_bytes {
+                r.rss_low_bytes = Some(r.rss_low_bytes.map_or(rss, |l| l.min(rss)));
+            }
         }
         for h in &plan.harm {
             let r = next
@@ -135,6 +142,7 @@ impl State {
             // What the controller believed led to this: start over.
             r.measured_efficiency = None;
             r.pending = None;
+            r.rss_low_bytes = None;
         }
         for a in &plan.actions {
             let r = next

@@ -207,3 +207,30 @@ fn the_plan_says_who_is_exposed() {
     assert!(e.exposed && !e.deflate_on_oom);
     assert_eq!(e.margin_bytes, 192 * MIB);
 }
+
+/// The first case, on the plan: a guest seen at 230 MiB of QEMU RSS touched and freed
+/// 200 MiB. No shrink of it was ever measured, yet what QEMU gained since its lowest RSS is
+/// memory the guest touched: it is taken at once, not probed 32 MiB at a time.
+#[test]
+fn what_a_guest_touched_since_its_lowest_rss_is_taken_without_a_probe() {
+    let cfg = Config::default();
+    let first = with_rss(guest("a", 512, 512, 440), 230);
+    let p0 = cycle(&first, 1_000_000, &History::default(), &State::default());
+    let probe = &p0.actions[0];
+    assert!(probe.reason.contains("a probe"), "{}", probe.reason);
+    assert!(probe.from_bytes - probe.target_bytes <= cfg.probe_bytes);
+    // A state that saw it at 230 MiB but took nothing (say, the probe was refused).
+    let mut seen = p0.clone();
+    seen.actions.clear();
+    let st = State::default().after(&seen, 1_000_000);
+    let touched = with_rss(guest("a", 512, 512, 440), 430);
+    let p1 = cycle(&touched, 1_004_000, &History::default(), &st);
+    let a = &p1.actions[0];
+    assert_eq!(a.direction, Direction::Shrink, "{:#?}", p1.lines());
+    assert!(!a.reason.contains("a probe"), "{}", a.reason);
+    assert!(
+        a.from_bytes - a.target_bytes > cfg.probe_bytes,
+        "{:#?}",
+        p1.lines()
+    );
+}
