@@ -38,6 +38,8 @@ pub struct BalloonRunner {
     last_skips: BTreeMap<String, String>,
     /// The state last written to the store; `None` until it was read back from it.
     stored_state: Option<State>,
+    /// Sample again this soon: a ballooned guest is near its floor (see [`BalloonRunner::run`]).
+    pub fast_poll: Option<std::time::Duration>,
 }
 
 /// The store's event holding the controller's state.
@@ -65,6 +67,7 @@ impl BalloonRunner {
             was_enabled: false,
             last_skips: BTreeMap::new(),
             stored_state: None,
+            fast_poll: None,
         }
     }
 
@@ -120,6 +123,7 @@ impl BalloonRunner {
         }
         let report = self.cycle.step(sample, hv);
         self.count(&report);
+        self.fast_poll = fast_poll(&report, sample);
         let data = serde_json::to_value(&report).unwrap_or_default();
         let skips: BTreeMap<String, String> = report
             .plan
@@ -178,6 +182,26 @@ impl BalloonRunner {
             }
         }
     }
+}
+
+/// A guest the controller holds memory of, left with less headroom than twice its margin, is
+/// looked at again within its statistics period (at least 1 s), not the daemon's interval: its
+/// growth then follows a fill within one statistics update.
+fn fast_poll(r: &CycleReport, sample: &Sample) -> Option<std::time::Duration> {
+    r.plan
+        .exposure
+        .iter()
+        .filter(|e| e.balloon_bytes < e.max_bytes)
+        .filter(|e| e.headroom_bytes < e.margin_bytes.saturating_mul(2))
+        .filter_map(|e| {
+            let vm = sample
+                .vms
+                .iter()
+                .find(|v| v.name == e.vm && v.uuid == e.uuid)?;
+            vm.device.stats_period_s.filter(|p| *p > 0)
+        })
+        .min()
+        .map(|p| std::time::Duration::from_secs(p.max(1)))
 }
 
 /// The newest state an earlier run stored, if it is recent enough to still describe the VMs.

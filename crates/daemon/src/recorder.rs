@@ -86,6 +86,10 @@ pub fn run(
         publish_balloon(&shared, &cfg, &balloon, last_cycle);
         debug!(ms = took.as_millis() as u64, pss, "sampled");
         next += cfg.interval;
+        // A ballooned guest near its floor: look again within its statistics period.
+        if let Some(soon) = balloon.fast_poll.filter(|_| cfg.balloon.enabled) {
+            next = next.min(Instant::now() + soon);
+        }
         // A sample that overran the interval: start the next one now, not a burst of them.
         if next < Instant::now() {
             next = Instant::now();
