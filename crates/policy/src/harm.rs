@@ -77,24 +77,27 @@ pub fn detect(
                 now_unix_ms.saturating_sub(t) / 1000 <= cfg.min_reverse_interval_s.max(cfg.settle_s)
             })
     });
+    // An update that an earlier cycle already judged brings nothing new: its OOM kills and its
+    // reset were answered then (a cycle faster than the guest's pushes sees it twice).
+    let news = rates.new_update;
     let (kind, detail) = if vm.state == VmState::Crashed {
         (
             HarmKind::Crash,
             "the hypervisor reports it crashed".to_string(),
         )
-    } else if rates.counters_reset {
+    } else if news && rates.counters_reset {
         (
             HarmKind::Reboot,
             "its fault and swap counters went back to near zero: its kernel started again \
              (a reboot, or a panic that rebooted it)"
                 .to_string(),
         )
-    } else if let Some(k) = rates.oom_kills.filter(|k| *k > 0) {
+    } else if let Some(k) = rates.oom_kills.filter(|k| news && *k > 0) {
         (
             HarmKind::OomKill,
             format!("its kernel OOM-killed {k} process(es) since the previous sample"),
         )
-    } else if held > 0 && shrunk_lately {
+    } else if news && held > 0 && shrunk_lately {
         let swap = rates
             .swap_in_bytes_per_s
             .filter(|s| *s >= cfg.guest_swap_in_bytes_per_s as f64);

@@ -105,6 +105,10 @@ pub struct GuestRates {
     /// The guest's cumulative counters (faults, swap) went backwards since the earlier update:
     /// its kernel started again (a reboot, a panic with `panic=N`, a crash and restart).
     pub counters_reset: bool,
+    /// No recorded point has these statistics yet: this is the first look at this update, so
+    /// what changed in it (an OOM kill, a reset) is news. False when a cycle that came sooner
+    /// than the guest's next push already saw it.
+    pub new_update: bool,
 }
 
 /// The recent samples, reduced to what the policies read.
@@ -212,7 +216,12 @@ impl History {
             (Some(a), Some(b)) if !counters_reset => Some(b.saturating_sub(a)),
             _ => None,
         };
+        let new_update = self
+            .points(vm)
+            .last()
+            .is_none_or(|p| p.stats_at_unix_s < now.stats_at_unix_s);
         GuestRates {
+            new_update,
             used_step_bytes,
             counters_reset,
             major_faults_per_s: per_s(delta(before.major_faults, now.major_faults)),

@@ -191,6 +191,58 @@ fn a_reported_oom_kill_is_harm() {
     assert_eq!(p.actions[0].target_bytes, 1024 * MIB);
 }
 
+/// Regression: the controller samples faster than the guest pushes statistics (a 1 s cycle
+/// over 1 s polling whose whole-second stamps repeat, or a libvirt `period` longer than the
+/// daemon's interval), so two cycles see the same update. The OOM kill and the reboot in that
+/// update were answered by the first; the second compared it again with the update before and
+/// reported them twice (the floor's margin doubling each time).
+#[test]
+fn harm_in_one_statistics_update_is_reported_once() {
+    let mut quiet = with_rss(guest("a", 1024, 600, 100), 600);
+    quiet.balloon.oom_kills = Some(0);
+    quiet.balloon.minor_faults = Some(900_000);
+    quiet.balloon.last_update_unix_s = Some(READ_AT_S - 5);
+    for (kind, change) in [
+        (
+            HarmKind::OomKill,
+            (|v: &mut VmSample| v.balloon.oom_kills = Some(1)) as fn(&mut _),
+        ),
+        (HarmKind::Reboot, |v: &mut VmSample| {
+            v.balloon.minor_faults = Some(20_000)
+        }),
+    ] {
+        let mut harmed = quiet.clone();
+        change(&mut harmed);
+        harmed.balloon.last_update_unix_s = Some(READ_AT_S - 1);
+        let first_ms = (READ_AT_S - 1) * 1000;
+        let h =
+            History::from_samples(&[host_with((READ_AT_S - 4) * 1000, 2000, vec![quiet.clone()])]);
+        let p = plan(
+            &host_with(first_ms, 2000, vec![harmed.clone()]),
+            &h,
+            &Config::default(),
+            &State::default(),
+        );
+        assert_eq!(
+            p.harm.iter().map(|x| x.kind).collect::<Vec<_>>(),
+            [kind],
+            "{:#?}",
+            p.lines()
+        );
+        let st = State::default().after(&p, first_ms);
+        let mut h = h;
+        h.push(&host_with(first_ms, 2000, vec![harmed.clone()]));
+        // One cycle later, the same update again.
+        let p = plan(
+            &host_with(READ_AT_S * 1000, 2000, vec![harmed]),
+            &h,
+            &Config::default(),
+            &st,
+        );
+        assert!(p.harm.is_empty(), "{kind:?} reported twice: {:#?}", p.harm);
+    }
+}
+
 /// Every judged guest is in `exposure`, with what it can take at once after the cycle; a
 /// ballooned guest without deflate-on-oom is marked exposed.
 #[test]
