@@ -15,6 +15,7 @@ use tracing::{debug, error, info, warn};
 use crate::balloon::BalloonRunner;
 use crate::config::Config;
 use crate::health;
+use crate::report::chain;
 
 /// What the recorder publishes: the latest sample and the daemon's health.
 #[derive(Debug, Default)]
@@ -80,7 +81,7 @@ pub fn run(
                 last_cycle = balloon.run(&cfg, &sample, &mut collector, store.as_mut());
                 published = Some(Arc::new(sample));
             }
-            Err(e) => error!(error = %format!("{e:#}"), "sample failed"),
+            Err(e) => error!(error = %chain(&e), "sample failed"),
         }
         publish(&shared, published, took, store_error);
         publish_balloon(&shared, &cfg, &balloon, last_cycle);
@@ -179,13 +180,13 @@ fn publish_balloon(
 /// Appends to the store, opening it first when it is not open (at start, or after it failed).
 fn append(store: &mut Option<Store>, cfg: &Config, sample: &Sample) -> Result<(), String> {
     if store.is_none() {
-        *store = Some(Store::open(&cfg.db).map_err(|e| format!("{e}"))?);
+        *store = Some(Store::open(&cfg.db).map_err(|e| chain(&e))?);
     }
     let Some(s) = store.as_mut() else {
         return Err("store not open".into());
     };
     s.append(sample).map_err(|e| {
-        let msg = format!("{e}");
+        let msg = chain(&e);
         // Reopen next time: a file replaced or remounted read-write comes back on its own.
         *store = None;
         msg
@@ -201,7 +202,9 @@ pub fn maintain_loop(shared_cfg: Arc<RwLock<Config>>, control: Receiver<()>) {
             .and_then(|mut s| s.maintain(now_unix_ms(), &cfg.retention.to_store()))
         {
             Ok(r) => debug!(report = ?r, ms = t.elapsed().as_millis() as u64, "maintained"),
-            Err(e) => warn!(error = %e, "retention and downsampling failed; trying again later"),
+            Err(e) => {
+                warn!(error = %chain(&e), "retention and downsampling failed; trying again later")
+            }
         }
         match control.recv_timeout(cfg.record.maintain_every.max(Duration::from_secs(1))) {
             Err(RecvTimeoutError::Timeout) => {}
