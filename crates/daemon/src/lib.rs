@@ -12,6 +12,7 @@ mod health;
 pub mod http;
 pub mod ksm_tuning;
 pub mod recorder;
+mod report;
 
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, RwLock};
