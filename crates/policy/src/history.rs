@@ -209,9 +209,19 @@ impl History {
         };
         let went_back =
             |a: Option<u64>, b: Option<u64>| matches!((a, b), (Some(a), Some(b)) if b < a);
-        let counters_reset = went_back(before.minor_faults, now.minor_faults)
-            || went_back(before.major_faults, now.major_faults)
-            || went_back(before.swap_in_bytes, now.swap_in_bytes);
+        // Against the newest earlier value of each counter, not `before`'s: a rebooting guest
+        // reports no statistics for a while (QEMU's are all unset until the new kernel's driver
+        // pushes), and a point without counters would hide the reset.
+        let last = |f: fn(&VmPoint) -> Option<u64>| {
+            self.points(vm)
+                .iter()
+                .rev()
+                .filter(|p| p.stats_at_unix_s < now.stats_at_unix_s)
+                .find_map(f)
+        };
+        let counters_reset = went_back(last(|p| p.minor_faults), now.minor_faults)
+            || went_back(last(|p| p.major_faults), now.major_faults)
+            || went_back(last(|p| p.swap_in_bytes), now.swap_in_bytes);
         let used_step_bytes = match (before.used_bytes, now.used_bytes) {
             (Some(a), Some(b)) if !counters_reset => Some(b.saturating_sub(a)),
             _ => None,

@@ -243,6 +243,50 @@ fn harm_in_one_statistics_update_is_reported_once() {
     }
 }
 
+/// Regression, seen on a 6.12 guest under QEMU 10 rebooted with sysrq `b`: while it reboots,
+/// QEMU's `guest-stats` has no statistics (every value -1, `last-update` 0) for several
+/// seconds. Those samples, with no counters, became the "before" of the new kernel's first
+/// push, and the reset was never seen.
+#[test]
+fn a_reboot_is_seen_across_samples_without_statistics() {
+    let mut up = with_rss(guest("a", 1024, 600, 400), 600);
+    up.balloon.minor_faults = Some(66_000);
+    up.balloon.major_faults = Some(0);
+    up.balloon.last_update_unix_s = Some(READ_AT_S - 12);
+    let mut rebooting = up.clone();
+    rebooting.balloon.minor_faults = None;
+    rebooting.balloon.major_faults = None;
+    rebooting.balloon.swap_in_bytes = None;
+    rebooting.balloon.usable_bytes = None;
+    rebooting.balloon.last_update_unix_s = None;
+    let mut history = Vec::new();
+    for (i, s) in (3..=10).rev().enumerate() {
+        let mut v = if i == 0 {
+            up.clone()
+        } else {
+            rebooting.clone()
+        };
+        v.read_at_unix_s = READ_AT_S - s;
+        history.push(host_with((READ_AT_S - s) * 1000, 2000, vec![v]));
+    }
+    let mut now = up;
+    now.balloon.minor_faults = Some(520);
+    now.balloon.last_update_unix_s = Some(READ_AT_S - 1);
+    let p = plan(
+        &host_with(READ_AT_S * 1000, 2000, vec![now]),
+        &History::from_samples(&history),
+        &Config::default(),
+        &State::default(),
+    );
+    assert_eq!(
+        p.harm.iter().map(|h| h.kind).collect::<Vec<_>>(),
+        [HarmKind::Reboot],
+        "{:#?}",
+        p.lines()
+    );
+    assert_eq!(p.actions[0].target_bytes, 1024 * MIB);
+}
+
 /// Every judged guest is in `exposure`, with what it can take at once after the cycle; a
 /// ballooned guest without deflate-on-oom is marked exposed.
 #[test]
