@@ -187,8 +187,13 @@ fn vmap_stacks_are_detected_and_counted_once() {
     for (name, s) in trees() {
         let ks = s.meminfo.get("KernelStack").expect("KernelStack");
         let text_stacks = s.vmalloc.as_ref().expect("vmallocinfo").stack_bytes;
+        // The live host's two files are read at two moments while the other tests start and
+        // end threads: a few stacks may come or go between them (seen in CI: one 16 KiB stack
+        // more in meminfo). Captured trees were read on a quiet machine and hold exactly.
+        let slack_below = if name == "live" { 256 * 1024 } else { 0 };
         assert!(
-            text_stacks >= ks && text_stacks - ks <= 128 * 1024,
+            text_stacks + slack_below >= ks
+                && text_stacks.saturating_sub(ks) <= 128 * 1024 + slack_below,
             "{name}: stacks in vmalloc {text_stacks} vs KernelStack {ks}"
         );
         let lru = accounting::decompositions::by_lru(&s);

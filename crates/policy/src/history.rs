@@ -18,6 +18,10 @@ pub struct VmPoint {
     pub taken_at_unix_ms: u64,
     /// When the guest last pushed statistics (host clock, s), else when the VM was read.
     pub stats_at_unix_s: u64,
+    /// The guest had statistics at this point (`stats_at_unix_s` is its push, not our read).
+    /// A rebooting guest has none for a while: those points are no update, and their read
+    /// times can be later than the new kernel's first push.
+    pub pushed: bool,
     pub major_faults: Option<u64>,
     pub minor_faults: Option<u64>,
     pub swap_in_bytes: Option<u64>,
@@ -42,6 +46,7 @@ impl VmPoint {
                 .last_update_unix_s
                 .filter(|t| *t > 0)
                 .unwrap_or(vm.read_at_unix_s),
+            pushed: b.last_update_unix_s.is_some_and(|t| t > 0),
             major_faults: b.major_faults,
             minor_faults: b.minor_faults,
             swap_in_bytes: b.swap_in_bytes,
@@ -226,10 +231,13 @@ impl History {
             (Some(a), Some(b)) if !counters_reset => Some(b.saturating_sub(a)),
             _ => None,
         };
-        let new_update = self
-            .points(vm)
-            .last()
-            .is_none_or(|p| p.stats_at_unix_s < now.stats_at_unix_s);
+        let new_update = now.pushed
+            && self
+                .points(vm)
+                .iter()
+                .rev()
+                .find(|p| p.pushed)
+                .is_none_or(|p| p.stats_at_unix_s < now.stats_at_unix_s);
         GuestRates {
             new_update,
             used_step_bytes,
@@ -279,6 +287,39 @@ mod tests {
         b.balloon.major_faults = Some(5);
         let h = History::from_samples(&[host_sample(0, vec![a])]);
         assert_eq!(h.rates(&b).major_faults_per_s, None);
+    }
+
+    /// Seen in CI (a 6.12 guest under QEMU 10, sysrq b): while it reboots QEMU has no
+    /// statistics, those points carry our read time, and one read a second after the last old
+    /// push can be as late as the new kernel's first push. The reset must still be news.
+    #[test]
+    fn a_reboot_is_news_even_when_the_points_without_statistics_were_read_later() {
+        let mut old = guest("web1", 512, 300, 300);
+        old.balloon.minor_faults = Some(59_184);
+        old.balloon.last_update_unix_s = Some(1_000_230);
+        old.read_at_unix_s = 1_000_230;
+        let mut gap = Vec::new();
+        for t in 1_000_231..=1_000_235 {
+            let mut g = guest("web1", 512, 300, 300);
+            g.balloon = Default::default();
+            g.balloon.actual_bytes = Some(300 * MIB);
+            g.read_at_unix_s = t;
+            gap.push(host_sample(t * 1000, vec![g]));
+        }
+        let mut samples = vec![host_sample(1_000_230_000, vec![old.clone()])];
+        samples.extend(gap);
+        let h = History::from_samples(&samples);
+        let mut fresh = old.clone();
+        fresh.balloon.minor_faults = Some(519);
+        fresh.balloon.last_update_unix_s = Some(1_000_235);
+        fresh.read_at_unix_s = 1_000_236;
+        let r = h.rates(&fresh);
+        assert!(r.counters_reset, "{r:?}");
+        assert!(r.new_update, "{r:?}");
+        // A point without statistics is never news itself.
+        let mut none = fresh.clone();
+        none.balloon = Default::default();
+        assert!(!h.rates(&none).new_update);
     }
 
     #[test]
