@@ -35,6 +35,7 @@ pub struct Config {
     #[serde(with = "duration_str")]
     pub deadline: Duration,
     pub vms: VmsConfig,
+    pub http: HttpConfig,
     pub record: RecordConfig,
     pub retention: RetentionConfig,
     /// `[balloon]`: the balloon controller (off by default); its keys are
@@ -68,6 +69,32 @@ pub enum VmSourceKind {
     Libvirt,
     Qmp,
     None,
+}
+
+/// `[http]`: limits on the HTTP side, so that no client (or many) can take what sampling needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Connections served at once. Beyond it, a connection that has not yet sent a whole
+    /// request head is closed to make room for the newcomer (oldest first); when every one is
+    /// busy with a request, newcomers wait in the kernel's listen backlog (no fd of ours). The
+    /// daemon lowers this at start when the open-file limit leaves too few fds (see the log).
+    pub max_connections: usize,
+    /// A request head (request line and headers) must arrive whole within this of the
+    /// connection opening or of the previous response: slow or half-sent heads are cut, and so
+    /// is a keep-alive connection idle for this long.
+    #[serde(with = "duration_str")]
+    pub header_timeout: Duration,
+    /// A connection on which no byte is read or written for this long is closed, whatever it
+    /// is doing (a client that stops reading its response, a stalled request body).
+    #[serde(with = "duration_str")]
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers), bytes; a larger one gets 431.
+    pub max_head_bytes: usize,
+    /// Longest `since` that /api/v1/series and /api/v1/leaks serve; a longer one gets 400
+    /// naming this cap (`memwarden history` and `memwarden leaks` on the host read any range).
+    #[serde(with = "duration_str")]
+    pub max_range: Duration,
 }
 
 /// `[record]`: what goes into the history.
@@ -111,6 +138,7 @@ impl Default for Config {
             interval: Duration::from_secs(10),
             deadline: Duration::from_secs(2),
             vms: VmsConfig::default(),
+            http: HttpConfig::default(),
             record: RecordConfig::default(),
             retention: RetentionConfig::default(),
             balloon: memwarden_policy::Config::default(),
@@ -127,6 +155,18 @@ impl Default for VmsConfig {
             qmp: Vec::new(),
             monitor_passthrough: false,
             parallelism: None,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: 256,
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_head_bytes: 16 * 1024,
+            max_range: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -148,6 +188,28 @@ impl Default for RetentionConfig {
             minute: Duration::from_secs(30 * 86_400),
             hour: Duration::from_secs(365 * 86_400),
         }
+    }
+}
+
+impl HttpConfig {
+    /// The bounds each key must keep (hyper needs at least 8 KiB of head buffer).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.max_connections == 0 {
+            bail!("[http] max_connections must be at least 1");
+        }
+        if self.max_head_bytes < 8192 {
+            bail!(
+                "[http] max_head_bytes {} is below 8192 (the least the HTTP parser accepts)",
+                self.max_head_bytes
+            );
+        }
+        if self.header_timeout.is_zero() || self.idle_timeout.is_zero() {
+            bail!("[http] header_timeout and idle_timeout must be above zero");
+        }
+        if self.max_range.is_zero() {
+            bail!("[http] max_range must be above zero");
+        }
+        Ok(())
     }
 }
 
@@ -201,6 +263,7 @@ impl Config {
         if self.record.pss_every < self.interval {
             bail!("[record] pss_every must be at least the interval");
         }
+        self.http.validate()?;
         self.balloon.validate()?;
         self.ksm.validate()?;
         Ok(())
@@ -217,6 +280,9 @@ impl Config {
         }
         if self.vms != new.vms {
             keys.push("[vms]");
+        }
+        if self.http != new.http {
+            keys.push("[http]");
         }
         keys
     }
@@ -251,6 +317,27 @@ mod tests {
         assert_eq!(cfg.deadline, Duration::from_millis(500));
         let e = Config::parse("interval = \"10 sec\"\n", Path::new("c")).expect_err("bad");
         assert!(format!("{e:#}").contains("10 sec"), "{e:#}");
+    }
+
+    #[test]
+    fn http_limits_parse_and_bad_ones_are_refused() {
+        let cfg = Config::parse(
+            "[http]\nmax_connections = 8\nheader_timeout = \"2s\"\nmax_range = \"1d\"\n",
+            Path::new("c"),
+        )
+        .expect("parse");
+        assert_eq!(cfg.http.max_connections, 8);
+        assert_eq!(cfg.http.header_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.http.max_range, Duration::from_secs(86_400));
+        assert_eq!(
+            cfg.http.idle_timeout,
+            Duration::from_secs(30),
+            "default kept"
+        );
+        let e = Config::parse("[http]\nmax_head_bytes = 100\n", Path::new("c")).expect_err("bad");
+        assert!(format!("{e:#}").contains("max_head_bytes"), "{e:#}");
+        let e = Config::parse("[http]\nmax_connections = 0\n", Path::new("c")).expect_err("bad");
+        assert!(format!("{e:#}").contains("max_connections"), "{e:#}");
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let collector = Collector::new(collector_config(&cfg), HostReader::live())
         .context("setting up the collector")?;
     if let Err(e) = memwarden_store::Store::open(&cfg.db) {
-        warn!(error = %e, "history store not usable now; sampling and serving go on, recording is retried every sample");
+        warn!(error = %report::chain(&e), "history store not usable now; sampling and serving go on, recording is retried every sample");
     }
     let shared = Arc::new(RwLock::new(recorder::Shared::default()));
     let (rec_tx, rec_rx) = mpsc::channel();
@@ -145,6 +145,7 @@ fn reload(
         applied.listen = cur.listen;
         applied.db = cur.db.clone();
         applied.vms = cur.vms.clone();
+        applied.http = cur.http.clone();
     }
     *cur = applied.clone();
     *maint_cfg.write().unwrap_or_else(|p| p.into_inner()) = applied.clone();
