@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use memwarden_analysis::{accounting, ksm, leaks, series, vm};
 use memwarden_metrics::Format;
-use memwarden_model::units::parse_duration;
+use memwarden_model::units::{format_duration, parse_duration};
 use memwarden_model::Sample;
 use memwarden_store::Store;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,10 @@ use crate::recorder::{now_unix_ms, Shared};
 pub struct AppState {
     pub shared: Arc<RwLock<Shared>>,
     pub db: PathBuf,
+    /// `[http] max_range`: the longest `since` served.
+    pub max_range: Duration,
+    /// The server's connection counters.
+    pub server: Arc<crate::server::Stats>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -75,7 +79,57 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
         return ApiError(StatusCode::SERVICE_UNAVAILABLE, "no sample yet".into()).into_response();
     };
     let body = memwarden_metrics::render(&sample, &health, format);
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    let accept = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    if accepts_gzip(accept) {
+        if let Some(gz) = gzip(body.as_bytes()) {
+            return (
+                [
+                    (header::CONTENT_TYPE, format.content_type()),
+                    (header::CONTENT_ENCODING, "gzip"),
+                    (header::VARY, "accept-encoding"),
+                ],
+                gz,
+            )
+                .into_response();
+        }
+    }
+    (
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "accept-encoding"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Whether an `Accept-Encoding` value admits gzip (`gzip` or `*`, not at `q=0`), as
+/// Prometheus sends it.
+fn accepts_gzip(value: Option<&str>) -> bool {
+    value.into_iter().flat_map(|v| v.split(',')).any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or_default();
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+    })
+}
+
+/// `body` gzipped at the fastest level (the text compresses ~10× even so); `None` on a write
+/// error, when the plain body is sent instead.
+fn gzip(body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(body).ok()?;
+    enc.finish().ok()
 }
 
 /// One VM as the page and API consumers want it: the figures and diagnoses derived now.
@@ -124,11 +178,22 @@ struct RangeQuery {
     vm: Option<String>,
 }
 
-fn since_ms(q: &Option<String>, default: Duration) -> Result<u64, ApiError> {
+fn since_ms(q: &Option<String>, default: Duration, max: Duration) -> Result<u64, ApiError> {
     let d = match q {
         Some(s) => parse_duration(s).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?,
         None => default,
     };
+    if d > max {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "since={} is longer than this daemon serves ({}, [http] max_range); \
+                 `memwarden history --since` and `memwarden leaks --since` read any range",
+                q.as_deref().unwrap_or_default(),
+                format_duration(max)
+            ),
+        ));
+    }
     Ok(now_unix_ms().saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
 }
 
@@ -138,7 +203,10 @@ async fn history(st: &AppState, since: u64) -> Result<Vec<Sample>, ApiError> {
     tokio::task::spawn_blocking(move || {
         Store::open_read_only(&db)
             .and_then(|s| s.range(since, u64::MAX))
-            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("history: {e}")))
+            .map_err(|e| {
+                let e = crate::report::chain(&e);
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("history: {e}"))
+            })
     })
     .await
     .map_err(|e| {
@@ -153,7 +221,7 @@ async fn series_api(
     State(st): State<AppState>,
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, ApiError> {
-    let since = since_ms(&q.since, Duration::from_secs(6 * 3600))?;
+    let since = since_ms(&q.since, Duration::from_secs(6 * 3600), st.max_range)?;
     let samples = history(&st, since).await?;
     let filter = series::Filter {
         fields: q
@@ -180,7 +248,7 @@ async fn leaks_api(
     State(st): State<AppState>,
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, ApiError> {
-    let since = since_ms(&q.since, Duration::from_secs(24 * 3600))?;
+    let since = since_ms(&q.since, Duration::from_secs(24 * 3600), st.max_range)?;
     let samples = history(&st, since).await?;
     Ok(Json(serde_json::json!({
         "samples": samples.len(),
@@ -203,6 +271,7 @@ async fn health(State(st): State<AppState>) -> Response {
         "store_error": s.store_error,
         "sources": s.latest.as_ref().map(|l| l.sources.clone()).unwrap_or_default(),
         "balloon": balloon_json(&s),
+        "http": st.server.view(),
     }))
     .into_response()
 }
@@ -230,4 +299,19 @@ async fn balloon(State(st): State<AppState>) -> Response {
         .clone()
         .unwrap_or(serde_json::Value::Null);
     Json(v).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_gzip;
+
+    #[test]
+    fn gzip_is_sent_only_when_accepted() {
+        assert!(accepts_gzip(Some("gzip")));
+        assert!(accepts_gzip(Some("deflate, GZIP;q=0.5")));
+        assert!(accepts_gzip(Some("*")));
+        assert!(!accepts_gzip(Some("gzip;q=0")));
+        assert!(!accepts_gzip(Some("identity, br")));
+        assert!(!accepts_gzip(None));
+    }
 }

@@ -3,16 +3,21 @@
 //! JSON API and a web page.
 //!
 //! Threads: the recorder (sampling + appends), the maintainer (retention, downsampling) and a
-//! single-threaded tokio runtime for HTTP. SIGTERM/SIGINT: the sample in progress is finished
-//! and committed, then the process exits 0. SIGHUP: the configuration file is read again.
+//! single-threaded tokio runtime for HTTP (with at most [`BLOCKING_THREADS`] for store reads),
+//! which clients cannot use to starve sampling: connections are capped within the open-file
+//! limit, less what sampling keeps (see [`process`] and [`server`]).
+//!
+//! SIGTERM/SIGINT: the sample in progress is finished and committed, then the process exits 0. SIGHUP: the configuration file is read again.
 
 mod balloon;
 pub mod config;
 mod health;
 pub mod http;
 pub mod ksm_tuning;
+pub mod process;
 pub mod recorder;
 mod report;
+pub mod server;
 
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, RwLock};
@@ -25,6 +30,9 @@ use tracing::{error, info, warn};
 
 pub use balloon::restore as restore_balloon_state;
 pub use config::Config;
+
+/// Threads of the HTTP runtime that read the history (each holds a store handle: 3 fds).
+pub const BLOCKING_THREADS: usize = 2;
 
 fn collector_config(cfg: &Config) -> memwarden_collector::Config {
     use config::VmSourceKind;
@@ -52,6 +60,8 @@ fn collector_config(cfg: &Config) -> memwarden_collector::Config {
 /// Runs the daemon until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
 pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     cfg.validate().context("configuration")?;
+    process::private_umask();
+    let nofile = process::raise_nofile();
     let collector = Collector::new(collector_config(&cfg), HostReader::live())
         .context("setting up the collector")?;
     if let Err(e) = memwarden_store::Store::open(&cfg.db) {
@@ -79,16 +89,21 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
         .context("starting the HTTP runtime")?;
+    let http_stats = Arc::new(server::Stats::default());
     let state = http::AppState {
         shared,
         db: cfg.db.clone(),
+        max_range: cfg.http.max_range,
+        server: http_stats.clone(),
     };
     let served = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("listening on {}", cfg.listen))?;
+        let max_connections = connection_cap(&cfg, nofile)?;
         info!(listen = %cfg.listen, db = %cfg.db.display(), interval = ?cfg.interval, "memwarden serving");
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -104,10 +119,9 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
             }
             let _ = rec_tx.send(recorder::Control::Stop);
         };
-        axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server")
+        let limits = server::Limits::new(&cfg.http, max_connections);
+        server::serve(listener, http::router(state), limits, http_stats, shutdown).await;
+        anyhow::Ok(())
     });
     let _ = maint_tx.send(());
     if recorder.join().is_err() {
@@ -117,6 +131,43 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     served?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// `[http] max_connections`, lowered (and logged) so that the fds open now and those sampling
+/// needs stay free under the open-file limit.
+fn connection_cap(cfg: &Config, nofile: process::NofileLimit) -> anyhow::Result<usize> {
+    let open = process::open_fds();
+    let vm_sockets = match cfg.vms.source {
+        config::VmSourceKind::None => 0,
+        config::VmSourceKind::Libvirt => 2,
+        config::VmSourceKind::Qmp => cfg
+            .vms
+            .parallelism
+            .unwrap_or_else(|| memwarden_collector::Config::default().parallelism)
+            as u64,
+    };
+    let wanted = cfg.http.max_connections;
+    let Some(cap) = process::connection_cap(wanted, nofile.soft, open, vm_sockets) else {
+        anyhow::bail!(
+            "the open-file limit {} leaves no fd for HTTP connections ({open} open, {} kept for \
+             sampling): raise it (LimitNOFILE= in the unit, ulimit -n)",
+            nofile.soft,
+            process::SAMPLING_FDS + vm_sockets
+        );
+    };
+    if cap < wanted {
+        warn!(
+            max_connections = cap,
+            configured = wanted,
+            nofile = nofile.soft,
+            open,
+            kept_for_sampling = process::SAMPLING_FDS + vm_sockets,
+            "[http] max_connections lowered to fit the open-file limit"
+        );
+    } else {
+        info!(max_connections = cap, "HTTP connection cap");
+    }
+    Ok(cap)
 }
 
 /// SIGHUP: read the file again; apply what can change while running, say what cannot.

@@ -262,13 +262,32 @@ impl Serve {
     /// [`Serve::start_with_config`] with the history at `db` (a store that outlives one
     /// daemon, or one on a special mount) instead of `<tmp>/history.db`.
     pub fn start_at(bin: &Path, db: Option<&Path>, config: &str, args: &[&str]) -> Serve {
+        Serve::start_wrapped(&[], bin, db, config, args)
+    }
+
+    /// [`Serve::start_at`] run through `wrapper` (`["prlimit", "--nofile=64:64", "--"]`): the
+    /// process is the wrapper's, which execs the daemon in its place.
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        bin: &Path,
+        db: Option<&Path>,
+        config: &str,
+        args: &[&str],
+    ) -> Serve {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let text = config;
         let config = dir.path().join("memwarden.toml");
         std::fs::write(&config, text).expect("write config");
         let db = db.map_or_else(|| dir.path().join("history.db"), Path::to_path_buf);
-        let mut cmd = Command::new(bin);
+        let mut cmd = match wrapper.split_first() {
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("serve")
             .arg("--config")
             .arg(&config)

@@ -1,0 +1,101 @@
+//! Process-wide settings made once at start: the open-file limit (raised, and split between
+//! the HTTP side and sampling) and the file-creation mask.
+
+use tracing::{info, warn};
+
+/// Fds kept for sampling and the store whatever the clients do: the recorder's and the
+/// maintainer's store handles (database, WAL, shared memory: 3 each), the HTTP side's history
+/// readers (3 each), one /proc or /sys file at a time, libvirt's socket, log and slack.
+pub const SAMPLING_FDS: u64 = 40;
+
+/// The open-file limit before and after [`raise_nofile`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NofileLimit {
+    pub soft_before: u64,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Raises RLIMIT_NOFILE's soft limit to the hard limit (a systemd service starts at 1,024
+/// whatever the hard limit is) and logs both. A failure leaves the limit as it was, logged.
+#[allow(unsafe_code)]
+pub fn raise_nofile() -> NofileLimit {
+    // SAFETY: getrlimit and setrlimit read and write the struct we own.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        let e = std::io::Error::last_os_error();
+        warn!(error = %e, "reading the open-file limit failed; assuming 1024");
+        return NofileLimit {
+            soft_before: 1024,
+            soft: 1024,
+            hard: 1024,
+        };
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        } else {
+            let e = std::io::Error::last_os_error();
+            warn!(error = %e, soft = before, hard = lim.rlim_max, "raising the open-file limit failed");
+        }
+    }
+    let l = NofileLimit {
+        soft_before: before,
+        soft: lim.rlim_cur,
+        hard: lim.rlim_max,
+    };
+    info!(
+        soft_before = l.soft_before,
+        soft = l.soft,
+        hard = l.hard,
+        "open-file limit"
+    );
+    l
+}
+
+/// Fds this process has open now (entries of /proc/self/fd, less the one reading it).
+pub fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| (d.count() as u64).saturating_sub(1))
+}
+
+/// How many connections the HTTP side may hold: `wanted`, lowered so that the fds open now,
+/// `extra` more for sampling (one per QMP socket read at once) and [`SAMPLING_FDS`] stay free.
+/// `None` when not even one is left.
+pub fn connection_cap(wanted: usize, limit: u64, open_now: u64, extra: u64) -> Option<usize> {
+    let room = limit.saturating_sub(open_now + SAMPLING_FDS + extra);
+    let cap = usize::try_from(room).unwrap_or(usize::MAX).min(wanted);
+    (cap > 0).then_some(cap)
+}
+
+/// Files the daemon creates (the history, its WAL and shared memory, the audit file, the
+/// store's directory) are readable by their owner only: umask 0077.
+#[allow(unsafe_code)]
+pub fn private_umask() {
+    // SAFETY: umask only swaps the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_sampling_its_fds() {
+        assert_eq!(connection_cap(256, 65_536, 20, 8), Some(256));
+        // A systemd default of 1024 still allows the default 256.
+        assert_eq!(connection_cap(256, 1024, 20, 8), Some(256));
+        let c = connection_cap(256, 64, 12, 0).expect("some");
+        assert_eq!(c as u64, 64 - 12 - SAMPLING_FDS);
+        assert_eq!(connection_cap(256, 40, 12, 0), None);
+    }
+}
