@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use memwarden_collector::Collector;
@@ -278,6 +279,7 @@ fn audit(path: &Path, data: &serde_json::Value) {
     let r = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .and_then(|mut f| f.write_all(line.as_bytes()));
     if let Err(e) = r {

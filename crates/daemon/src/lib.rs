@@ -61,6 +61,7 @@ fn collector_config(cfg: &Config) -> memwarden_collector::Config {
 pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     cfg.validate().context("configuration")?;
     process::private_umask();
+    process::tighten_existing(&cfg.db);
     let nofile = process::raise_nofile();
     let collector = Collector::new(collector_config(&cfg), HostReader::live())
         .context("setting up the collector")?;

@@ -85,9 +85,56 @@ pub fn private_umask() {
     }
 }
 
+/// Files an earlier memwarden left readable by others (the history, its WAL and shared
+/// memory, the audit file next to it): made owner-only, each logged once. Absent files are
+/// skipped; a failure is logged and start goes on.
+pub fn tighten_existing(db: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let name = db.file_name().map(|n| n.to_string_lossy().into_owned());
+    let Some(name) = name else { return };
+    let files = [
+        db.to_path_buf(),
+        db.with_file_name(format!("{name}-wal")),
+        db.with_file_name(format!("{name}-shm")),
+        db.with_file_name("balloon-audit.jsonl"),
+    ];
+    for f in files {
+        let Ok(meta) = std::fs::metadata(&f) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        match std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode & 0o700)) {
+            Ok(()) => info!(file = %f.display(), was = format!("{mode:o}"), "made owner-only"),
+            Err(e) => warn!(file = %f.display(), error = %e, "could not make owner-only"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_left_readable_by_others_are_made_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("h.db");
+        let audit = dir.path().join("balloon-audit.jsonl");
+        let other = dir.path().join("other");
+        for f in [&db, &audit, &other] {
+            std::fs::write(f, "x").expect("write");
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        tighten_existing(&db);
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(mode(&audit), 0o600);
+        assert_eq!(mode(&other), 0o644, "only the daemon's own files");
+    }
 
     #[test]
     fn the_cap_leaves_sampling_its_fds() {

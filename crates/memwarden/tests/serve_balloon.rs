@@ -66,6 +66,12 @@ fn a_dry_run_controller_plans_logs_audits_and_counts() {
     let audit =
         std::fs::read_to_string(s.db.with_file_name("balloon-audit.jsonl")).expect("audit file");
     assert!(audit.lines().any(|l| l.contains(d.name())), "{audit}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(s.db.with_file_name("balloon-audit.jsonl"))
+            .expect("audit file")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the audit file is owner-only");
     let events = Store::open_read_only(&s.db)
         .expect("store")
         .events("balloon", 0, u64::MAX)
