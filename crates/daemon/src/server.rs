@@ -34,6 +34,10 @@ use crate::report::chain;
 /// How long a stop waits for connections to finish their request.
 const DRAIN: Duration = Duration::from_secs(3);
 
+/// Open connections that make a burst: when a burst has ended (one connection or none left),
+/// freed memory is handed back to the kernel.
+const BURST: u64 = 32;
+
 /// The limits in force (`[http]`, with `max_connections` as lowered for the fd budget).
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -69,6 +73,8 @@ pub struct Stats {
     pub idle_timeouts_total: AtomicU64,
     /// `accept` failures (EMFILE and the like).
     pub accept_errors_total: AtomicU64,
+    /// The most connections open since memory was last handed back.
+    peak_since_trim: AtomicU64,
 }
 
 impl Default for Stats {
@@ -82,6 +88,7 @@ impl Default for Stats {
             header_timeouts_total: AtomicU64::new(0),
             idle_timeouts_total: AtomicU64::new(0),
             accept_errors_total: AtomicU64::new(0),
+            peak_since_trim: AtomicU64::new(0),
         }
     }
 }
@@ -213,7 +220,8 @@ pub async fn serve(
             }
         };
         stats.accepted_total.fetch_add(1, Ordering::Relaxed);
-        stats.open.fetch_add(1, Ordering::Relaxed);
+        let open = stats.open.fetch_add(1, Ordering::Relaxed) + 1;
+        stats.peak_since_trim.fetch_max(open, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         next_id += 1;
         let conn = Arc::new(Conn::default());
@@ -229,8 +237,12 @@ pub async fn serve(
         tokio::spawn(async move {
             connection(stream, router, &limits, &conn, &stats, stop).await;
             registry.remove(id);
-            stats.open.fetch_sub(1, Ordering::Relaxed);
+            let left = stats.open.fetch_sub(1, Ordering::Relaxed) - 1;
             drop(permit);
+            if left <= 1 && stats.peak_since_trim.load(Ordering::Relaxed) >= BURST {
+                stats.peak_since_trim.store(left, Ordering::Relaxed);
+                crate::process::release_free_memory();
+            }
         });
     }
     drop(listener);
