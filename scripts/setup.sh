@@ -8,14 +8,14 @@
 #           and python3-prometheus-client's OpenMetrics parser check /metrics and deploy/prometheus;
 #           a Prometheus server scrapes `memwarden serve`; chromium + chromium-driver load its page;
 #           prometheus-node-exporter and prometheus-libvirt-exporter are the peers the scrape_cost
-#           bench compares /metrics against
+#           bench compares /metrics against; systemd's systemd-analyze verifies the unit
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(libvirt0)
 if [ "${1:-}" = --test ]; then
   pkgs+=(busybox-static cpio smem time python3 gcc libc6-dev xz-utils zstd
          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 prometheus python3-prometheus-client
-         chromium chromium-driver prometheus-node-exporter prometheus-libvirt-exporter)
+         chromium chromium-driver prometheus-node-exporter prometheus-libvirt-exporter systemd)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

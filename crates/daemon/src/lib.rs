@@ -18,6 +18,7 @@ pub mod process;
 pub mod recorder;
 mod report;
 pub mod server;
+mod watchdog;
 
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, RwLock};
@@ -69,12 +70,13 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         warn!(error = %report::chain(&e), "history store not usable now; sampling and serving go on, recording is retried every sample");
     }
     let shared = Arc::new(RwLock::new(recorder::Shared::default()));
+    let heartbeat = Arc::new(watchdog::Heartbeat::default());
     let (rec_tx, rec_rx) = mpsc::channel();
     let recorder = {
-        let (cfg, shared) = (cfg.clone(), shared.clone());
+        let (cfg, shared, beat) = (cfg.clone(), shared.clone(), heartbeat.clone());
         std::thread::Builder::new()
             .name("recorder".into())
-            .spawn(move || recorder::run(cfg, collector, shared, rec_rx))
+            .spawn(move || recorder::run(cfg, collector, shared, &beat, rec_rx))
             .context("starting the recorder thread")?
     };
     let maint_cfg = Arc::new(RwLock::new(cfg.clone()));
@@ -110,14 +112,26 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         let running = Arc::new(RwLock::new(cfg.clone()));
+        {
+            let running = running.clone();
+            tokio::spawn(watchdog::run(heartbeat, move || {
+                running.read().unwrap_or_else(|p| p.into_inner()).interval
+            }));
+        }
+        watchdog::ready(&format!("serving on {}", cfg.listen));
         let shutdown = async move {
             loop {
                 tokio::select! {
                     _ = term.recv() => { info!("SIGTERM: finishing the current sample"); break; }
                     _ = int.recv() => { info!("SIGINT: finishing the current sample"); break; }
-                    _ = hup.recv() => reload(&config_path, &running, &rec_tx, &maint_cfg),
+                    _ = hup.recv() => {
+                        watchdog::reloading();
+                        reload(&config_path, &running, &rec_tx, &maint_cfg);
+                        watchdog::ready("configuration read again");
+                    }
                 }
             }
+            watchdog::stopping();
             let _ = rec_tx.send(recorder::Control::Stop);
         };
         let limits = server::Limits::new(&cfg.http, max_connections);

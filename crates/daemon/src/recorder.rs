@@ -16,6 +16,7 @@ use crate::balloon::BalloonRunner;
 use crate::config::Config;
 use crate::health;
 use crate::report::chain;
+use crate::watchdog::Heartbeat;
 
 /// What the recorder publishes: the latest sample and the daemon's health.
 #[derive(Debug, Default)]
@@ -49,6 +50,7 @@ pub fn run(
     mut cfg: Config,
     mut collector: Collector,
     shared: Arc<RwLock<Shared>>,
+    heartbeat: &Heartbeat,
     control: Receiver<Control>,
 ) {
     let mut store: Option<Store> = None;
@@ -85,6 +87,7 @@ pub fn run(
         }
         publish(&shared, published, took, store_error);
         publish_balloon(&shared, &cfg, &balloon, last_cycle);
+        heartbeat.beat();
         debug!(ms = took.as_millis() as u64, pss, "sampled");
         next += cfg.interval;
         // A ballooned guest near its floor: look again within its statistics period.
