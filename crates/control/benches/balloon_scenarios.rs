@@ -2,7 +2,8 @@
 //! scenarios (see `tests/scenario`), fresh real guests for every run: per controller, the share
 //! of the touched-and-freed memory the host got back within 30 s and the median time to 90 %,
 //! host memory gained per MiB of balloon taken, guest harm (OOM kills, reboots, major faults),
-//! and direction changes per episode.
+//! direction changes per episode, and the slowdown of a fixed job in each guest (`scenario::JOB`,
+//! timed on its console before the controller starts and after the run) where it ended ballooned.
 //!
 //! `cargo bench -p memwarden-control --bench balloon_scenarios` — `MEMWARDEN_SCENARIOS=N`
 //! seeds (default 20; about 2 minutes per seed and controller), `MEMWARDEN_SCENARIO_SEED=S`
@@ -46,6 +47,9 @@ struct Totals {
     major_faults: u64,
     changes: usize,
     episodes: usize,
+    /// The job's slowdown in runs that ended with a balloon of at least 32 MiB, and in all.
+    slowdown_ballooned: Vec<f64>,
+    slowdown_all: Vec<f64>,
     broken: Vec<(u64, String)>,
 }
 
@@ -75,8 +79,8 @@ fn main() {
         }
     }
     println!();
-    println!("| controller | returned in 30 s (median) | time to 90 % (median; runs never reaching it) | host MiB per MiB of balloon | OOM kills (runs) | reboots | major faults | direction changes per episode | promises broken |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| controller | returned in 30 s (median) | time to 90 % (median; runs never reaching it) | host MiB per MiB of balloon | OOM kills (runs) | reboots | major faults | direction changes per episode | job slowdown, ballooned (median, max; runs) | job slowdown, all runs (median) | promises broken |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (c, t) in names.iter().zip(totals.iter_mut()) {
         let ret = median(&mut t.returned).map_or("-".into(), |x| format!("{:.0} %", x * 100.0));
         let t90 = median(&mut t.to_90).map_or("-".into(), |x| format!("{x:.0} s"));
@@ -85,8 +89,19 @@ fn main() {
         } else {
             "-".into()
         };
+        let pct = |x: f64| format!("{:+.1} %", x * 100.0);
+        let max = t
+            .slowdown_ballooned
+            .iter()
+            .copied()
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        let n_b = t.slowdown_ballooned.len();
+        let slow_b = median(&mut t.slowdown_ballooned).map_or("-".into(), |x| {
+            format!("{}, {}; {n_b}", pct(x), max.map_or("-".into(), pct))
+        });
+        let slow_all = median(&mut t.slowdown_all).map_or("-".into(), pct);
         println!(
-            "| {c} | {ret} | {t90} ({}) | {per} ({} MiB for {} MiB) | {} ({}) | {} | {} | {:.2} | {} |",
+            "| {c} | {ret} | {t90} ({}) | {per} ({} MiB for {} MiB) | {} ({}) | {} | {} | {:.2} | {slow_b} | {slow_all} | {} |",
             t.never_90,
             t.gain / MIB as i64,
             t.balloon / MIB,
@@ -123,6 +138,12 @@ fn add(t: &mut Totals, s: &scenario::Scenario, outs: &[GuestOutcome], seed: u64)
         t.reboots += usize::from(o.rebooted == Some(true));
         t.major_faults += o.major_faults.unwrap_or(0);
         t.changes += o.direction_changes();
+        if let Some(x) = o.job_slowdown() {
+            t.slowdown_all.push(x);
+            if o.balloon_at_job.is_some_and(|b| b >= 32 * MIB) {
+                t.slowdown_ballooned.push(x);
+            }
+        }
         t.episodes +=
             usize::from(!matches!(p.episode, Episode::Idle)) + usize::from(p.warm_mib > 0);
     }

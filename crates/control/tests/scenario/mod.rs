@@ -187,7 +187,19 @@ pub struct GuestOutcome {
     pub actions: Vec<(f64, Direction, u64)>,
     pub harm_seen: Vec<String>,
     pub errors: Vec<String>,
+    /// A fixed job (see [`JOB`]) timed on the guest's console before the controller starts
+    /// (the guest at its full size) and after the run (at whatever size the controller left).
+    pub job_unballooned_s: Option<f64>,
+    pub job_ballooned_s: Option<f64>,
+    /// The balloon's size (max − actual) when the second job ran.
+    pub balloon_at_job: Option<u64>,
 }
+
+/// Waldspurger's criterion: a ballooned guest should do as well as one booted at that size.
+/// The job: allocate and fill 48 MiB of anonymous memory with random bytes, then free it
+/// (fits any floor the controller keeps; it needs free memory, not cache), timed from the host
+/// around the console command; the faster of three runs, as TCG timing is noisy.
+pub const JOB: &str = "hog 48 -p random";
 
 impl GuestOutcome {
     /// The share of the touched-and-freed memory the host got back within 30 s.
@@ -196,6 +208,12 @@ impl GuestOutcome {
         (touched >= 32 * MIB).then(|| {
             (self.rss_after_warm.saturating_sub(self.rss_min_30s) as f64 / touched as f64).min(1.0)
         })
+    }
+
+    /// The job's time ballooned over unballooned, minus one (0.05: 5 % slower).
+    pub fn job_slowdown(&self) -> Option<f64> {
+        let (a, b) = (self.job_unballooned_s?, self.job_ballooned_s?);
+        (a > 0.0).then(|| b / a - 1.0)
     }
 
     pub fn direction_changes(&self) -> usize {
@@ -227,6 +245,7 @@ pub fn run(
         })
         .collect();
     let names: Vec<String> = guests.iter().map(|g| g.name()).collect();
+    let baseline: Vec<Option<f64>> = guests.iter().map(time_job).collect();
     let backend = Backend::Qmp(
         guests
             .iter()
@@ -260,10 +279,33 @@ pub fn run(
     stop.store(true, Ordering::SeqCst);
     worker.join().expect("controller thread");
     let sh = shared.lock().expect("lock");
-    for (g, out) in guests.iter().zip(outs.iter_mut()) {
+    for ((g, out), base) in guests.iter().zip(outs.iter_mut()).zip(baseline) {
         judge(g, out, &sh, s.run_s);
+        out.job_unballooned_s = base;
+        out.job_ballooned_s = time_job(g);
+        out.balloon_at_job = balloon_now(g);
     }
     outs
+}
+
+/// [`JOB`]'s time on `g`, the fastest of three runs; `None` when a run failed.
+fn time_job(g: &QemuGuest) -> Option<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        g.console_timeout(JOB, Duration::from_secs(60)).ok()?;
+        best = best.min(t.elapsed().as_secs_f64());
+        g.console("killhogs").ok()?;
+    }
+    Some(best)
+}
+
+/// What the balloon holds now (max − actual), by QMP's `query-balloon`.
+fn balloon_now(g: &QemuGuest) -> Option<u64> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut c = memwarden_hv::qmp::QmpClient::connect(&g.qmp_socket(), deadline).ok()?;
+    let actual = c.execute("query-balloon", None).ok()?["actual"].as_u64()?;
+    Some((512 * MIB).saturating_sub(actual))
 }
 
 /// What the controller thread records for the guests' drivers and the judge.
@@ -565,7 +607,7 @@ pub fn broken_promises(s: &Scenario, outs: &[GuestOutcome]) -> Vec<String> {
 /// One line per guest, for logs and the bench.
 pub fn describe(o: &GuestOutcome) -> String {
     format!(
-        "{}: touched {} MiB, returned {:?} in 30 s (90 % after {:?} s); balloon taken {} MiB, measured {} MiB for {} MiB; OOM kills {:?}, rebooted {:?}, major faults {:?}; actions {}; harm {:?}",
+        "{}: touched {} MiB, returned {:?} in 30 s (90 % after {:?} s); balloon taken {} MiB, measured {} MiB for {} MiB; OOM kills {:?}, rebooted {:?}, major faults {:?}; job {:?} s unballooned, {:?} s with {:?} MiB ballooned; actions {}; harm {:?}",
         o.name,
         o.rss_after_warm.saturating_sub(o.rss_before_warm) / MIB,
         o.returned_share().map(|x| format!("{:.0}%", x * 100.0)),
@@ -576,6 +618,9 @@ pub fn describe(o: &GuestOutcome) -> String {
         o.oom_kills,
         o.rebooted,
         o.major_faults,
+        o.job_unballooned_s.map(|t| (t * 100.0).round() / 100.0),
+        o.job_ballooned_s.map(|t| (t * 100.0).round() / 100.0),
+        o.balloon_at_job.map(|b| b / MIB),
         o.actions
             .iter()
             .map(|(t, d, m)| format!("{t:.0}s {d:?} {m}"))
