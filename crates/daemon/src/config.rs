@@ -95,6 +95,13 @@ pub struct HttpConfig {
     /// naming this cap (`memwarden history` and `memwarden leaks` on the host read any range).
     #[serde(with = "duration_str")]
     pub max_range: Duration,
+    /// A Prometheus exporter web configuration file (YAML, the `--web.config.file` format of
+    /// node_exporter and prometheus/exporter-toolkit): `tls_server_config` serves every route
+    /// over TLS, `basic_auth_users` (user: bcrypt hash) asks for a password. A bad file stops
+    /// the daemon at start; SIGHUP reads it again and keeps the running one if the new one is
+    /// bad. Relative paths in it are taken from its directory. Unset: plain HTTP, no
+    /// authentication (`serve --web.config.file` sets it too).
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// `[record]`: what goes into the history.
@@ -167,6 +174,7 @@ impl Default for HttpConfig {
             idle_timeout: Duration::from_secs(30),
             max_head_bytes: 16 * 1024,
             max_range: Duration::from_secs(7 * 86_400),
+            web_config_file: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //!
 //! SIGTERM/SIGINT: the sample in progress is finished and committed, then the process exits 0. SIGHUP: the configuration file is read again.
 
+mod auth;
 mod balloon;
 pub mod config;
 mod health;
@@ -19,6 +20,9 @@ pub mod recorder;
 mod report;
 pub mod server;
 mod watchdog;
+mod tls;
+pub mod web;
+pub mod webconfig;
 
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, RwLock};
@@ -96,6 +100,11 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         .build()
         .context("starting the HTTP runtime")?;
     let http_stats = Arc::new(server::Stats::default());
+    // Before anything listens: a bad web configuration stops the daemon, never serves in clear.
+    let web = Arc::new(
+        web::Active::start(cfg.http.web_config_file.as_deref(), http_stats.clone())
+            .context("[http] web_config_file")?,
+    );
     let state = http::AppState {
         shared,
         db: cfg.db.clone(),
@@ -119,6 +128,7 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
             }));
         }
         watchdog::ready(&format!("serving on {}", cfg.listen));
+        let reload_web = web.clone();
         let shutdown = async move {
             loop {
                 tokio::select! {
@@ -127,6 +137,7 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
                     _ = hup.recv() => {
                         watchdog::reloading();
                         reload(&config_path, &running, &rec_tx, &maint_cfg);
+                        reload_web.reload();
                         watchdog::ready("configuration read again");
                     }
                 }
@@ -135,7 +146,11 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
             let _ = rec_tx.send(recorder::Control::Stop);
         };
         let limits = server::Limits::new(&cfg.http, max_connections);
-        server::serve(listener, http::router(state), limits, http_stats, shutdown).await;
+        let router = http::router(state).layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            auth::require,
+        ));
+        server::serve(listener, router, limits, http_stats, web, shutdown).await;
         anyhow::Ok(())
     });
     let _ = maint_tx.send(());

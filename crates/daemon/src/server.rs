@@ -7,6 +7,10 @@
 //! client that sends its request at once); when every connection is busy with a request,
 //! nothing more is accepted until one ends, and newcomers wait in the kernel's listen backlog.
 //! The loop never holds more than the cap plus one connection.
+//!
+//! With TLS (`[http] web_config_file`), the handshake happens on the connection's task and
+//! counts within the header deadline: a client that opens TCP and never sends a ClientHello is
+//! cut like a half-sent request head, and can be evicted at the cap like one.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -26,10 +30,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::config::HttpConfig;
 use crate::report::chain;
+use crate::web::Active;
 
 /// How long a stop waits for connections to finish their request.
 const DRAIN: Duration = Duration::from_secs(3);
@@ -73,6 +79,11 @@ pub struct Stats {
     pub idle_timeouts_total: AtomicU64,
     /// `accept` failures (EMFILE and the like).
     pub accept_errors_total: AtomicU64,
+    /// TLS handshakes that failed (plain HTTP on the TLS port included; timeouts are
+    /// `header_timeouts_total`).
+    pub tls_handshake_errors_total: AtomicU64,
+    /// Requests refused with 401.
+    pub auth_failures_total: AtomicU64,
     /// The most connections open since memory was last handed back.
     peak_since_trim: AtomicU64,
 }
@@ -88,6 +99,8 @@ impl Default for Stats {
             header_timeouts_total: AtomicU64::new(0),
             idle_timeouts_total: AtomicU64::new(0),
             accept_errors_total: AtomicU64::new(0),
+            tls_handshake_errors_total: AtomicU64::new(0),
+            auth_failures_total: AtomicU64::new(0),
             peak_since_trim: AtomicU64::new(0),
         }
     }
@@ -103,6 +116,8 @@ pub struct StatsView {
     pub header_timeouts_total: u64,
     pub idle_timeouts_total: u64,
     pub accept_errors_total: u64,
+    pub tls_handshake_errors_total: u64,
+    pub auth_failures_total: u64,
 }
 
 impl Stats {
@@ -120,6 +135,8 @@ impl Stats {
             header_timeouts_total: g(&self.header_timeouts_total),
             idle_timeouts_total: g(&self.idle_timeouts_total),
             accept_errors_total: g(&self.accept_errors_total),
+            tls_handshake_errors_total: g(&self.tls_handshake_errors_total),
+            auth_failures_total: g(&self.auth_failures_total),
         }
     }
 }
@@ -162,13 +179,14 @@ impl Registry {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets the open connections
-/// finish their request (up to [`DRAIN`]).
+/// Serves `router` on `listener` (over TLS when `web` has a certificate) until `shutdown`
+/// completes, then lets the open connections finish their request (up to [`DRAIN`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
     stats: Arc<Stats>,
+    web: Arc<Active>,
     shutdown: impl Future<Output = ()>,
 ) {
     let limits = Arc::new(limits);
@@ -226,6 +244,8 @@ pub async fn serve(
         next_id += 1;
         let conn = Arc::new(Conn::default());
         registry.insert(next_id, conn.clone());
+        // Taken at accept: a reload changes the certificate for later connections.
+        let tls = web.tls();
         let (id, router, limits, stats, registry, stop) = (
             next_id,
             router.clone(),
@@ -235,7 +255,7 @@ pub async fn serve(
             stop_rx.clone(),
         );
         tokio::spawn(async move {
-            connection(stream, router, &limits, &conn, &stats, stop).await;
+            connection(stream, tls, router, &limits, &conn, &stats, stop).await;
             registry.remove(id);
             let left = stats.open.fetch_sub(1, Ordering::Relaxed) - 1;
             drop(permit);
@@ -279,18 +299,88 @@ enum End {
 
 async fn connection(
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
     router: Router,
     limits: &Limits,
     conn: &Arc<Conn>,
     stats: &Stats,
     mut stop: watch::Receiver<bool>,
 ) {
+    // The first request head is due this long after the accept, TLS handshake included.
+    let first_head_by = Instant::now() + limits.header_timeout;
     let last = Arc::new(AtomicU64::new(stats.now_ms()));
-    let io = TokioIo::new(Tracked {
+    let tracked = Tracked {
         inner: stream,
         last: last.clone(),
         start: stats.start,
-    });
+    };
+    let Some(acceptor) = tls else {
+        return http(
+            tracked,
+            router,
+            limits,
+            conn,
+            stats,
+            stop,
+            first_head_by,
+            last,
+        )
+        .await;
+    };
+    let shake = async {
+        let mut tracked = tracked;
+        if !crate::tls::starts_with_handshake(&mut tracked.inner).await {
+            return Err(io::Error::other("not a TLS handshake (plain HTTP?)"));
+        }
+        acceptor.accept(tracked).await
+    };
+    let shaken = tokio::select! {
+        r = tokio::time::timeout_at(first_head_by, shake) => r,
+        () = conn.evict.notified() => return,
+        // Stopping: a connection that has not sent a request has nothing to finish.
+        _ = stop.changed() => return,
+    };
+    match shaken {
+        Ok(Ok(stream)) => {
+            http(
+                stream,
+                router,
+                limits,
+                conn,
+                stats,
+                stop,
+                first_head_by,
+                last,
+            )
+            .await
+        }
+        Ok(Err(e)) => {
+            stats
+                .tls_handshake_errors_total
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(error = %chain(&e), "TLS handshake failed");
+        }
+        Err(_) => {
+            stats.header_timeouts_total.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on `io` (TCP, or TLS over TCP) with the limits.
+#[allow(clippy::too_many_arguments)]
+async fn http<I>(
+    io: I,
+    router: Router,
+    limits: &Limits,
+    conn: &Arc<Conn>,
+    stats: &Stats,
+    mut stop: watch::Receiver<bool>,
+    first_head_by: Instant,
+    last: Arc<AtomicU64>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
     let tower = TowerToHyperService::new(router);
     let seen = conn.clone();
     let svc = service_fn(move |req| {
@@ -329,6 +419,13 @@ async fn connection(
             () = conn.evict.notified() => break End::Evicted,
             _ = stop.changed(), if !stopping => {}
             () = tokio::time::sleep(left) => {}
+            // hyper's own deadline starts when it first reads; this one ends the first head's
+            // wait at the deadline counted from the accept (the handshake took part of it).
+            () = tokio::time::sleep_until(first_head_by), if !conn.head_seen.load(Ordering::Relaxed) => {
+                if !conn.head_seen.load(Ordering::Relaxed) {
+                    break End::HeaderTimeout;
+                }
+            }
         }
     };
     match end {

@@ -124,6 +124,10 @@ pub struct ServeArgs {
     /// Do not read VMs (host only).
     #[arg(long, conflicts_with_all = ["connect", "qmp"])]
     pub no_vms: bool,
+    /// Prometheus exporter web configuration (TLS, basic auth), as node_exporter's flag of
+    /// the same name (sets [http] web_config_file).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// The history file, shared by `history` and `leaks`.

@@ -47,6 +47,9 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
     if a.no_vms {
         cfg.vms.source = VmSourceKind::None;
     }
+    if let Some(w) = &a.web_config_file {
+        cfg.http.web_config_file = Some(w.clone());
+    }
     memwarden_daemon::serve(cfg, path)
 }
 
