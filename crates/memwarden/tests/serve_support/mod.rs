@@ -405,17 +405,21 @@ impl Drop for Tmpfs {
 /// A Prometheus server (`/usr/bin/prometheus`) scraping `127.0.0.1:target` every `interval`
 /// (`1s`, `500ms`), storage and log in `dir`; its port.
 pub fn prometheus(dir: &Path, target: u16, interval: &str) -> (Proc, u16) {
-    let port = free_port();
-    let yml = dir.join("prometheus.yml");
-    std::fs::write(
-        &yml,
-        format!(
+    prometheus_with(
+        dir,
+        &format!(
             "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n\
              scrape_configs:\n  - job_name: memwarden\n    static_configs:\n\
              \x20     - targets: ['127.0.0.1:{target}']\n"
         ),
     )
-    .expect("write prometheus.yml");
+}
+
+/// A Prometheus server with `config` as its prometheus.yml, storage and log in `dir`; its port.
+pub fn prometheus_with(dir: &Path, config: &str) -> (Proc, u16) {
+    let port = free_port();
+    let yml = dir.join("prometheus.yml");
+    std::fs::write(&yml, config).expect("write prometheus.yml");
     let mut cmd = Command::new("/usr/bin/prometheus");
     cmd.arg(format!("--config.file={}", yml.display()))
         .arg(format!(
