@@ -6,7 +6,8 @@
 #   --test: also what the test suite runs against: QEMU, a minimal libvirtd, smem,
 #           busybox-static and cpio for the lab guests (see lab/README.md); promtool (prometheus)
 #           and python3-prometheus-client's OpenMetrics parser check /metrics and deploy/prometheus;
-#           a Prometheus server scrapes `memwarden serve`; chromium + chromium-driver load its page;
+#           a Prometheus server scrapes `memwarden serve` (also over TLS: openssl makes the test's
+#           certificate, curl is the TLS client); chromium + chromium-driver load its page;
 #           prometheus-node-exporter and prometheus-libvirt-exporter are the peers the scrape_cost
 #           bench compares /metrics against; systemd's systemd-analyze verifies the unit
 set -euo pipefail
@@ -15,7 +16,7 @@ pkgs=(libvirt0)
 if [ "${1:-}" = --test ]; then
   pkgs+=(busybox-static cpio smem time python3 gcc libc6-dev xz-utils zstd
          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 prometheus python3-prometheus-client
-         chromium chromium-driver prometheus-node-exporter prometheus-libvirt-exporter systemd)
+         chromium chromium-driver prometheus-node-exporter prometheus-libvirt-exporter systemd openssl curl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
