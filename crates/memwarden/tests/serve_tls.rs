@@ -10,7 +10,7 @@ mod serve_support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serve_support::{get, urlencode, wait_for, Serve};
@@ -31,22 +31,44 @@ struct Web {
     file: PathBuf,
 }
 
+/// `openssl ARGS` in `dir`, panicking with its stderr on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Web {
     fn new() -> Web {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = Command::new("openssl")
-            .current_dir(dir.path())
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-            .args(["-keyout", "server.key", "-out", "server.crt"])
-            .args(["-subj", "/CN=memwarden-test"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-            .output()
-            .expect("openssl (Debian package openssl)");
-        assert!(
-            out.status.success(),
-            "openssl req: {}",
-            String::from_utf8_lossy(&out.stderr)
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.crt",
+                "-subj",
+                "/CN=memwarden-test",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ],
         );
         let cert = dir.path().join("server.crt");
         let file = dir.path().join("web.yml");
@@ -239,12 +261,156 @@ fn a_client_that_never_finishes_its_handshake_is_cut_at_the_header_deadline() {
             "{t:?}"
         );
     }
+    // A whole handshake, then no request: the deadline counts from the accept, handshake
+    // included. `openssl s_client` waits on its stdin (held open, never written) and exits
+    // when the server closes.
+    let t = Instant::now();
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{}", d.port)])
+        .arg("-CAfile")
+        .arg(&w.cert)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl s_client");
+    let st = wait_for("s_client to be closed", Duration::from_secs(10), || {
+        client.try_wait().expect("try_wait")
+    });
+    let c = t.elapsed();
+    let out = client.wait_with_output().expect("output");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("Verify return code: 0 (ok)"), "{said}");
+    println!("handshake done, no request: closed after {c:?} (s_client {st})");
+    assert!(
+        c >= Duration::from_millis(1500) && c < Duration::from_secs(4),
+        "{c:?}"
+    );
     let after = health(&w, &mut d)["http"]["header_timeouts_total"]
         .as_u64()
         .unwrap_or(0);
     assert!(
-        after >= before + 2,
+        after >= before + 3,
         "header_timeouts_total {before} -> {after}"
+    );
+}
+
+#[test]
+fn require_and_verify_client_cert_admits_only_clients_the_ca_signed() {
+    let w = Web::new();
+    let p = w.dir.path();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        p,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "2",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-subj",
+                "/CN=test-ca",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        p,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=prometheus",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(p.join("client.ext"), "extendedKeyUsage = clientAuth\n").expect("ext");
+    openssl(
+        p,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.crt",
+        ],
+    );
+    std::fs::write(
+        &w.file,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  \
+         client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+    )
+    .expect("write web.yml");
+    let mut d = w.start();
+    let port = d.port;
+    let with_cert = |cert: Option<(&str, &str)>| {
+        let mut c = Command::new("curl");
+        c.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            "--cacert",
+        ])
+        .arg(&w.cert);
+        if let Some((crt, key)) = cert {
+            c.arg("--cert")
+                .arg(p.join(crt))
+                .arg("--key")
+                .arg(p.join(key));
+        }
+        let out = c
+            .arg(format!("https://127.0.0.1:{port}/api/v1/health"))
+            .output()
+            .expect("curl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    wait_for("memwarden serve with mTLS", Duration::from_secs(60), || {
+        d.proc.assert_running();
+        Some(()).filter(|()| with_cert(Some(("client.crt", "client.key"))).1 == "200")
+    });
+    let (ok, code) = with_cert(None);
+    assert!(!ok && code != "200", "no client certificate: {ok} {code}");
+    // The server's own certificate is not signed by the client CA.
+    let (ok, code) = with_cert(Some(("server.crt", "server.key")));
+    assert!(
+        !ok && code != "200",
+        "a certificate the CA did not sign: {ok} {code}"
+    );
+    println!(
+        "mTLS: the CA-signed client 200; no certificate and a foreign one refused in the handshake"
     );
 }
 
