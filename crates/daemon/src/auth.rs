@@ -6,10 +6,12 @@
 //! drawn at start (never the password itself), one per user, and checked with a constant-time
 //! compare. A pair that failed is never remembered, so every wrong guess costs a bcrypt; those
 //! run one at a time on a blocking thread, which keeps the HTTP thread (and the clients whose
-//! credentials are remembered) answering while someone guesses.
+//! credentials are remembered) answering while someone guesses. At most [`MAX_WAITING`]
+//! requests wait for a bcrypt; past that a request with credentials not remembered gets 503 at
+//! once, so that guesses cannot fill the connection cap with requests queued behind bcrypt.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
@@ -22,6 +24,18 @@ use tokio::sync::Semaphore;
 
 use crate::web::Active;
 
+/// Requests waiting for a bcrypt at once (one runs, the others queue).
+const MAX_WAITING: usize = 8;
+
+/// What a check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Good,
+    Bad,
+    /// Too many requests already wait for a bcrypt: not checked.
+    Busy,
+}
+
 /// The users of one web configuration and the pairs verified since it was loaded.
 #[derive(Debug)]
 pub struct Users {
@@ -29,8 +43,12 @@ pub struct Users {
     key: hmac::Key,
     /// User → tag of the last password bcrypt accepted for them (bounded by the users).
     good: Mutex<HashMap<String, hmac::Tag>>,
-    /// One bcrypt at a time.
-    bcrypt: Semaphore,
+    /// One bcrypt at a time. The permit moves into the blocking task, so that a request
+    /// dropped mid-bcrypt (its client hung up) still holds the slot until the bcrypt ends:
+    /// clients that hang up cannot pile bcrypts up in the blocking pool.
+    bcrypt: Arc<Semaphore>,
+    /// Requests waiting for (or running) a bcrypt.
+    waiting: AtomicUsize,
 }
 
 impl Users {
@@ -46,7 +64,8 @@ impl Users {
             hashes,
             key,
             good: Mutex::new(HashMap::new()),
-            bcrypt: Semaphore::new(1),
+            bcrypt: Arc::new(Semaphore::new(1)),
+            waiting: AtomicUsize::new(0),
         }))
     }
 
@@ -65,7 +84,7 @@ impl Users {
     }
 
     /// Whether `password` is `user`'s.
-    pub async fn check(&self, user: &str, password: &[u8]) -> bool {
+    pub async fn check(&self, user: &str, password: &[u8]) -> Verdict {
         let msg = Users::message(user, password);
         let cached = self
             .good
@@ -76,9 +95,25 @@ impl Users {
         if let Some(tag) = cached {
             // hmac::verify compares in constant time.
             if hmac::verify(&self.key, &msg, &tag).is_ok() {
-                return true;
+                return Verdict::Good;
             }
         }
+        // A guard, not a decrement after the await: a client that hangs up drops this future
+        // mid-wait, and the count must still come down.
+        let _waiting = Waiting::enter(&self.waiting);
+        if _waiting.count > MAX_WAITING {
+            return Verdict::Busy;
+        }
+        let ok = self.bcrypt_check(user, password, &msg).await;
+        if ok {
+            Verdict::Good
+        } else {
+            Verdict::Bad
+        }
+    }
+
+    /// bcrypt (one at a time, on a blocking thread); a good pair is remembered.
+    async fn bcrypt_check(&self, user: &str, password: &[u8], msg: &[u8]) -> bool {
         // An unknown user still costs a bcrypt (against another user's hash), so that timing
         // does not tell which users exist.
         let (known, hash) = match self.hashes.get(user) {
@@ -88,21 +123,44 @@ impl Users {
                 None => return false,
             },
         };
-        let Ok(_one) = self.bcrypt.acquire().await else {
+        let Ok(slot) = self.bcrypt.clone().acquire_owned().await else {
             return false;
         };
         let pw = password.to_vec();
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(pw, &hash).unwrap_or(false))
-            .await
-            .unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            bcrypt::verify(pw, &hash).unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
         if ok && known {
-            let tag = hmac::sign(&self.key, &msg);
+            let tag = hmac::sign(&self.key, msg);
             self.good
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(user.to_string(), tag);
         }
         ok && known
+    }
+}
+
+/// One request counted in [`Users::waiting`] while it lives.
+struct Waiting<'a> {
+    counter: &'a AtomicUsize,
+    /// The count with this one in it.
+    count: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Waiting<'a> {
+        let count = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        Waiting { counter, count }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -128,8 +186,18 @@ pub async fn require(State(active): State<Arc<Active>>, req: Request, next: Next
         return next.run(req).await;
     };
     if let Some((user, password)) = credentials(&req) {
-        if users.check(&user, &password).await {
-            return next.run(req).await;
+        match users.check(&user, &password).await {
+            Verdict::Good => return next.run(req).await,
+            Verdict::Bad => {}
+            Verdict::Busy => {
+                active.stats.auth_busy_total.fetch_add(1, Ordering::Relaxed);
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "1")],
+                    "too many password checks under way; try again\n",
+                )
+                    .into_response();
+            }
         }
     }
     active
@@ -155,6 +223,17 @@ mod tests {
             .expect("some")
     }
 
+    /// Polls `f` once: its output if it was ready.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
+
     fn cached(u: &Users) -> usize {
         u.good.lock().expect("lock").len()
     }
@@ -162,22 +241,59 @@ mod tests {
     #[tokio::test]
     async fn a_good_pair_is_cached_and_a_wrong_one_never() {
         let u = users();
-        assert!(!u.check("alice", b"wrong").await);
+        assert_eq!(u.check("alice", b"wrong").await, Verdict::Bad);
         assert_eq!(cached(&u), 0, "a wrong password is not remembered");
-        assert!(u.check("alice", b"secret").await);
+        assert_eq!(u.check("alice", b"secret").await, Verdict::Good);
         assert_eq!(cached(&u), 1);
         // With the good pair cached, a wrong one is still refused (and still not cached).
-        assert!(!u.check("alice", b"secret2").await);
-        assert!(!u.check("alice", b"").await);
-        assert!(u.check("alice", b"secret").await);
+        assert_eq!(u.check("alice", b"secret2").await, Verdict::Bad);
+        assert_eq!(u.check("alice", b"").await, Verdict::Bad);
+        assert_eq!(u.check("alice", b"secret").await, Verdict::Good);
         assert_eq!(cached(&u), 1);
     }
 
     #[tokio::test]
     async fn an_unknown_user_is_refused_even_with_another_users_password() {
         let u = users();
-        assert!(!u.check("bob", b"secret").await);
+        assert_eq!(u.check("bob", b"secret").await, Verdict::Bad);
         assert_eq!(cached(&u), 0);
+    }
+
+    #[tokio::test]
+    async fn past_the_queue_a_guess_is_turned_away_and_a_remembered_pair_still_passes() {
+        let u = Arc::new(users());
+        assert_eq!(u.check("alice", b"secret").await, Verdict::Good);
+        // Hold the bcrypt slot: guesses queue behind it.
+        let held = u.bcrypt.acquire().await.expect("slot");
+        // A request dropped while it waits (its client hung up) leaves the queue.
+        {
+            let waiting = u.check("alice", b"abandoned");
+            tokio::pin!(waiting);
+            let polled = futures_poll_once(waiting.as_mut()).await;
+            assert!(polled.is_none(), "it waits behind the held slot");
+        }
+        assert_eq!(u.waiting.load(Ordering::Acquire), 0);
+        let mut queued = Vec::new();
+        for _ in 0..MAX_WAITING {
+            let u = u.clone();
+            queued.push(tokio::spawn(
+                async move { u.check("alice", b"guess").await },
+            ));
+        }
+        while u.waiting.load(Ordering::Acquire) < MAX_WAITING {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(u.check("alice", b"one more").await, Verdict::Busy);
+        assert_eq!(
+            u.check("alice", b"secret").await,
+            Verdict::Good,
+            "remembered"
+        );
+        drop(held);
+        for q in queued {
+            assert_eq!(q.await.expect("join"), Verdict::Bad);
+        }
+        assert_eq!(u.waiting.load(Ordering::Acquire), 0);
     }
 
     #[test]

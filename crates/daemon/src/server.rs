@@ -84,6 +84,8 @@ pub struct Stats {
     pub tls_handshake_errors_total: AtomicU64,
     /// Requests refused with 401.
     pub auth_failures_total: AtomicU64,
+    /// Requests turned away with 503 because too many waited for a bcrypt.
+    pub auth_busy_total: AtomicU64,
     /// The most connections open since memory was last handed back.
     peak_since_trim: AtomicU64,
 }
@@ -101,6 +103,7 @@ impl Default for Stats {
             accept_errors_total: AtomicU64::new(0),
             tls_handshake_errors_total: AtomicU64::new(0),
             auth_failures_total: AtomicU64::new(0),
+            auth_busy_total: AtomicU64::new(0),
             peak_since_trim: AtomicU64::new(0),
         }
     }
@@ -118,6 +121,7 @@ pub struct StatsView {
     pub accept_errors_total: u64,
     pub tls_handshake_errors_total: u64,
     pub auth_failures_total: u64,
+    pub auth_busy_total: u64,
 }
 
 impl Stats {
@@ -137,6 +141,7 @@ impl Stats {
             accept_errors_total: g(&self.accept_errors_total),
             tls_handshake_errors_total: g(&self.tls_handshake_errors_total),
             auth_failures_total: g(&self.auth_failures_total),
+            auth_busy_total: g(&self.auth_busy_total),
         }
     }
 }

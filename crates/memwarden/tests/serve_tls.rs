@@ -563,3 +563,55 @@ fn a_bad_web_configuration_stops_the_daemon_naming_the_file_and_the_key() {
     }
     drop(w.dir);
 }
+
+#[test]
+fn password_guesses_queue_behind_one_bcrypt_and_never_hold_up_a_remembered_password() {
+    let w = Web::new();
+    let mut d = w.start();
+    health(&w, &mut d); // the good pair is remembered from here on
+    let port = d.port;
+    let w = std::sync::Arc::new(w);
+    let guessers: Vec<_> = (0..24)
+        .map(|i| {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                (0..3)
+                    .map(|j| {
+                        let auth = format!("{USER}:guess-{i}-{j}");
+                        curl(&w, port, "/metrics", Some(&auth)).map_or(0, |r| r.status)
+                    })
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    let mut took = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        let r = curl(&w, port, "/metrics", Some(&good())).expect("curl");
+        took.push(t.elapsed());
+        assert_eq!(r.status, 200, "the remembered password during guessing");
+    }
+    let statuses: Vec<u16> = guessers
+        .into_iter()
+        .flat_map(|g| g.join().expect("guesser"))
+        .collect();
+    let count = |s: u16| statuses.iter().filter(|&&x| x == s).count();
+    let (refused, busy) = (count(401), count(503));
+    assert_eq!(
+        refused + busy,
+        statuses.len(),
+        "only 401 or 503: {statuses:?}"
+    );
+    assert!(refused >= 1, "{statuses:?}");
+    took.sort();
+    let h = health(&w, &mut d);
+    println!(
+        "24 guessers × 3 wrong passwords: {refused} × 401 (bcrypt), {busy} × 503 (queue full); \
+         the remembered password meanwhile: 10 × 200, median {:?}, max {:?} (curl's start \
+         included); health: auth_failures_total {}, auth_busy_total {}",
+        took[took.len() / 2],
+        took[took.len() - 1],
+        h["http"]["auth_failures_total"],
+        h["http"]["auth_busy_total"]
+    );
+}
