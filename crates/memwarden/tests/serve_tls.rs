@@ -3,151 +3,34 @@
 //! `openssl` CLI (IP SAN 127.0.0.1), curl as the client, a real Prometheus as the scraper:
 //! right password → `up` 1 and memwarden's series, wrong password → `up` 0 with the 401 in the
 //! target's lastError; plain HTTP on the TLS port refused; a client that never sends a
-//! ClientHello cut at the header deadline; SIGHUP reload; a bad file stops the daemon.
+//! ClientHello cut at the header deadline; client certificates; password guessing under a
+//! bounded bcrypt queue; SIGHUP reload; a bad file stops the daemon. Fixtures: serve_support/tls.rs.
 
 mod serve_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serve_support::tls::{curl, good, health, openssl, Web, COST, PASSWORD, USER};
 use serve_support::{get, urlencode, wait_for, Serve};
 
 const BIN: &str = env!("CARGO_BIN_EXE_memwarden");
 const HOST_ONLY: &str = "interval = \"1s\"\ndeadline = \"500ms\"\n[vms]\nsource = \"none\"\n\
 [http]\nheader_timeout = \"2s\"\n";
-const USER: &str = "prometheus";
-const PASSWORD: &str = "scrape-me";
-/// bcrypt cost of the test's hashes: exporter-toolkit's example uses 10; the daemon under test
-/// is a debug build, where that costs far more than in a release build.
-const COST: u32 = 8;
 
-/// A certificate, its key and a web configuration file in a temporary directory.
-struct Web {
-    dir: tempfile::TempDir,
-    cert: PathBuf,
-    file: PathBuf,
-}
-
-/// `openssl ARGS` in `dir`, panicking with its stderr on failure.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl (Debian package openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Web {
-    fn new() -> Web {
-        let dir = tempfile::tempdir().expect("tempdir");
-        openssl(
-            dir.path(),
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "2",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.crt",
-                "-subj",
-                "/CN=memwarden-test",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-            ],
-        );
-        let cert = dir.path().join("server.crt");
-        let file = dir.path().join("web.yml");
-        let w = Web { dir, cert, file };
-        w.write(PASSWORD);
-        w
-    }
-
-    /// The web configuration with `password` for USER; file names relative to its directory,
-    /// as exporter-toolkit resolves them.
-    fn write(&self, password: &str) {
-        let hash = bcrypt::hash(password, COST).expect("bcrypt");
-        std::fs::write(
-            &self.file,
-            format!(
-                "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
-                 basic_auth_users:\n  {USER}: {hash}\n"
-            ),
-        )
-        .expect("write web.yml");
-    }
-
-    fn start(&self) -> Serve {
-        let file = self.file.display().to_string();
-        Serve::start_with_config(Path::new(BIN), HOST_ONLY, &["--web.config.file", &file])
-    }
-}
-
-/// A curl reply.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-/// GET https://127.0.0.1:port/path with the test's CA, as `user:password` when given.
-fn curl(w: &Web, port: u16, path: &str, auth: Option<&str>) -> Option<Reply> {
-    let mut c = Command::new("curl");
-    c.args(["-sS", "-i", "--http1.1", "--max-time", "20", "--cacert"])
-        .arg(&w.cert)
-        .arg(format!("https://127.0.0.1:{port}{path}"));
-    if let Some(a) = auth {
-        c.args(["-u", a]);
-    }
-    let out = c.output().expect("curl");
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some(Reply {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    })
-}
-
-fn good() -> String {
-    format!("{USER}:{PASSWORD}")
-}
-
-/// Waits until the daemon answers /api/v1/health over TLS with the password and has sampled.
-fn health(w: &Web, d: &mut Serve) -> serde_json::Value {
-    let port = d.port;
-    wait_for("memwarden serve over TLS", Duration::from_secs(60), || {
-        d.proc.assert_running();
-        curl(w, port, "/api/v1/health", Some(&good()))
-            .filter(|r| r.status == 200)
-            .map(|r| serde_json::from_str::<serde_json::Value>(&r.body).expect("JSON"))
-            .filter(|h| h["samples_total"].as_u64() >= Some(1))
-    })
+/// `memwarden serve` host-only with `w` as its web configuration.
+fn start(w: &Web) -> Serve {
+    let file = w.file.display().to_string();
+    Serve::start_with_config(Path::new(BIN), HOST_ONLY, &["--web.config.file", &file])
 }
 
 #[test]
 fn every_route_needs_tls_and_the_password() {
     let w = Web::new();
-    let mut d = w.start();
+    let mut d = start(&w);
     health(&w, &mut d);
 
     for path in ["/metrics", "/api/v1/health"] {
@@ -240,7 +123,7 @@ fn closed_within(s: &mut TcpStream, t: Instant, limit: Duration) -> Option<Durat
 #[test]
 fn a_client_that_never_finishes_its_handshake_is_cut_at_the_header_deadline() {
     let w = Web::new();
-    let mut d = w.start();
+    let mut d = start(&w);
     health(&w, &mut d);
     let before = health(&w, &mut d)["http"]["header_timeouts_total"]
         .as_u64()
@@ -367,7 +250,7 @@ fn require_and_verify_client_cert_admits_only_clients_the_ca_signed() {
          client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
     )
     .expect("write web.yml");
-    let mut d = w.start();
+    let mut d = start(&w);
     let port = d.port;
     let with_cert = |cert: Option<(&str, &str)>| {
         let mut c = Command::new("curl");
@@ -427,7 +310,7 @@ fn query(port: u16, q: &str) -> Vec<serde_json::Value> {
 #[test]
 fn prometheus_scrapes_over_tls_with_the_password_and_is_refused_without() {
     let w = Web::new();
-    let mut d = w.start();
+    let mut d = start(&w);
     health(&w, &mut d);
     let tmp = tempfile::tempdir().expect("tempdir");
     let job = |name: &str, password: &str| {
@@ -498,7 +381,7 @@ fn prometheus_scrapes_over_tls_with_the_password_and_is_refused_without() {
 #[test]
 fn a_reload_takes_a_new_password_and_a_bad_file_keeps_the_running_one() {
     let w = Web::new();
-    let mut d = w.start();
+    let mut d = start(&w);
     health(&w, &mut d);
     w.write("second");
     d.signal("-HUP");
@@ -550,7 +433,7 @@ fn a_bad_web_configuration_stops_the_daemon_naming_the_file_and_the_key() {
     ];
     for (text, key) in cases {
         std::fs::write(&w.file, text).expect("write");
-        let mut d = w.start();
+        let mut d = start(&w);
         let st = d.wait_exit(Duration::from_secs(20));
         assert!(!st.success(), "started with {text:?}");
         let log = d.log_text();
@@ -567,7 +450,7 @@ fn a_bad_web_configuration_stops_the_daemon_naming_the_file_and_the_key() {
 #[test]
 fn password_guesses_queue_behind_one_bcrypt_and_never_hold_up_a_remembered_password() {
     let w = Web::new();
-    let mut d = w.start();
+    let mut d = start(&w);
     health(&w, &mut d); // the good pair is remembered from here on
     let port = d.port;
     let w = std::sync::Arc::new(w);

@@ -4,6 +4,7 @@
 //! decoded), and a running `memwarden serve`.
 #![allow(dead_code)]
 
+pub mod tls;
 pub mod webdriver;
 
 use std::io::{Read, Write};
