@@ -19,8 +19,8 @@ pub mod process;
 pub mod recorder;
 mod report;
 pub mod server;
-mod watchdog;
 mod tls;
+mod watchdog;
 pub mod web;
 pub mod webconfig;
 
