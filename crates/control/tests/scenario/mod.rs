@@ -178,6 +178,13 @@ pub struct GuestOutcome {
     pub sudden_mib: Option<u64>,
     pub declared_headroom: Option<u64>,
     pub declared_exposed: Option<bool>,
+    /// The warm-up's allocation is one too once the controller runs (it may start at 0 s):
+    /// the headroom and exposure the plan declared just before it.
+    pub warm_headroom: Option<u64>,
+    pub warm_exposed: Option<bool>,
+    /// What the allocating commands (warm-up, sudden) reported when they failed: an allocation
+    /// beyond the declared headroom may fail, an OOM kill or `mmap: Cannot allocate memory`.
+    pub alloc_errors: Vec<String>,
     pub oom_kills: Option<u64>,
     /// The guest's own uptime at the end shorter than the run: it rebooted (or panicked).
     pub rebooted: Option<bool>,
@@ -325,6 +332,21 @@ fn rss_now(sh: &Mutex<Shared>, vm: &str) -> Option<u64> {
     sh.lock().ok()?.rss.get(vm)?.last().map(|x| x.1)
 }
 
+/// Keeps a failed console command's error, saying which step it was.
+fn note(errors: &mut Vec<String>, r: memwarden_lab::Result<String>, what: &str) {
+    if let Err(e) = r {
+        errors.push(format!("{what}: {e}"));
+    }
+}
+
+/// The headroom and exposure the newest plan declared for `vm`.
+fn exposure_now(sh: &Mutex<Shared>, vm: &str) -> (u64, bool) {
+    sh.lock()
+        .ok()
+        .and_then(|s| s.exposure.get(vm).copied())
+        .unwrap_or((0, false))
+}
+
 fn sleep_until(t0: Instant, at_s: f64) {
     let left = at_s - t0.elapsed().as_secs_f64();
     if left > 0.0 {
@@ -335,11 +357,6 @@ fn sleep_until(t0: Instant, at_s: f64) {
 /// Plays one guest's timeline on its console.
 fn drive(g: &QemuGuest, p: &GuestPlan, out: &mut GuestOutcome, sh: &Mutex<Shared>, t0: Instant) {
     let name = g.name();
-    let mut say = |r: memwarden_lab::Result<String>, what: &str| {
-        if let Err(e) = r {
-            out.errors.push(format!("{what}: {e}"));
-        }
-    };
     // Wait for the controller's first look at QEMU's RSS.
     let first = Instant::now();
     while rss_now(sh, &name).is_none() && first.elapsed() < Duration::from_secs(20) {
@@ -347,24 +364,30 @@ fn drive(g: &QemuGuest, p: &GuestPlan, out: &mut GuestOutcome, sh: &Mutex<Shared
     }
     sleep_until(t0, p.warm_at_s);
     out.rss_before_warm = rss_now(sh, &name).unwrap_or(0);
+    let (h, e) = exposure_now(sh, &name);
+    out.warm_headroom = Some(h);
+    out.warm_exposed = Some(e);
+
     if p.warm_mib > 0 {
         match p.warm_kind {
             Kind::Tmpfs => {
-                say(
+                note(
+                    &mut out.alloc_errors,
                     g.console_timeout(&format!("fill {}", p.warm_mib), Duration::from_secs(120)),
                     "warm fill",
                 );
-                say(g.console("drop"), "warm drop");
+                note(&mut out.alloc_errors, g.console("drop"), "warm drop");
             }
             Kind::Anon => {
-                say(
+                note(
+                    &mut out.alloc_errors,
                     g.console_timeout(
                         &format!("hog {} -p random", p.warm_mib),
                         Duration::from_secs(120),
                     ),
                     "warm hog",
                 );
-                say(g.console("killhogs"), "warm free");
+                note(&mut out.alloc_errors, g.console("killhogs"), "warm free");
             }
         }
     }
@@ -376,11 +399,7 @@ fn drive(g: &QemuGuest, p: &GuestPlan, out: &mut GuestOutcome, sh: &Mutex<Shared
         Episode::Idle => None,
         Episode::Sudden { at_s, share, kind } => {
             sleep_until(t0, at_s);
-            let (headroom, exposed) = sh
-                .lock()
-                .ok()
-                .and_then(|s| s.exposure.get(&name).copied())
-                .unwrap_or((0, false));
+            let (headroom, exposed) = exposure_now(sh, &name);
             // At most what the guest could take with no controller at all (a 512 MiB guest
             // with ~30 MiB in use: 400 MiB leaves its kernel room); beyond that no balloon
             // policy is to blame, and tmpfs beyond it panics the guest ("System is deadlocked
@@ -393,7 +412,11 @@ fn drive(g: &QemuGuest, p: &GuestPlan, out: &mut GuestOutcome, sh: &Mutex<Shared
                 Kind::Anon => format!("hog {mib} -p random"),
                 Kind::Tmpfs => format!("fill {mib} random"),
             };
-            say(g.console_timeout(&cmd, Duration::from_secs(120)), "sudden");
+            note(
+                &mut out.alloc_errors,
+                g.console_timeout(&cmd, Duration::from_secs(120)),
+                "sudden",
+            );
             Some(at_s)
         }
         Episode::Gradual {
@@ -404,20 +427,17 @@ fn drive(g: &QemuGuest, p: &GuestPlan, out: &mut GuestOutcome, sh: &Mutex<Shared
             sleep_until(t0, at_s);
             let n = (mib_per_s * secs).div_ceil(8);
             let pause = 8.0 / mib_per_s as f64;
-            say(
-                g.console_timeout(
+            note(&mut out.errors, g.console_timeout(
                     &format!("run for i in $(seq {n}); do memhog 8 -p random > /dev/null 2>&1 & sleep {pause:.2}; done"),
                     Duration::from_secs(120),
-                ),
-                "gradual",
-            );
+                ), "gradual");
             Some(at_s)
         }
     };
     if let Some(at) = started {
         sleep_until(t0, at + p.free_after_s);
-        say(g.console("killhogs"), "free hogs");
-        say(g.console("drop"), "free files");
+        note(&mut out.errors, g.console("killhogs"), "free hogs");
+        note(&mut out.errors, g.console("drop"), "free files");
     }
     // The share returned: the lowest RSS within 30 s of the warm-up's end.
     sleep_until(t0, warm_end + 30.0 + CYCLE.as_secs_f64());
@@ -553,11 +573,20 @@ pub fn broken_promises(s: &Scenario, outs: &[GuestOutcome]) -> Vec<String> {
         }
         // OOM kills (and the panic of a guest whose tmpfs leaves its OOM killer nothing to
         // kill) only where one allocation exceeded the headroom the plan declared exposed.
-        let beyond = o
+        let sudden_beyond = o
             .sudden_mib
             .zip(o.declared_headroom)
             .is_some_and(|(mib, h)| mib * MIB > h)
             && o.declared_exposed == Some(true);
+        let warm_beyond =
+            o.warm_headroom.is_some_and(|h| p.warm_mib * MIB > h) && o.warm_exposed == Some(true);
+        let beyond = sudden_beyond || warm_beyond;
+        if !o.alloc_errors.is_empty() && !beyond {
+            bad.push(format!(
+                "{n}: an allocation within its declared headroom failed: {:?}",
+                o.alloc_errors
+            ));
+        }
         if o.rebooted.is_none() || (o.rebooted == Some(true) && !beyond) {
             bad.push(format!(
                 "{n}: rebooted or panicked (uptime check {:?})",

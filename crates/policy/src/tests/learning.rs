@@ -330,3 +330,48 @@ fn what_a_guest_touched_since_its_lowest_rss_is_taken_without_a_probe() {
         p1.lines()
     );
 }
+
+/// Seed 1796407015632565 of the drawn-scenario bench: a guest that had been idle began a
+/// 262 MiB allocation and the next cycle shrank it by 108 MiB (its OOM killer ran). A guest
+/// whose use jumped between its last two statistics updates is not shrunk that cycle; once
+/// its use stops rising it is judged as before.
+#[test]
+fn a_guest_allocating_now_is_not_shrunk() {
+    let idle = with_rss(guest("a", 512, 512, 440), 470);
+    let history = History::from_samples(&[host_with(1_000_000, 2000, vec![idle.clone()])]);
+    let mut busy = idle.clone();
+    busy.balloon.usable_bytes = Some(340 * MIB);
+    busy.balloon.unused_bytes = Some(340 * MIB);
+    busy.balloon.last_update_unix_s = idle.balloon.last_update_unix_s.map(|t| t + 2);
+    busy.read_at_unix_s = READ_AT_S + 2;
+    let p = cycle(&busy, 1_002_000, &history, &State::default());
+    assert!(
+        p.actions.iter().all(|a| a.direction != Direction::Shrink),
+        "{:#?}",
+        p.lines()
+    );
+    assert!(
+        p.skipped
+            .iter()
+            .any(|s| s.reason.contains("allocating now")),
+        "{:#?}",
+        p.lines()
+    );
+    // The same figures with no rise since the update before: shrunk as usual.
+    let history = History::from_samples(&[host_with(
+        1_000_000,
+        2000,
+        vec![{
+            let mut b = busy.clone();
+            b.balloon.last_update_unix_s = idle.balloon.last_update_unix_s;
+            b.read_at_unix_s = READ_AT_S;
+            b
+        }],
+    )]);
+    let p = cycle(&busy, 1_002_000, &history, &State::default());
+    assert!(
+        p.actions.iter().any(|a| a.direction == Direction::Shrink),
+        "{:#?}",
+        p.lines()
+    );
+}
