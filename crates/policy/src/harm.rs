@@ -80,7 +80,11 @@ pub fn detect(
     // An update that an earlier cycle already judged brings nothing new: its OOM kills and its
     // reset were answered then (a cycle faster than the guest's pushes sees it twice).
     let news = rates.new_update;
+    let crash_seen = history.points(vm).last().is_some_and(|p| p.crashed);
     let (kind, detail) = if vm.state == VmState::Crashed {
+        if crash_seen {
+            return None;
+        }
         (
             HarmKind::Crash,
             "the hypervisor reports it crashed".to_string(),

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use memwarden_analysis::vm::figures;
-use memwarden_model::vm::VmSample;
+use memwarden_model::vm::{VmSample, VmState};
 use memwarden_model::Sample;
 
 /// One VM at one past sample.
@@ -22,6 +22,9 @@ pub struct VmPoint {
     /// A rebooting guest has none for a while: those points are no update, and their read
     /// times can be later than the new kernel's first push.
     pub pushed: bool,
+    /// The hypervisor said it crashed (a pvpanic device, libvirt's `crashed`): one crash is
+    /// one event, however many samples see it crashed.
+    pub crashed: bool,
     pub major_faults: Option<u64>,
     pub minor_faults: Option<u64>,
     pub swap_in_bytes: Option<u64>,
@@ -47,6 +50,7 @@ impl VmPoint {
                 .filter(|t| *t > 0)
                 .unwrap_or(vm.read_at_unix_s),
             pushed: b.last_update_unix_s.is_some_and(|t| t > 0),
+            crashed: vm.state == VmState::Crashed,
             major_faults: b.major_faults,
             minor_faults: b.minor_faults,
             swap_in_bytes: b.swap_in_bytes,

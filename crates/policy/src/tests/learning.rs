@@ -2,7 +2,7 @@
 //! guest's own activity, beliefs that expire, and harm answered at once.
 
 use memwarden_model::units::MIB;
-use memwarden_model::vm::VmSample;
+use memwarden_model::vm::{VmSample, VmState};
 
 use super::fixtures::{guest, host_with, with_rss, READ_AT_S};
 use crate::config::Config;
@@ -241,6 +241,37 @@ fn harm_in_one_statistics_update_is_reported_once() {
         );
         assert!(p.harm.is_empty(), "{kind:?} reported twice: {:#?}", p.harm);
     }
+}
+
+/// A guest the hypervisor reports crashed (a pvpanic device with QEMU's `-action panic=pause`,
+/// libvirt's `crashed` with `on_crash` preserve) stays crashed for many samples: one crash is
+/// one harm event, answered once (the margin doubles once), and a later crash is a new one.
+#[test]
+fn a_crash_is_one_harm_event_however_long_it_lasts() {
+    let cfg = Config::default();
+    let up = with_rss(guest("a", 1024, 600, 400), 600);
+    let mut crashed = up.clone();
+    crashed.state = VmState::Crashed;
+    let mut h = History::from_samples(&[host_with((READ_AT_S - 4) * 1000, 2000, vec![up.clone()])]);
+    let mut st = State::default();
+    let mut kinds = Vec::new();
+    for (i, vm) in [&crashed, &crashed, &crashed, &up, &crashed].into_iter().enumerate() {
+        let at = (READ_AT_S + i as u64) * 1000;
+        let s = host_with(at, 2000, vec![vm.clone()]);
+        let p = plan(&s, &h, &cfg, &st);
+        kinds.push(p.harm.iter().map(|x| x.kind).collect::<Vec<_>>());
+        st = st.after(&p, at);
+        h.push(&s);
+    }
+    assert_eq!(
+        kinds,
+        [vec![HarmKind::Crash], vec![], vec![], vec![], vec![HarmKind::Crash]]
+    );
+    assert_eq!(
+        st.get("uuid-a").expect("remembered").harm_margin_bytes,
+        cfg.margin_bytes * 2,
+        "two crashes, two doublings"
+    );
 }
 
 /// Regression, seen on a 6.12 guest under QEMU 10 rebooted with sysrq `b`: while it reboots,
