@@ -46,6 +46,12 @@ pub struct Measured {
     /// shrink is undone (the guest's headroom bought nothing).
     #[serde(default)]
     pub fruitless: bool,
+    /// Conclusive, and below `min_host_gain_share`: the part of the balloon that did not pay
+    /// (the balloon less the RSS drop ÷ the share), given back to the guest so that what stays
+    /// taken gave the host at least the share; 0 when it paid, when inconclusive, or when the
+    /// part is under `min_change_bytes`.
+    #[serde(default)]
+    pub undo_bytes: u64,
 }
 
 impl Measured {
@@ -62,6 +68,11 @@ impl Measured {
         let verdict = match (&self.inconclusive, self.fruitless, self.too_little) {
             (Some(why), _, _) => format!("inconclusive: {why}"),
             (None, true, _) => "next to nothing: undone".into(),
+            (None, false, true) if self.undo_bytes > 0 => format!(
+                "too little: {} that did not pay given back; no more shrinks while that is \
+                 believed",
+                format_bytes(self.undo_bytes)
+            ),
             (None, false, true) => "too little: no more shrinks while that is believed".into(),
             (None, false, false) => "worth it".into(),
         };
@@ -123,7 +134,18 @@ pub fn measure(vm: &VmSample, state: &State, cfg: &Config, now: u64) -> Option<M
     } else {
         None
     };
+    let unpaid = if inconclusive.is_none() && low < share && share > 0.0 {
+        let kept = (drop.max(0) as f64 / share).min(balloon) as u64;
+        pending.balloon_bytes.saturating_sub(kept)
+    } else {
+        0
+    };
     Some(Measured {
+        undo_bytes: if unpaid >= cfg.min_change_bytes {
+            unpaid
+        } else {
+            0
+        },
         vm: vm.name.clone(),
         uuid: vm.uuid.clone(),
         balloon_bytes: pending.balloon_bytes,

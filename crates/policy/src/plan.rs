@@ -146,7 +146,7 @@ pub fn plan(sample: &Sample, history: &History, cfg: &Config, state: &State) -> 
             Err(reason) => p.skipped.push(skip(vm, reason)),
         }
     }
-    undo_fruitless(&mut p, &views, cfg);
+    undo_unpaid(&mut p, &views, cfg);
     let granted = grow_pressured(&mut p, &views, cfg);
     let moved: BTreeSet<String> = p.actions.iter().map(|a| a.vm.clone()).collect();
     let rest: Vec<_> = views
@@ -220,20 +220,19 @@ fn answer_harm(p: &mut Plan, vm: &VmSample, h: &Harm) {
     });
 }
 
-/// A shrink measured to give the host less than half of `min_host_gain_share` is undone:
-/// the guest's headroom is its safety, and it bought nothing.
-fn undo_fruitless(p: &mut Plan, views: &[(&VmSample, GuestView)], cfg: &Config) {
+/// A shrink measured (conclusively) to give the host less than `min_host_gain_share` is undone
+/// by the part that did not pay: the guest's headroom is its safety, and that part bought
+/// nothing, while what stays taken gave at least the share.
+fn undo_unpaid(p: &mut Plan, views: &[(&VmSample, GuestView)], cfg: &Config) {
     let undo: Vec<Action> = p
         .measured
         .iter()
-        .filter(|m| m.fruitless)
+        .filter(|m| m.undo_bytes > 0)
         .filter_map(|m| {
             let (_, v) = views
                 .iter()
                 .find(|(_, v)| v.name == m.vm && v.uuid == m.uuid)?;
-            let back = m
-                .balloon_bytes
-                .min(v.max_bytes.saturating_sub(v.actual_bytes));
+            let back = m.undo_bytes.min(v.max_bytes.saturating_sub(v.actual_bytes));
             (back > 0).then(|| Action {
                 vm: v.name.clone(),
                 uuid: v.uuid.clone(),
@@ -241,14 +240,15 @@ fn undo_fruitless(p: &mut Plan, views: &[(&VmSample, GuestView)], cfg: &Config) 
                 target_bytes: v.actual_bytes + back,
                 direction: Direction::Grow,
                 reason: format!(
-                    "undo: its shrink of {} {} s ago gave the host {} ({:.0}%, under half the \
-                     {:.0}% of min_host_gain_share): the guest gets it back; the pages the \
-                     balloon reaches are ones QEMU never backed",
+                    "undo: its shrink of {} {} s ago gave the host {} ({:.0}%, under the {:.0}% \
+                     of min_host_gain_share): the {} that did not pay goes back to the guest; \
+                     the pages the balloon reaches are ones QEMU never backed",
                     format_bytes(m.balloon_bytes),
                     m.after_s,
                     format_signed_bytes(m.host_gain_bytes.into()),
                     m.efficiency() * 100.0,
-                    cfg.min_host_gain_share * 100.0
+                    cfg.min_host_gain_share * 100.0,
+                    format_bytes(back)
                 ),
                 expected_host_gain_bytes: -(back.min(i64::MAX as u64) as i64),
                 host_rss_bytes: v.host_rss_bytes,

@@ -108,6 +108,65 @@ fn a_fruitless_shrink_is_undone_and_probed_again_once_the_belief_expires() {
     assert!(probe.reason.contains("a probe"), "{}", probe.reason);
 }
 
+/// Regression, bench seed 1796407015632576: a shrink that gave the host some of its balloon but
+/// less than `min_host_gain_share` stopped further shrinks and was kept whole, so the host got
+/// 98 MiB for 206 MiB over the run. The part that did not pay goes back: what stays taken gave
+/// the host the share.
+#[test]
+fn the_part_of_a_shrink_that_did_not_pay_is_given_back() {
+    let cfg = Config::default();
+    let g = with_rss(guest("a", 2048, 2048, 1800), 1200);
+    // The first shrink is a probe, and it pays in full: the next one is larger.
+    let p0 = cycle(&g, 1_000_000, &History::default(), &State::default());
+    assert!(!p0.actions.is_empty(), "{:#?}", p0.lines());
+    let probe = (2048 * MIB - p0.actions[0].target_bytes) / MIB;
+    let st = State::default().after(&p0, 1_000_000);
+    let paid = after(&g, 2048 - probe, 1800 - probe, 1200 - probe);
+    let p1 = cycle(&paid, 1_012_000, &History::default(), &st);
+    let s1 = p1
+        .actions
+        .iter()
+        .find(|a| a.direction == Direction::Shrink)
+        .unwrap_or_else(|| panic!("{:#?}", p1.lines()))
+        .clone();
+    let st = st.after(&p1, 1_012_000);
+    let to = s1.target_bytes / MIB;
+    let taken = 2048 - probe - to;
+    let before = 1200 - probe;
+    assert!(taken >= 96, "a large shrink: {taken} MiB");
+    // A third of this balloon came back as RSS; the guest did nothing meanwhile.
+    let gain = taken / 3;
+    let later = after(&g, to, 1800 - probe - taken, before - gain);
+    let p2 = cycle(&later, 1_024_000, &History::default(), &st);
+    let m = &p2.measured[0];
+    assert!(
+        m.inconclusive.is_none() && m.too_little && !m.fruitless,
+        "{m:?}"
+    );
+    let undo = p2
+        .actions
+        .first()
+        .unwrap_or_else(|| panic!("{m:?} {:#?}", p2.lines()));
+    assert_eq!(undo.direction, Direction::Grow, "{:#?}", p2.lines());
+    assert_eq!(
+        undo.target_bytes,
+        to * MIB + m.undo_bytes,
+        "given back the undo"
+    );
+    let still = to * MIB + taken * MIB - undo.target_bytes;
+    assert!(
+        gain as f64 * MIB as f64 >= cfg.min_host_gain_share * still as f64 - MIB as f64,
+        "what stays taken ({} MiB) paid the share with {gain} MiB",
+        still / MIB
+    );
+    assert!(
+        still >= gain * MIB,
+        "what paid stays taken: {} of {taken} MiB",
+        still / MIB
+    );
+    assert!(undo.reason.contains("did not pay"), "{}", undo.reason);
+}
+
 /// The guest's counters went back to near zero (it rebooted: a panic with `panic=-1` looks the
 /// same): harm, answered by giving it all its memory back, with a raised margin and no shrink
 /// for `harm_backoff_s`.
@@ -255,7 +314,10 @@ fn a_crash_is_one_harm_event_however_long_it_lasts() {
     let mut h = History::from_samples(&[host_with((READ_AT_S - 4) * 1000, 2000, vec![up.clone()])]);
     let mut st = State::default();
     let mut kinds = Vec::new();
-    for (i, vm) in [&crashed, &crashed, &crashed, &up, &crashed].into_iter().enumerate() {
+    for (i, vm) in [&crashed, &crashed, &crashed, &up, &crashed]
+        .into_iter()
+        .enumerate()
+    {
         let at = (READ_AT_S + i as u64) * 1000;
         let s = host_with(at, 2000, vec![vm.clone()]);
         let p = plan(&s, &h, &cfg, &st);
@@ -265,7 +327,13 @@ fn a_crash_is_one_harm_event_however_long_it_lasts() {
     }
     assert_eq!(
         kinds,
-        [vec![HarmKind::Crash], vec![], vec![], vec![], vec![HarmKind::Crash]]
+        [
+            vec![HarmKind::Crash],
+            vec![],
+            vec![],
+            vec![],
+            vec![HarmKind::Crash]
+        ]
     );
     assert_eq!(
         st.get("uuid-a").expect("remembered").harm_margin_bytes,
