@@ -9,6 +9,7 @@
 #   BALLOON=virtio     none = no balloon device at all (a VM memwarden must diagnose)
 #   CAPTURE_MIB=0      >0: add a raw virtio disk RUNDIR/capture.img (serial "capture")
 #                      that the guest's `capture` command tars its tree onto
+#   PANIC=none         pause: a pvpanic device, QEMU pauses a guest that panics (guest-panicked)
 #   SWAP_MIB=0         >0: add a raw virtio disk RUNDIR/swap.img (serial "swap"); the
 #                      guest mkswaps and swapons it at boot
 #   WAIT=1 WAIT_S=120  wait until the guest prints LAB-READY (fail after WAIT_S)
@@ -68,6 +69,14 @@ if [ "$SWAP_MIB" -gt 0 ]; then
           -device virtio-blk-pci,drive=swap,serial=swap)
 fi
 
+# PANIC=pause: a pvpanic device, and QEMU pauses the guest when its kernel reports a panic
+# (query-status `guest-panicked`, event GUEST_PANICKED) instead of letting panic=-1 reboot it.
+panic=()
+case ${PANIC:-none} in
+  none) ;;
+  pause) panic=(-device pvpanic -action panic=pause) ;;
+  *) echo "boot-qemu: PANIC must be none or pause" >&2; exit 2 ;;
+esac
 balloon=(-device "virtio-balloon-pci,id=balloon0,guest-stats-polling-interval=$STATS_POLL${BALLOON_OPTS:+,$BALLOON_OPTS}")
 [ "${BALLOON:-virtio}" = none ] && balloon=()
 firmware=()
@@ -82,6 +91,7 @@ for d in "${fw[@]}"; do [ -n "$d" ] && firmware+=(-L "$d"); done
   -serial chardev:ser0 \
   -qmp "unix:$RUN/qmp.sock,server=on,wait=off" \
   "${balloon[@]}" \
+  "${panic[@]}" \
   "${disks[@]}" \
   -daemonize -pidfile "$RUN/qemu.pid" 2>"$RUN/qemu.stderr"
 

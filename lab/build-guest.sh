@@ -59,15 +59,19 @@ else
 fi
 rel=${pkg#linux-image-}; rel=${rel%-unsigned}
 K=$OUT/cache/$rel
-if [ ! -f "$K/boot/vmlinuz-$rel" ]; then
+# (A cache from before pvpanic was kept lacks drivers/misc/pvpanic: extracted again.)
+if [ ! -f "$K/boot/vmlinuz-$rel" ] || { grep -qE '^CONFIG_PVPANIC_MMIO=m' "$K/boot/config-$rel" 2>/dev/null \
+    && [ ! -d "$K/lib/modules/$rel/kernel/drivers/misc/pvpanic" ]; }; then
   rm -f "$OUT/cache/${pkg}_"*.deb
   # (apt warns that user _apt cannot write here; harmless, root downloads it)
   (cd "$OUT/cache" && apt-get download -q "$pkg" >/dev/null 2>&1) \
     || { echo "build-guest: apt-get download $pkg failed" >&2; exit 1; }
   deb=$(ls "$OUT/cache/${pkg}_"*.deb | head -1)
   rm -rf "$K" "$K.tmp" && mkdir -p "$K.tmp" && dpkg -x "$deb" "$K.tmp"
-  # Keep only what the guest uses (drivers/virtio, drivers/block): ~10 MB instead of ~250.
-  find "$K.tmp/lib/modules" -name '*.ko*' ! -path '*/drivers/virtio/*' ! -path '*/drivers/block/*' -delete
+  # Keep only what the guest uses (drivers/virtio, drivers/block, drivers/misc/pvpanic):
+  # ~10 MB instead of ~250.
+  find "$K.tmp/lib/modules" -name '*.ko*' ! -path '*/drivers/virtio/*' ! -path '*/drivers/block/*' \
+    ! -path '*/drivers/misc/pvpanic/*' -delete
   rm -rf "$K.tmp/usr" && mv "$K.tmp" "$K"
   rm -f "$deb"
 fi
@@ -100,7 +104,9 @@ add_module() {
   done
   echo "$m" >> "$R/modules/order"
 }
-for m in virtio_pci virtio_balloon virtio_blk; do add_module "$m"; done
+# pvpanic_mmio drives QEMU's ISA `-device pvpanic` (ACPI QEMU0001), pvpanic_pci `pvpanic-pci`:
+# the guest tells the hypervisor it panicked (boot-qemu.sh PANIC=pause).
+for m in virtio_pci virtio_balloon virtio_blk pvpanic_mmio pvpanic_pci; do add_module "$m"; done
 grep -qE '^CONFIG_VIRTIO_BALLOON=[ym]' "$K/boot/config-$rel" || { echo "build-guest: no virtio_balloon in $rel" >&2; exit 1; }
 
 (cd "$R" && find . | cpio -o -H newc --quiet | gzip -6) > "$OUT/initramfs.cpio.gz.tmp"

@@ -8,6 +8,10 @@
 //! 2. ballooned down again, reboots (sysrq `b`): its counters start again, and the controller
 //!    must report `HarmKind::Reboot` and give it its memory back once more.
 //!
+//! A second test gives a guest a pvpanic device with QEMU's `-action panic=pause` and crashes it
+//! (sysrq `c`) while ballooned: QEMU says `guest-panicked`, and the controller must report
+//! `HarmKind::Crash` once (not once per cycle while it stays crashed) and give its memory back.
+//!
 //! The controller is memwarden's policy with a host dead band no host leaves (nothing is shrunk,
 //! nothing given back: with the defaults a comfortable host gives the hand-set balloon back in
 //! the first cycle). It does not run while memhog fills: its pressure pass outran memhog (TCG
@@ -27,7 +31,7 @@ use memwarden_hv::qmp::QmpClient;
 use memwarden_hv::Scope;
 use memwarden_lab::{GuestOpts, Kernel, Lab, QemuGuest};
 use memwarden_model::units::MIB;
-use memwarden_model::vm::VmSample;
+use memwarden_model::vm::{VmSample, VmState};
 use memwarden_policy::{Direction, HarmKind};
 
 use balloon_lab::{collector_on, Backend};
@@ -377,5 +381,116 @@ fn an_oom_kill_and_a_reboot_are_noticed_and_answered_with_all_memory_back() {
         "reboot: LAB-READY again by {}, harm noticed at {reboot_s:.1} s, query-balloon 512 MiB \
          at {back_s:.1} s",
         ready_s.map_or("-".into(), |s| format!("{s:.1} s"))
+    ));
+}
+
+/// The guest's kernel panics and says so through its pvpanic device; QEMU pauses it.
+#[test]
+fn a_pvpanic_crash_is_noticed_once_and_answered_with_all_memory_back() {
+    let lab = Lab::new().expect("lab");
+    let g = QemuGuest::boot(
+        &lab,
+        GuestOpts {
+            name: "crash".into(),
+            mem_mib: 512,
+            stats_polling: Some(1),
+            pvpanic: true,
+            ..GuestOpts::default()
+        },
+    )
+    .expect("guest boots");
+    let pvpanic = g
+        .console("run ls /sys/bus/platform/drivers/pvpanic-mmio /sys/bus/pci/drivers/pvpanic-pci")
+        .unwrap_or_default();
+    let mut run = Run {
+        t0: Instant::now(),
+        collector: collector_on(&Backend::Qmp(vec![g.qmp_socket().display().to_string()])),
+        cycle: Cycle::new(Box::new(policy())),
+        name: g.name(),
+        qmp: g.qmp_socket(),
+        cycles: Vec::new(),
+    };
+    run.note(&format!(
+        "{} guest {} under the system QEMU with -device pvpanic -action panic=pause; its \
+         pvpanic driver: {}",
+        lab.kernel_release(),
+        run.name,
+        pvpanic.split_whitespace().collect::<Vec<_>>().join(" ")
+    ));
+    run.until("statistics", Duration::from_secs(30), |r| {
+        r.cycles
+            .last()
+            .and_then(|c| c.1.as_ref())
+            .is_some_and(|v| v.balloon.last_update_unix_s.is_some_and(|t| t > 0))
+    });
+    run.set_balloon(SHRUNK);
+    run.until("the balloon at 300 MiB", Duration::from_secs(30), |r| {
+        r.query_balloon() == SHRUNK
+    });
+    let before = run.cycles.len();
+    run.note("crash: sysrq c");
+    g.console("run echo 1 > /proc/sys/kernel/sysrq; (sleep 1; echo c > /proc/sysrq-trigger) &")
+        .expect("sysrq");
+    let crashed = run.until("a crash harm", Duration::from_secs(30), |r| {
+        r.harm_at(before, HarmKind::Crash).is_some()
+    });
+    let (crash_s, vm, report) = &run.cycles[crashed];
+    let crash_s = *crash_s;
+    assert_eq!(vm.as_ref().map(|v| &v.state), Some(&VmState::Crashed));
+    let harm = report
+        .plan
+        .harm
+        .iter()
+        .find(|h| h.kind == HarmKind::Crash)
+        .expect("crash harm")
+        .clone();
+    assert_eq!(
+        (harm.actual_bytes, harm.max_bytes),
+        (Some(SHRUNK), Some(MAX)),
+        "{harm:?}"
+    );
+    let grow = report
+        .applied
+        .iter()
+        .find(|a| a.action.vm == run.name)
+        .expect("an action in the crash's cycle");
+    assert_eq!(
+        (grow.action.direction, grow.action.target_bytes, &grow.error),
+        (Direction::Grow, MAX, &None),
+        "{}",
+        grow.action.reason
+    );
+    // It stays crashed (paused by QEMU): the crash is one event, not one per cycle.
+    for _ in 0..5 {
+        run.step();
+    }
+    let mut c =
+        QmpClient::connect(&run.qmp, Instant::now() + Duration::from_secs(5)).expect("QMP connect");
+    let status = c.execute("query-status", None).expect("query-status");
+    assert_eq!(status["status"], "guest-panicked", "{status}");
+    let crashes = (before..run.cycles.len())
+        .flat_map(|i| run.cycles[i].2.plan.harm.iter())
+        .filter(|h| h.kind == HarmKind::Crash)
+        .count();
+    assert_eq!(crashes, 1, "one crash, reported once");
+    assert!(
+        run.cycles[before..].iter().all(|c| c
+            .1
+            .as_ref()
+            .is_none_or(|v| v.state == VmState::Crashed)
+            || c.0 < crash_s),
+        "crashed from then on"
+    );
+    let log =
+        String::from_utf8_lossy(&std::fs::read(g.serial_log()).expect("serial log")).into_owned();
+    assert!(
+        log.contains("Kernel panic"),
+        "the guest's console shows its panic"
+    );
+    assert_eq!(boots(&g), 1, "paused by QEMU, not rebooted");
+    run.note(&format!(
+        "crash noticed at {crash_s:.1} s, answered with a growth to {} MiB; query-status {}",
+        MAX / MIB,
+        status["status"]
     ));
 }

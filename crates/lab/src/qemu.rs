@@ -38,6 +38,9 @@ pub struct GuestOpts {
     pub balloon_opts: String,
     /// Size of the raw "capture" disk for the guest's `capture` command, in MiB (0 = none).
     pub capture_mib: u64,
+    /// A pvpanic device, with QEMU told to pause the guest when it panics (query-status
+    /// `guest-panicked`) rather than let `panic=-1` reboot it (default false).
+    pub pvpanic: bool,
     /// The QEMU to run (`None`: the system's `qemu-system-x86_64`, 7.2 on Debian 12).
     pub qemu: Option<Qemu>,
     /// Time allowed from start to `LAB-READY`.
@@ -57,6 +60,7 @@ impl Default for GuestOpts {
             balloon: true,
             balloon_opts: String::new(),
             capture_mib: 0,
+            pvpanic: false,
             qemu: None,
             boot_timeout: Duration::from_secs(120),
             slot_timeout: Duration::from_secs(600),
@@ -137,7 +141,8 @@ impl QemuGuest {
             .env("SWAP_MIB", opts.swap_mib.to_string())
             .env("BALLOON_OPTS", &opts.balloon_opts)
             .env("BALLOON", if opts.balloon { "virtio" } else { "none" })
-            .env("CAPTURE_MIB", opts.capture_mib.to_string()))?;
+            .env("CAPTURE_MIB", opts.capture_mib.to_string())
+            .env("PANIC", if opts.pvpanic { "pause" } else { "none" }))?;
         let pid: u32 = out.trim().parse().map_err(|_| Error::Parse {
             what: "QEMU pid from boot-qemu.sh",
             detail: out.clone(),
