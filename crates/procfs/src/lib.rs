@@ -6,6 +6,7 @@
 //! data we need (unknown meminfo keys; it has nothing for vmallocinfo, KSM sysfs, hugepage
 //! sysfs, zoneinfo or ksm_stat), and small parsers are easy to fuzz.
 
+pub mod dmabuf;
 pub mod error;
 pub mod hugepages;
 pub mod ksm;
@@ -14,6 +15,7 @@ pub mod modules;
 pub mod psi;
 pub mod reader;
 pub mod smaps_rollup;
+pub mod sockstat;
 pub mod stat;
 pub mod status;
 mod text;
@@ -21,6 +23,7 @@ pub mod thp;
 pub mod vmallocinfo;
 pub mod vmstat;
 pub mod zoneinfo;
+pub mod zram;
 
 pub use error::{Error, Result};
 pub use ksm::{

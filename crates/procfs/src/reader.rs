@@ -21,6 +21,10 @@ use memwarden_model::host::{
 };
 use memwarden_model::units::{is_page_size, KIB};
 
+mod consumers;
+
+pub use consumers::MAX_DMABUF_BUFFERS;
+
 use crate::error::{Error, Result};
 use crate::{
     hugepages, ksm, meminfo, modules, psi, smaps_rollup, stat, status, thp, vmallocinfo, vmstat,
@@ -174,6 +178,14 @@ impl HostReader {
             Err(e) if e.is_not_found() => None,
             r => optional(d, r, "").flatten(),
         };
+        // A host without zram or DMA-bufs is the normal case: absent, not degraded.
+        let zram = optional(d, self.read_zram(), "a kernel before 4.1, without mm_stat").flatten();
+        let sockstat = optional(
+            d,
+            self.read_sockstat(),
+            "a capture that left it out, or a kernel without CONFIG_PROC_FS networking",
+        );
+        let dmabuf = optional(d, self.read_dmabuf(), "a buffer freed while being read").flatten();
         let scan = self.read_processes(opts, &mut degraded);
         let ksmd = match &ksm {
             Some(_) => {
@@ -208,6 +220,9 @@ impl HostReader {
             zoneinfo,
             page_size_bytes,
             virtio_balloon,
+            zram,
+            sockstat,
+            dmabuf,
             process_errors: scan.errors,
             processes_exited: scan.exited,
             warnings: Vec::new(),

@@ -62,6 +62,9 @@ proptest! {
         let _ = p::parse_ksm_stat(&text);
         let _ = p::stat::parse(&text);
         let _ = p::parse_ksm_merging_pages(&text);
+        let _ = p::zram::parse("zram0", &text);
+        let _ = p::sockstat::parse("/proc/net/sockstat", &text);
+        let _ = p::dmabuf::parse_bufinfo(&text, 16);
         if let Ok(z) = p::parse_zoneinfo(&text) {
             // Sums saturate; every pcp list belongs to a zone.
             let _ = (z.pcp_free_pages(), z.managed_pages());
@@ -81,5 +84,8 @@ proptest! {
         let _ = p::parse_status(&text);
         let _ = p::parse_smaps(&text);
         let _ = p::parse_zoneinfo(&text);
+        let _ = p::zram::parse("zram0", &text);
+        let _ = p::sockstat::parse("/proc/net/sockstat6", &text);
+        let _ = p::dmabuf::parse_bufinfo(&text, 16);
     }
 }

@@ -4,11 +4,13 @@
 //! `Option` and stay `None` when the kernel lacks them or we may not read them; the reason is
 //! kept in [`HostSample::degraded`].
 
+mod consumers;
 mod kernel_mm;
 mod meminfo;
 mod process;
 mod zoneinfo;
 
+pub use consumers::*;
 pub use kernel_mm::*;
 pub use meminfo::*;
 pub use process::*;
@@ -57,6 +59,17 @@ pub struct HostSample {
     /// (`/sys/bus/virtio/drivers/virtio_balloon/virtioN/features`).
     #[serde(default)]
     pub virtio_balloon: Option<VirtioBalloonSysfs>,
+    /// Every zram device's mm_stat, by device name; `None` when the host has no zram device
+    /// (or one could not be read: `degraded` says why).
+    #[serde(default)]
+    pub zram: Option<Vec<ZramMmStat>>,
+    /// /proc/net/sockstat (and sockstat6); `None` when it could not be read (`degraded`).
+    #[serde(default)]
+    pub sockstat: Option<Sockstat>,
+    /// Exported DMA-buf buffers; `None` when neither the sysfs statistics nor debugfs's bufinfo
+    /// exist (most servers), or they could not be read (`degraded`).
+    #[serde(default)]
+    pub dmabuf: Option<DmaBufs>,
     /// Processes that could not be read, or only in part, with why. Processes that exited
     /// while being read are only counted, in `processes_exited`.
     #[serde(default)]
