@@ -4,7 +4,8 @@
 //! pools + X. Kernel memory is the same in all three and counted once ([`super::kernel`]):
 //! Slab, vmalloc'd pages (stacks inside them with CONFIG_VMAP_STACK), PageTables, free pages
 //! on the per-CPU lists, and where the kernel prints them SecPageTables, Percpu, Zswap,
-//! Unaccepted and a deflate-on-oom balloon. X is what nothing in /proc accounts for: pages
+//! Unaccepted and a deflate-on-oom balloon; and where the host has them, zram's zsmalloc pages
+//! and system-heap DMA-bufs (outside every meminfo field). X is what nothing in /proc accounts for: pages
 //! taken straight from the buddy allocator with alloc_pages() by drivers (GPU and network
 //! buffers, a balloon whose features are unknown), pages in per-CPU LRU batches.
 //!
@@ -42,6 +43,9 @@ pub struct Decomposition {
     /// What this formula counts twice or misses, evaluated on this sample (empty when nothing
     /// applies).
     pub caveats: Vec<String>,
+    /// Named consumers inside X, each at most its figure (not subtracted: part of it may be in
+    /// a meminfo field). Empty when the host has none.
+    pub within_x: Vec<Part>,
 }
 
 /// The named meminfo fields as parts; the missing ones are added to `missing`.
@@ -74,6 +78,7 @@ fn finish(
         caveats: kcaveats,
         refused,
         blocks_x,
+        within_x,
         ..
     } = kernel::terms(s);
     parts.extend(kparts);
@@ -100,6 +105,7 @@ fn finish(
         not_computed,
         parts,
         caveats,
+        within_x,
     }
 }
 

@@ -20,6 +20,8 @@
 //!   `balloon_inflate − balloon_deflate`). With VIRTIO_BALLOON_F_DEFLATE_ON_OOM the driver
 //!   leaves them in MemTotal (subtracted, named); without it the driver took them out of
 //!   MemTotal (not subtracted, named in a rule).
+//! - **zram, socket buffers, DMA-buf**: pages no meminfo field counts, or counts in part: see
+//!   [`super::consumers`].
 
 use memwarden_model::host::HostSample;
 use memwarden_model::units::{format_bytes, KIB};
@@ -43,6 +45,9 @@ pub struct KernelTerms {
     pub refused: Vec<String>,
     /// Set when a refused figure had no replacement: X cannot be computed.
     pub blocks_x: Option<String>,
+    /// Named consumers whose pages are in X at most in part (the rest may be in a meminfo
+    /// field, or not memory): shown beside X, not subtracted ([`super::consumers`]).
+    pub within_x: Vec<Part>,
 }
 
 /// Evaluates the kernel terms on `s`.
@@ -100,6 +105,7 @@ pub fn terms(s: &HostSample) -> KernelTerms {
         );
     }
     balloon(s, total, &mut k);
+    super::consumers::add(s, total, &mut k);
     k.push(
         total,
         "hugetlb pools",
@@ -111,7 +117,7 @@ pub fn terms(s: &HostSample) -> KernelTerms {
 
 impl KernelTerms {
     /// Adds a part if present and within its sanity bound (≤ MemTotal); else notes it refused.
-    fn push(&mut self, total: u64, label: &str, bytes: Option<u64>, source: &str) {
+    pub(super) fn push(&mut self, total: u64, label: &str, bytes: Option<u64>, source: &str) {
         let Some(bytes) = bytes else { return };
         if !self.within_bound(total, label, bytes, source) {
             self.blocks_x.get_or_insert_with(|| {

@@ -1,5 +1,6 @@
 //! Where host memory goes: identities, decompositions, the black hole, modules.
 
+pub mod consumers;
 pub mod decompositions;
 pub mod identities;
 pub mod kernel;
@@ -22,7 +23,7 @@ pub struct HostAccounting {
     /// decomposition's `not_computed` says why).
     pub black_hole_bytes: Option<i128>,
     /// How each kernel term that can be counted two ways was counted (stacks, vmalloc,
-    /// Percpu, balloon), one line each.
+    /// Percpu, balloon, zram, socket buffers, DMA-buf), one line each.
     pub kernel_rules: Vec<String>,
     pub modules: Option<modules::ModulesSummary>,
 }
