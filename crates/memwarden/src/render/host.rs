@@ -147,6 +147,14 @@ fn decompositions(acc: &HostAccounting, total: u64) -> String {
                 .map_or("-".into(), |x| percent(x, total)),
             d.formula.to_string(),
         ]);
+        for p in &d.within_x {
+            t.add_row(vec![
+                format!("   in X, at most: {}", p.label),
+                format_bytes(p.bytes),
+                percent(i128::from(p.bytes), total),
+                p.source.clone(),
+            ]);
+        }
         let _ = writeln!(out, "{t}");
         if let Some(why) = &d.not_computed {
             let _ = writeln!(out, "    X not computed: {why}");
@@ -251,6 +259,7 @@ fn kernel_features(s: &HostSample) -> String {
                 .map_or("-".into(), format_bytes)
         );
     }
+    out.push_str(&consumers(s));
     if s.numa_nodes.len() > 1 {
         let free: Vec<String> = s
             .numa_nodes
@@ -267,6 +276,69 @@ fn kernel_features(s: &HostSample) -> String {
     }
     if !out.is_empty() {
         out.push('\n');
+    }
+    out
+}
+
+/// zram devices, sockets and DMA-bufs as read, one line each where present.
+fn consumers(s: &HostSample) -> String {
+    let mut out = String::new();
+    for z in s.zram.iter().flatten() {
+        let _ = writeln!(
+            out,
+            "zram {}: {} stored as {} compressed in {} of zsmalloc pages (peak {}, limit {}), \
+             {} same-filled pages",
+            z.device,
+            format_bytes(z.orig_data_bytes),
+            format_bytes(z.compr_data_bytes),
+            format_bytes(z.mem_used_total_bytes),
+            format_bytes(z.mem_used_max_bytes),
+            if z.mem_limit_bytes == 0 {
+                "none".to_string()
+            } else {
+                format_bytes(z.mem_limit_bytes)
+            },
+            z.same_pages
+        );
+    }
+    if let Some(st) = &s.sockstat {
+        let n = |p: &str, k: &str| st.get(p, k).map_or("-".into(), |v| v.to_string());
+        let _ = writeln!(
+            out,
+            "sockets: {} used, TCP {} in use ({} allocated), UDP {}; buffers charged: {}",
+            n("sockets", "used"),
+            n("TCP", "inuse"),
+            n("TCP", "alloc"),
+            n("UDP", "inuse"),
+            memwarden_analysis::accounting::consumers::socket_buffer_bytes(s).map_or(
+                "-".into(),
+                |(b, parts)| format!("{} ({parts})", format_bytes(b))
+            )
+        );
+    }
+    if let Some(d) = &s.dmabuf {
+        let by: Vec<String> = d
+            .exporters
+            .iter()
+            .take(5)
+            .map(|e| format!("{} {} in {}", e.exporter, format_bytes(e.bytes), e.buffers))
+            .collect();
+        let _ = writeln!(
+            out,
+            "DMA-buf: {} in {} buffers{}{}",
+            format_bytes(d.total_bytes()),
+            d.buffers(),
+            if d.truncated {
+                " (first buffers only)"
+            } else {
+                ""
+            },
+            if by.is_empty() {
+                String::new()
+            } else {
+                format!("; by exporter: {}", by.join(", "))
+            }
+        );
     }
     out
 }
