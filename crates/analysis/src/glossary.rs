@@ -1,8 +1,9 @@
 //! The field glossary: what each key memwarden reads means, in English and Simplified Chinese.
 //!
-//! Four kinds of keys are covered: `/proc/meminfo` fields (including the arch and hugetlb
+//! Five kinds of keys are covered: `/proc/meminfo` fields (including the arch and hugetlb
 //! hooks), the KSM files under `/sys/kernel/mm/ksm/`, the `/proc/PID/smaps_rollup` keys, and
-//! the virtio-balloon statistics as libvirt and QEMU name them. The text lives in TOML files
+//! the virtio-balloon statistics as libvirt and QEMU name them; and the consumers no meminfo
+//! field counts (zram, socket buffers, DMA-buf), by the label of their row. The text lives in TOML files
 //! under `crates/analysis/data/glossary/`, embedded at build time and parsed once.
 //!
 //! A key the glossary does not know gives `None`: callers keep and show such a field, they just
@@ -25,11 +26,19 @@ pub enum Kind {
     Smaps,
     /// virtio-balloon statistics: libvirt `virDomainMemoryStats` tags and QEMU `stat-*` names.
     Balloon,
+    /// Consumers no meminfo field counts (zram, socket buffers, DMA-buf), by their row label.
+    Consumer,
 }
 
 impl Kind {
     /// Every kind, in display order.
-    pub const ALL: [Kind; 4] = [Kind::Meminfo, Kind::Ksm, Kind::Smaps, Kind::Balloon];
+    pub const ALL: [Kind; 5] = [
+        Kind::Meminfo,
+        Kind::Ksm,
+        Kind::Smaps,
+        Kind::Balloon,
+        Kind::Consumer,
+    ];
 
     fn source_file(self) -> (&'static str, &'static str) {
         match self {
@@ -42,6 +51,10 @@ impl Kind {
             Kind::Balloon => (
                 "balloon.toml",
                 include_str!("../data/glossary/balloon.toml"),
+            ),
+            Kind::Consumer => (
+                "consumers.toml",
+                include_str!("../data/glossary/consumers.toml"),
             ),
         }
     }
@@ -241,11 +254,13 @@ fn loaded(kind: Kind) -> &'static Loaded {
     static KSM: OnceLock<Loaded> = OnceLock::new();
     static SMAPS: OnceLock<Loaded> = OnceLock::new();
     static BALLOON: OnceLock<Loaded> = OnceLock::new();
+    static CONSUMER: OnceLock<Loaded> = OnceLock::new();
     let cell = match kind {
         Kind::Meminfo => &MEMINFO,
         Kind::Ksm => &KSM,
         Kind::Smaps => &SMAPS,
         Kind::Balloon => &BALLOON,
+        Kind::Consumer => &CONSUMER,
     };
     cell.get_or_init(|| parse(kind))
 }

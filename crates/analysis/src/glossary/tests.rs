@@ -386,3 +386,12 @@ fn version_parse() {
     assert!(version("6.4") <= version("6.4.0"));
     assert!(version("6.10") > version("6.9.12"));
 }
+
+#[test]
+fn every_consumer_row_has_an_entry() {
+    use crate::accounting::consumers::{DMABUF, SOCKET_BUFFERS, ZRAM};
+    for label in [ZRAM, SOCKET_BUFFERS, DMABUF] {
+        let e = lookup(Kind::Consumer, label).unwrap_or_else(|| panic!("{label}: no entry"));
+        assert!(!e.text(Lang::Zh).is_empty() && !e.text(Lang::En).is_empty());
+    }
+}
