@@ -19,6 +19,7 @@ pub(crate) fn write(s: &mut Series, h: &HostSample) {
         s.add("memwarden_host_info", &[k], 1u64);
     }
     accounting_series(s, h);
+    consumer_series(s, h);
     ksm_series(s, h);
     if let Some(p) = &h.psi {
         psi_series(s, "some", &p.some);
@@ -118,6 +119,43 @@ fn accounting_series(s: &mut Series, h: &HostSample) {
             &[&name],
             d.unaccounted_bytes,
         );
+    }
+}
+
+/// zram devices, socket buffers and DMA-bufs, raw; absent series when the host has none.
+fn consumer_series(s: &mut Series, h: &HostSample) {
+    for z in h.zram.iter().flatten() {
+        let l = [z.device.as_str()];
+        s.add(
+            "memwarden_host_zram_mem_used_bytes",
+            &l,
+            z.mem_used_total_bytes,
+        );
+        s.add("memwarden_host_zram_orig_data_bytes", &l, z.orig_data_bytes);
+        s.add(
+            "memwarden_host_zram_compr_data_bytes",
+            &l,
+            z.compr_data_bytes,
+        );
+    }
+    if let Some(st) = &h.sockstat {
+        let ps = h.page_size();
+        for (proto, key, pages) in [
+            ("TCP", "mem", true),
+            ("UDP", "mem", true),
+            ("FRAG", "memory", false),
+            ("FRAG6", "memory", false),
+        ] {
+            let v = st
+                .get(proto, key)
+                .map(|v| if pages { v.saturating_mul(ps) } else { v });
+            s.add_opt("memwarden_host_socket_buffers_bytes", &[proto], v);
+        }
+    }
+    for e in h.dmabuf.iter().flat_map(|d| &d.exporters) {
+        let l = [e.exporter.as_str()];
+        s.add("memwarden_host_dmabuf_bytes", &l, e.bytes);
+        s.add("memwarden_host_dmabuf_buffers", &l, e.buffers);
     }
 }
 

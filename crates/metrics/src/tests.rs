@@ -155,3 +155,49 @@ fn daemon_counters_are_written_as_given() {
         assert!(text.contains(want), "{want:?} missing from\n{text}");
     }
 }
+
+#[test]
+fn consumers_are_gauges_and_absent_when_the_host_has_none() {
+    use memwarden_model::host::{DmaBufSource, DmaBufs, Sockstat, SockstatEntry, ZramMmStat};
+    let text = render(
+        &Sample::default(),
+        &DaemonHealth::default(),
+        Format::Prometheus,
+    );
+    for family in ["zram", "socket_buffers", "dmabuf"] {
+        assert!(
+            !text.contains(&format!("memwarden_host_{family}")),
+            "{family} written for a host without it"
+        );
+    }
+    let mut sample = Sample::default();
+    sample.host.page_size_bytes = Some(4096);
+    sample.host.zram = Some(vec![ZramMmStat {
+        device: "zram0".into(),
+        mem_used_total_bytes: 16 << 20,
+        ..Default::default()
+    }]);
+    sample.host.sockstat = Some(Sockstat {
+        entries: vec![SockstatEntry {
+            protocol: "TCP".into(),
+            key: "mem".into(),
+            value: 3,
+        }],
+        ipv6: false,
+    });
+    sample.host.dmabuf = Some(DmaBufs::from_buffers(
+        DmaBufSource::Sysfs,
+        [("system", 8192)],
+        false,
+    ));
+    let text = render(&sample, &DaemonHealth::default(), Format::Prometheus);
+    for line in [
+        "memwarden_host_zram_mem_used_bytes{device=\"zram0\"} 16777216\n",
+        "memwarden_host_socket_buffers_bytes{protocol=\"TCP\"} 12288\n",
+        "memwarden_host_dmabuf_bytes{exporter=\"system\"} 8192\n",
+        "memwarden_host_dmabuf_buffers{exporter=\"system\"} 1\n",
+    ] {
+        assert!(text.contains(line), "{line} missing");
+    }
+    assert!(text.contains("# TYPE memwarden_host_zram_mem_used_bytes gauge\n"));
+}

@@ -21,7 +21,34 @@ fn sample() -> Sample {
         name: "odd \"vm\" \\ with\nnewline".into(),
         ..common::vm(1)
     });
+    add_consumers(&mut s);
     s
+}
+
+/// Consumers the captured host lacks (no zram in use, no DMA-buf, no sockstat in the capture),
+/// with handwritten figures, so that their families are rendered too.
+fn add_consumers(s: &mut Sample) {
+    use memwarden_model::host::{DmaBufSource, DmaBufs, Sockstat, SockstatEntry, ZramMmStat};
+    s.host.zram = Some(vec![ZramMmStat {
+        device: "zram0".into(),
+        orig_data_bytes: 64 << 20,
+        compr_data_bytes: 20 << 20,
+        mem_used_total_bytes: 21 << 20,
+        ..ZramMmStat::default()
+    }]);
+    s.host.sockstat = Some(Sockstat {
+        entries: vec![SockstatEntry {
+            protocol: "TCP".into(),
+            key: "mem".into(),
+            value: 12,
+        }],
+        ipv6: false,
+    });
+    s.host.dmabuf = Some(DmaBufs::from_buffers(
+        DmaBufSource::Sysfs,
+        [("system", 1 << 20)],
+        false,
+    ));
 }
 
 /// The sample name and the label set of one sample line.
