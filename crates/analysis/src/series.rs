@@ -3,7 +3,8 @@
 //!
 //! Names: `meminfo.<Key>` (every meminfo line as printed: bytes, or a count for unit-less
 //! lines such as `HugePages_Total`), `host.black_hole`, `host.lru.<part>` (the LRU
-//! decomposition's parts), `host.ksm_saved`, `host.ksm_merging`, `psi.some.avg10`,
+//! decomposition's parts), `host.zram`, `host.socket_buffers`, `host.dmabuf` (consumers no
+//! meminfo field counts, raw sizes), `host.ksm_saved`, `host.ksm_merging`, `psi.some.avg10`,
 //! `psi.full.avg10` (percent), `vm.*{vm=NAME}` and `process.rss`/`process.pss{process=NAME}`.
 //! Everything is derived on read from the raw sample, so history recorded long ago gets
 //! today's derivations.
@@ -84,6 +85,7 @@ pub fn points(sample: &Sample) -> Vec<Point> {
             );
         }
     }
+    consumer_points(host, &mut out);
     let k = ksm::report(host);
     if let Some(v) = k.saved_bytes {
         out.insert(SeriesKey::host("host.ksm_saved"), v as f64);
@@ -104,6 +106,24 @@ pub fn points(sample: &Sample) -> Vec<Point> {
     out.into_iter()
         .map(|(key, value)| Point { key, value })
         .collect()
+}
+
+/// `host.zram` (Σ mem_used_total), `host.socket_buffers` (charged, bytes), `host.dmabuf`
+/// (Σ sizes): the raw size of each consumer, whether the accounting subtracts it or not.
+fn consumer_points(host: &memwarden_model::host::HostSample, out: &mut BTreeMap<SeriesKey, f64>) {
+    if let Some(devs) = &host.zram {
+        let b: u64 = devs
+            .iter()
+            .map(|d| d.mem_used_total_bytes)
+            .fold(0, u64::saturating_add);
+        out.insert(SeriesKey::host("host.zram"), b as f64);
+    }
+    if let Some((b, _)) = accounting::consumers::socket_buffer_bytes(host) {
+        out.insert(SeriesKey::host("host.socket_buffers"), b as f64);
+    }
+    if let Some(d) = &host.dmabuf {
+        out.insert(SeriesKey::host("host.dmabuf"), d.total_bytes() as f64);
+    }
 }
 
 fn vm_points(v: &memwarden_model::vm::VmSample, out: &mut BTreeMap<SeriesKey, f64>) {

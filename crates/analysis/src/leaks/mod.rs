@@ -125,6 +125,9 @@ const KERNEL_FIELDS: &[&str] = &[
     "meminfo.AnonPages",
     "meminfo.Unevictable",
     "host.black_hole",
+    "host.zram",
+    "host.socket_buffers",
+    "host.dmabuf",
 ];
 
 /// Every growing series in `samples`, most worrying first: steady growers before steps, then by
@@ -134,6 +137,9 @@ pub fn find(samples: &[Sample], cfg: &LeakConfig) -> Vec<Leak> {
         fields: [
             "meminfo.",
             "host.black_hole",
+            "host.zram",
+            "host.socket_buffers",
+            "host.dmabuf",
             "process.",
             "vm.guest_used",
             "vm.qemu_rss",

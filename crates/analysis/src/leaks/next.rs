@@ -30,6 +30,20 @@ pub fn look_next(key: &SeriesKey, shape: Shape) -> String {
              vmw_balloon: /proc/vmstat balloon_inflate/deflate), GPU, RDMA and network drivers; \
              boot with page_owner=on and read /sys/kernel/debug/page_owner for their call sites"
         }
+        "host.zram" => {
+            "what is stored in zram: swapon --show (zram as swap: which processes swap, \
+             VmSwap in /proc/*/status) or the filesystem on it (df); zramctl for the \
+             compression ratio"
+        }
+        "host.socket_buffers" => {
+            "sockets with data queued: ss -tunm (skmem r/t per socket, Recv-Q/Send-Q): a reader \
+             that stopped reading, or a peer that stopped acknowledging"
+        }
+        "host.dmabuf" => {
+            "who holds DMA-bufs: /sys/kernel/dmabuf/buffers/*/exporter_name, or \
+             /sys/kernel/debug/dma_buf/bufinfo, and the processes with dmabuf fds \
+             (ls -l /proc/*/fd | grep dmabuf)"
+        }
         "meminfo.Shmem" => {
             "tmpfs and shared memory: df -t tmpfs (/dev/shm, /run), ipcs -m: files or segments \
              nobody deletes"

@@ -251,3 +251,40 @@ fn too_short_a_history_says_nothing() {
     );
     assert!(!find(&samples[..200], &LeakConfig::default()).is_empty());
 }
+
+#[test]
+fn consumers_outside_meminfo_are_ranked_by_their_growth() {
+    use memwarden_model::host::{Sockstat, SockstatEntry, ZramMmStat};
+    let mut rng = Rng::new(9);
+    let samples: Vec<Sample> = (0..720u64)
+        .map(|i| {
+            let h = i as f64 / 360.0;
+            let mut s = sample(i, &[("MemTotal", 4096.0 * MIB)], vec![], vec![]);
+            s.host.zram = Some(vec![ZramMmStat {
+                device: "zram0".into(),
+                mem_used_total_bytes: (64.0 * MIB + 20.0 * MIB * h + 0.3 * MIB * rng.normal())
+                    as u64,
+                ..ZramMmStat::default()
+            }]);
+            // Socket buffers that wander around 12 MiB (3072 pages) but do not grow.
+            s.host.sockstat = Some(Sockstat {
+                entries: vec![SockstatEntry {
+                    protocol: "TCP".into(),
+                    key: "mem".into(),
+                    value: (3072.0 + 20.0 * rng.normal()) as u64,
+                }],
+                ipv6: false,
+            });
+            s
+        })
+        .collect();
+    let leaks = find(&samples, &LeakConfig::default());
+    let got: Vec<String> = leaks.iter().map(|l| l.what.to_string()).collect();
+    assert_eq!(got, ["host.zram"]);
+    assert_eq!(leaks[0].kind, LeakKind::Kernel);
+    assert!(
+        leaks[0].look_next.contains("zramctl"),
+        "{}",
+        leaks[0].look_next
+    );
+}
