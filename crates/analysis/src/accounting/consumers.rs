@@ -57,7 +57,15 @@ fn zram(s: &HostSample, total: u64, k: &mut KernelTerms) {
         .iter()
         .map(|d| d.mem_used_total_bytes)
         .fold(0u64, u64::saturating_add);
-    let names: Vec<&str> = devs.iter().map(|d| d.device.as_str()).collect();
+    if bytes == 0 {
+        // Devices not set up, or empty: nothing held.
+        return;
+    }
+    let names: Vec<&str> = devs
+        .iter()
+        .filter(|d| d.mem_used_total_bytes > 0)
+        .map(|d| d.device.as_str())
+        .collect();
     let zspages = s
         .vmstat
         .as_ref()
