@@ -59,20 +59,22 @@ else
 fi
 rel=${pkg#linux-image-}; rel=${rel%-unsigned}
 K=$OUT/cache/$rel
-# (A cache from before pvpanic was kept lacks drivers/misc/pvpanic: extracted again.)
-if [ ! -f "$K/boot/vmlinuz-$rel" ] || { grep -qE '^CONFIG_PVPANIC_MMIO=m' "$K/boot/config-$rel" 2>/dev/null \
-    && [ ! -d "$K/lib/modules/$rel/kernel/drivers/misc/pvpanic" ]; }; then
+# What the unpacked tree keeps of the kernel's modules; a tree unpacked with an older filter
+# (no marker) is unpacked again.
+KEEP=keep-v3-virtio-block-pvpanic-zram
+if [ ! -f "$K/boot/vmlinuz-$rel" ] || [ ! -f "$K/.$KEEP" ]; then
   rm -f "$OUT/cache/${pkg}_"*.deb
   # (apt warns that user _apt cannot write here; harmless, root downloads it)
   (cd "$OUT/cache" && apt-get download -q "$pkg" >/dev/null 2>&1) \
     || { echo "build-guest: apt-get download $pkg failed" >&2; exit 1; }
   deb=$(ls "$OUT/cache/${pkg}_"*.deb | head -1)
   rm -rf "$K" "$K.tmp" && mkdir -p "$K.tmp" && dpkg -x "$deb" "$K.tmp"
-  # Keep only what the guest uses (drivers/virtio, drivers/block, drivers/misc/pvpanic):
-  # ~10 MB instead of ~250.
+  # Keep only what the guest uses (drivers/virtio, drivers/block, drivers/misc/pvpanic, and for
+  # zram: zsmalloc in mm/, the lzo/lz4/zstd compressors in crypto/ and lib/): ~10 MB, not ~250.
   find "$K.tmp/lib/modules" -name '*.ko*' ! -path '*/drivers/virtio/*' ! -path '*/drivers/block/*' \
-    ! -path '*/drivers/misc/pvpanic/*' -delete
-  rm -rf "$K.tmp/usr" && mv "$K.tmp" "$K"
+    ! -path '*/drivers/misc/pvpanic/*' ! -path '*/mm/*' ! -path '*/crypto/lz*' \
+    ! -path '*/crypto/zstd*' ! -path '*/lib/lz*' ! -path '*/lib/zstd/*' -delete
+  rm -rf "$K.tmp/usr" && touch "$K.tmp/.$KEEP" && mv "$K.tmp" "$K"
   rm -f "$deb"
 fi
 cp "$K/boot/vmlinuz-$rel" "$OUT/vmlinuz.tmp" && mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
@@ -89,8 +91,9 @@ install -m 0755 "$HERE/guest-init.sh" "$R/init"
 # busybox insmod, and their load order from the depends= field of .modinfo.
 M=$K/lib/modules/$rel
 : > "$R/modules/order"
+# add_module NAME [ORDER]: NAME and its dependencies, listed in ORDER (default the boot list).
 add_module() {
-  local m=$1 f dep
+  local m=$1 order=${2:-$R/modules/order} f dep
   [ -f "$R/modules/$m.ko" ] && return 0
   f=$(find "$M" \( -name "$m.ko" -o -name "$m.ko.*" -o -name "${m//_/-}.ko*" \) | head -1)
   [ -n "$f" ] || return 0
@@ -100,15 +103,21 @@ add_module() {
     *) cp "$f" "$R/modules/$m.ko" ;;
   esac
   for dep in $(tr '\0' '\n' < "$R/modules/$m.ko" | sed -n 's/^depends=//p' | head -1 | tr ',' ' '); do
-    add_module "$dep"
+    add_module "$dep" "$order"
   done
-  echo "$m" >> "$R/modules/order"
+  echo "$m" >> "$order"
 }
 # pvpanic_mmio drives QEMU's ISA `-device pvpanic` (ACPI QEMU0001), pvpanic_pci `pvpanic-pci`:
 # the guest tells the hypervisor it panicked (boot-qemu.sh PANIC=pause).
 for m in virtio_pci virtio_balloon virtio_blk pvpanic_mmio pvpanic_pci; do add_module "$m"; done
+# zram is not loaded at boot (it would be in every guest's figures): /modules/zram.order lists
+# it and what it needs, for `run while read -r m; do insmod /modules/$m.ko; done < /modules/zram.order`.
+# Its compressor is asked for through the crypto API (request_module, which busybox cannot
+# serve) on 6.1, so the default one (lzo-rle) is listed before it; 6.12's zram has its own.
+: > "$R/modules/zram.order"
+for m in lzo_rle zram; do add_module "$m" "$R/modules/zram.order"; done
 grep -qE '^CONFIG_VIRTIO_BALLOON=[ym]' "$K/boot/config-$rel" || { echo "build-guest: no virtio_balloon in $rel" >&2; exit 1; }
 
 (cd "$R" && find . | cpio -o -H newc --quiet | gzip -6) > "$OUT/initramfs.cpio.gz.tmp"
 mv "$OUT/initramfs.cpio.gz.tmp" "$OUT/initramfs.cpio.gz"
-echo "built $OUT/vmlinuz ($rel) and $OUT/initramfs.cpio.gz ($(du -k "$OUT/initramfs.cpio.gz" | cut -f1) KiB; modules: $(tr '\n' ' ' < "$R/modules/order"))"
+echo "built $OUT/vmlinuz ($rel) and $OUT/initramfs.cpio.gz ($(du -k "$OUT/initramfs.cpio.gz" | cut -f1) KiB; modules: $(tr '\n' ' ' < "$R/modules/order"); zram: $(tr '\n' ' ' < "$R/modules/zram.order"))"

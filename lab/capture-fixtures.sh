@@ -17,6 +17,9 @@
 #   swap       512 MiB + a 512 MiB virtio swap disk, memhog 560 MiB of random data
 #   ksm        512 MiB, memhog 64 MiB same-content pages with MADV_MERGEABLE,
 #              ksm run=1 (pages_to_scan 1000) until pages_sharing >= 1000
+#   zram       512 MiB, zram loaded (/modules/zram.order), a 64 MiB zram0 written with
+#              16 MiB of /dev/urandom then 16 MiB of repeated text, synced, page cache dropped
+#              (not in the default STATES: STATES=zram)
 # The tree comes out through a second raw virtio disk (serial "capture"): the guest
 # tars it there and prints size + md5 on the console; we check both before untarring.
 set -euo pipefail
@@ -72,6 +75,11 @@ for s in $SERIES; do
       ksm) c hog 64 -m -p same
            c run 'echo 1000 > /sys/kernel/mm/ksm/pages_to_scan; echo 1 > /sys/kernel/mm/ksm/run'
            c wait-ksm 1000 240 ;;
+      zram) c run 'while read -r m; do insmod /modules/$m.ko || echo "insmod $m failed"; done < /modules/zram.order'
+            c run 'echo 64M > /sys/block/zram0/disksize'
+            c run 'dd if=/dev/urandom of=/dev/zram0 bs=1M count=16 2>&1; yes memwarden-zram-fixture | head -c 16777216 | dd of=/dev/zram0 bs=1M seek=16 2>&1; sync'
+            c run 'echo 3 > /proc/sys/vm/drop_caches'
+            c run 'cat /sys/block/zram0/mm_stat' ;;
     esac
     c run "grep -E '^(MemTotal|MemFree|MemAvailable|Shmem|AnonPages|AnonHugePages|HugePages_Total|HugePages_Free|SwapTotal|SwapFree):' /proc/meminfo"
     cap=$("$C" "$R" --timeout 300 capture | grep '^LAB-CAPTURE')

@@ -43,6 +43,18 @@ for f in meminfo vmstat pressure/memory vmallocinfo modules zoneinfo buddyinfo \
   copy "proc/$f"
 done
 copy_tree proc/sys/vm
+copy proc/net/sockstat
+copy proc/net/sockstat6
+# zram devices (/sys/block entries are symlinks: the device's mm_stat is copied under its name).
+for z in "$SRC"/sys/block/zram[0-9]*; do
+  [ -f "$z/mm_stat" ] && copy "sys/block/${z##*/}/mm_stat"
+done
+# DMA-bufs: CONFIG_DMABUF_SYSFS_STATS's per-buffer files, else debugfs's bufinfo.
+for b in "$SRC"/sys/kernel/dmabuf/buffers/*; do
+  [ -d "$b" ] || continue
+  for f in size exporter_name; do copy "sys/kernel/dmabuf/buffers/${b##*/}/$f"; done
+done
+copy sys/kernel/debug/dma_buf/bufinfo
 
 for p in "$SRC"/proc/[0-9]*; do
   pid=${p##*/}
