@@ -284,6 +284,14 @@ fn kernel_features(s: &HostSample) -> String {
 fn consumers(s: &HostSample) -> String {
     let mut out = String::new();
     for z in s.zram.iter().flatten() {
+        if z.mem_used_total_bytes == 0 && z.orig_data_bytes == 0 {
+            let _ = writeln!(
+                out,
+                "zram {}: empty (not set up, or nothing stored)",
+                z.device
+            );
+            continue;
+        }
         let _ = writeln!(
             out,
             "zram {}: {} stored as {} compressed in {} of zsmalloc pages (peak {}, limit {}), \
