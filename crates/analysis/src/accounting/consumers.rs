@@ -5,8 +5,9 @@
 //!
 //! - **zram**: `mem_used_total` of every device is the pages its zsmalloc pool holds. zsmalloc
 //!   takes them one at a time with `alloc_page()` (mm/zsmalloc.c `alloc_zspage`, Linux 6.1 and
-//!   6.12 alike; 6.12 wraps it as `alloc_zpdesc`) and counts them only in the zone counter
-//!   `NR_ZSPAGES` (vmstat `nr_zspages`), which /proc/meminfo does not print: not in Slab (they
+//!   6.12 alike; the later zpdesc conversion keeps the counter) and counts them only in the
+//!   zone counter `NR_ZSPAGES` (vmstat `nr_zspages`), which /proc/meminfo does not print: not
+//!   in Slab (they
 //!   are not slab pages), not on an LRU, not in Cached or Shmem, not in MemFree. They are
 //!   subtracted whole. What a device also holds elsewhere is already counted where it is: its
 //!   table is `vzalloc`'d (VmallocUsed), its handles and zspage descriptors come from slab
