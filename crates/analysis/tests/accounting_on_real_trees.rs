@@ -284,3 +284,50 @@ fn module_sizes_match_their_vmalloc_pages() {
     }
     assert!(checked >= 12, "{checked} trees with modules checked");
 }
+
+/// Every tree with zram in use (the lab's `guest-6.1-zram`, captured by `capture-fixtures.sh`
+/// with STATES=zram): the zram row is Σ mem_used_total of the captured mm_stat files (read here
+/// from their text, independently of the parser), and X without the row is X plus exactly that.
+/// The guest bound on X (`decompositions_agree_and_the_black_hole_is_small`) holds with the row.
+#[test]
+fn zram_pages_leave_x_as_their_own_term() {
+    use memwarden_analysis::accounting::consumers::ZRAM;
+    let mut checked = Vec::new();
+    for d in fixture_dirs() {
+        let block = d.join("sys/block");
+        let held: u64 = std::fs::read_dir(&block)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("zram"))
+                    .filter_map(|e| std::fs::read_to_string(e.path().join("mm_stat")).ok())
+                    .filter_map(|t| t.split_whitespace().nth(2)?.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if held == 0 {
+            continue;
+        }
+        let s = HostReader::at_root(&d).read_host().expect("read");
+        let lru = accounting::decompositions::by_lru(&s);
+        let row = lru.parts.iter().find(|p| p.label == ZRAM).map(|p| p.bytes);
+        assert_eq!(row, Some(held), "{}", d.display());
+        let mut without = s.clone();
+        without.zram = None;
+        let x = lru.unaccounted_bytes.expect("X");
+        let x_without = accounting::decompositions::by_lru(&without)
+            .unaccounted_bytes
+            .expect("X");
+        assert_eq!(x_without - x, i128::from(held), "{}", d.display());
+        checked.push(
+            d.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    eprintln!("zram trees: {checked:?}");
+    assert!(
+        checked.iter().any(|n| n == "guest-6.1-zram"),
+        "no captured tree with zram in use: {checked:?}"
+    );
+}
