@@ -383,13 +383,24 @@ pub struct BulkRecord {
     pub domain: Domain,
 }
 
-fn parse_record(r: &libvirt_conn::Record) -> Option<BulkRecord> {
-    let name = r.domain.name().ok()?;
+/// What one domain's typed parameters from the bulk call say, before the domain is named: its
+/// balloon tags (bulk order), max memory, state, and whether libvirt queried its monitor
+/// (`balloon.rss` present). Pure, so that the fuzz target can feed it decoded replies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkFields {
+    pub tags: Vec<StatTag>,
+    pub max_memory_bytes: Option<u64>,
+    pub state: VmState,
+    pub queried: bool,
+}
+
+/// [`BulkFields`] from one domain's typed parameters.
+pub fn bulk_fields(params: &[(String, Param)]) -> BulkFields {
     let mut tags_ = Vec::new();
     let mut max = None;
     let mut state = VmState::Unknown;
     let mut queried = false;
-    for (field, value) in &r.params {
+    for (field, value) in params {
         let v = match value {
             Param::Uint(v) => *v,
             Param::Int(i) => *i as u64,
@@ -417,19 +428,31 @@ fn parse_record(r: &libvirt_conn::Record) -> Option<BulkRecord> {
             });
         }
     }
+    BulkFields {
+        tags: tags_,
+        max_memory_bytes: max,
+        state,
+        queried,
+    }
+}
+
+fn parse_record(r: &libvirt_conn::Record) -> Option<BulkRecord> {
+    let name = r.domain.name().ok()?;
+    let f = bulk_fields(&r.params);
     Some(BulkRecord {
         name,
         uuid: r.domain.uuid_string().ok(),
-        tags: tags_,
-        max_memory_bytes: max,
-        busy: !queried && state == VmState::Running,
-        state,
+        tags: f.tags,
+        max_memory_bytes: f.max_memory_bytes,
+        busy: !f.queried && f.state == VmState::Running,
+        state: f.state,
         domain: r.domain.clone(),
     })
 }
 
-/// Appends the newer stats from a monitor `qom-get guest-stats` reply to the VM's tags.
-fn merge_extra(vm: &mut VmSample, reply: &str) -> ExtraStats {
+/// Appends the newer stats from a monitor `qom-get guest-stats` reply to the VM's tags. Public
+/// for the libvirt RPC fuzz target (the monitor reply is bytes from QEMU through libvirtd).
+pub fn merge_extra(vm: &mut VmSample, reply: &str) -> ExtraStats {
     let Some(ret) = serde_json::from_str::<Value>(reply)
         .ok()
         .and_then(|v| v.get("return").cloned())
