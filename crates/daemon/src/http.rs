@@ -106,8 +106,8 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 /// Whether an `Accept-Encoding` value admits gzip (`gzip` or `*`, not at `q=0`), as
-/// Prometheus sends it.
-fn accepts_gzip(value: Option<&str>) -> bool {
+/// Prometheus sends it. Public for the fuzz target.
+pub fn accepts_gzip(value: Option<&str>) -> bool {
     value.into_iter().flat_map(|v| v.split(',')).any(|item| {
         let mut parts = item.split(';').map(str::trim);
         let coding = parts.next().unwrap_or_default();
@@ -169,32 +169,62 @@ async fn latest(State(st): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(view).into_response())
 }
 
-#[derive(Deserialize)]
-struct RangeQuery {
+/// The query string of `/api/v1/series` and `/api/v1/leaks`, as axum's `Query` extractor
+/// deserializes it (`serde_urlencoded`).
+#[derive(Debug, Default, Deserialize)]
+pub struct RangeQuery {
     /// How far back: `6h`, `30d` (default 6h).
-    since: Option<String>,
+    pub since: Option<String>,
     /// Series name prefixes or exact names, comma-separated (default: all).
-    field: Option<String>,
-    vm: Option<String>,
+    pub field: Option<String>,
+    pub vm: Option<String>,
 }
 
-fn since_ms(q: &Option<String>, default: Duration, max: Duration) -> Result<u64, ApiError> {
-    let d = match q {
-        Some(s) => parse_duration(s).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?,
+/// The start of the range `since` asks for, at `now_unix_ms`: `default` when absent, refused
+/// (a 400's sentence) when it is not a duration or is longer than `max`. Pure, for the fuzz
+/// target; the handlers call it with the clock.
+pub fn since_ms(
+    since: Option<&str>,
+    default: Duration,
+    max: Duration,
+    now_unix_ms: u64,
+) -> Result<u64, String> {
+    let d = match since {
+        Some(s) => parse_duration(s)?,
         None => default,
     };
     if d > max {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "since={} is longer than this daemon serves ({}, [http] max_range); \
-                 `memwarden history --since` and `memwarden leaks --since` read any range",
-                q.as_deref().unwrap_or_default(),
-                format_duration(max)
-            ),
+        return Err(format!(
+            "since={} is longer than this daemon serves ({}, [http] max_range); \
+             `memwarden history --since` and `memwarden leaks --since` read any range",
+            since.unwrap_or_default(),
+            format_duration(max)
         ));
     }
-    Ok(now_unix_ms().saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+    Ok(now_unix_ms.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+}
+
+/// The series filter `field` and `vm` ask for (empty names dropped).
+pub fn series_filter(q: &RangeQuery) -> series::Filter {
+    series::Filter {
+        fields: q
+            .field
+            .as_deref()
+            .map(|f| {
+                f.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        vm: q.vm.clone(),
+    }
+}
+
+fn since_now(q: &RangeQuery, default: Duration, max: Duration) -> Result<u64, ApiError> {
+    since_ms(q.since.as_deref(), default, max, now_unix_ms())
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
 }
 
 /// Reads `[since, now]` from the store on a blocking thread.
@@ -221,22 +251,9 @@ async fn series_api(
     State(st): State<AppState>,
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, ApiError> {
-    let since = since_ms(&q.since, Duration::from_secs(6 * 3600), st.max_range)?;
+    let since = since_now(&q, Duration::from_secs(6 * 3600), st.max_range)?;
     let samples = history(&st, since).await?;
-    let filter = series::Filter {
-        fields: q
-            .field
-            .as_deref()
-            .map(|f| {
-                f.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default(),
-        vm: q.vm.clone(),
-    };
+    let filter = series_filter(&q);
     Ok(Json(serde_json::json!({
         "samples": samples.len(),
         "series": series::series(&samples, &filter),
@@ -248,7 +265,7 @@ async fn leaks_api(
     State(st): State<AppState>,
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, ApiError> {
-    let since = since_ms(&q.since, Duration::from_secs(24 * 3600), st.max_range)?;
+    let since = since_now(&q, Duration::from_secs(24 * 3600), st.max_range)?;
     let samples = history(&st, since).await?;
     Ok(Json(serde_json::json!({
         "samples": samples.len(),
