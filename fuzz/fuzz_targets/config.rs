@@ -1,0 +1,40 @@
+#![no_main]
+//! `memwarden serve`'s TOML configuration (`memwarden_daemon::config::Config::parse`, what
+//! `serve` and SIGHUP run on the file): never a panic; an error names the file, and a TOML
+//! error (syntax, unknown key, bad value) its line; a configuration that parses serializes
+//! back to TOML that parses to the same configuration.
+
+use std::path::Path;
+
+use libfuzzer_sys::fuzz_target;
+use memwarden_daemon::config::Config;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = Path::new("/etc/memwarden/memwarden.toml");
+    match Config::parse(text, path) {
+        Err(e) => {
+            let msg = format!("{e:#}");
+            assert!(
+                msg.contains("configuration /etc/memwarden/memwarden.toml"),
+                "error without the file: {msg}"
+            );
+            if e.chain().any(|c| c.is::<toml::de::Error>()) {
+                assert!(msg.contains("line "), "TOML error without a line: {msg}");
+            }
+        }
+        Ok(cfg) => {
+            let back = toml::to_string(&cfg).expect("a parsed configuration serializes");
+            let again = Config::parse(&back, path)
+                .unwrap_or_else(|e| panic!("re-serialized configuration refused: {e:#}\n{back}"));
+            assert_eq!(
+                toml::to_string(&again).expect("serializes"),
+                back,
+                "serialize/parse round trip"
+            );
+            let _ = cfg.restart_needed(&again);
+        }
+    }
+});
