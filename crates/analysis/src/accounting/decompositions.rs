@@ -10,7 +10,8 @@
 //! buffers, a balloon whose features are unknown), pages in per-CPU LRU batches.
 //!
 //! X is not computed (`None`) when a term it needs is missing from the sample or fails its
-//! sanity bound: a confident figure from a broken file is worse than none.
+//! sanity bound (every part at most MemTotal): a confident figure from a broken file is worse
+//! than none.
 
 use memwarden_model::host::HostSample;
 use serde::Serialize;
@@ -85,12 +86,26 @@ fn finish(
     caveats.extend(kcaveats);
     caveats.extend(refused);
     let memtotal = s.meminfo.get_or_zero("MemTotal");
+    // The kernel terms are held to MemTotal in `kernel`; the meminfo, PSS and swap-cache parts
+    // are held to it here: one part larger than all of memory is a broken file, and X from it
+    // a confident wrong figure (Active: 18014398509481983 kB made the black hole −16 EiB).
+    let over: Vec<String> = parts
+        .iter()
+        .filter(|p| p.bytes > memtotal)
+        .map(|p| format!("{} {}", p.label, format_bytes(p.bytes)))
+        .collect();
     let not_computed = if memtotal == 0 {
         Some("MemTotal is missing or 0".to_string())
     } else if !missing.is_empty() {
         Some(format!(
             "{} missing from meminfo (a file cut short?)",
             missing.join(", ")
+        ))
+    } else if !over.is_empty() {
+        Some(format!(
+            "{} more than MemTotal {}: fails its sanity bound",
+            over.join(", "),
+            format_bytes(memtotal)
         ))
     } else {
         blocks_x
@@ -257,4 +272,53 @@ pub fn all(s: &HostSample) -> Vec<Decomposition> {
     let mut v = vec![by_lru(s), by_page_cache(s)];
     v.extend(by_pss(s));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MEMINFO: &str = "MemTotal:         480268 kB
+MemFree:          449948 kB
+MemAvailable:     443584 kB
+Buffers:               0 kB
+Cached:             2752 kB
+SwapCached:            0 kB
+Active:             2720 kB
+Inactive:            948 kB
+Unevictable:           0 kB
+AnonPages:           916 kB
+Mapped:             1712 kB
+Slab:              15356 kB
+PageTables:           64 kB
+";
+
+    fn sample(meminfo: &str) -> HostSample {
+        HostSample {
+            meminfo: memwarden_procfs::parse_meminfo(meminfo).expect("parses"),
+            ..HostSample::default()
+        }
+    }
+
+    /// Regression (found by the e2e_host_tree fuzz target): `Active: 18014398509481983 kB`
+    /// (2^64 bytes − 1 KiB) made X = MemTotal − Σ parts = −16 EiB, shown as the black hole.
+    #[test]
+    fn black_hole_minus_16_eib_from_an_active_above_memtotal() {
+        let good = by_lru(&sample(MEMINFO));
+        assert!(good.unaccounted_bytes.is_some(), "{:?}", good.not_computed);
+        let broken = MEMINFO.replace(
+            "Active:             2720 kB",
+            "Active: 18014398509481983 kB",
+        );
+        let d = by_lru(&sample(&broken));
+        assert_eq!(d.unaccounted_bytes, None);
+        let why = d.not_computed.expect("why");
+        assert!(
+            why.contains("Active") && why.contains("sanity bound"),
+            "{why}"
+        );
+        // The other ways too: a part above MemTotal (Cached here) stops X.
+        let broken = MEMINFO.replace("Cached:             2752 kB", "Cached: 999999999999 kB");
+        assert_eq!(by_page_cache(&sample(&broken)).unaccounted_bytes, None);
+    }
 }
