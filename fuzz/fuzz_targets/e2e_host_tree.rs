@@ -9,7 +9,8 @@
 //!
 //! - each kernel term is at most MemTotal (`kernel::terms`: larger ones are refused);
 //! - each unaccounted rest X is exactly MemTotal − Σ its parts (no wrap, no saturation), so at
-//!   most MemTotal; the black hole is the LRU decomposition's X;
+//!   most MemTotal, and at least −(number of parts) × MemTotal (X is not computed when a part
+//!   fails its sanity bound); the black hole is the LRU decomposition's X;
 //! - each identity's residual is exactly left − right;
 //! - the process table's totals are at least each row's figure; USS is private clean + dirty;
 //! - every /metrics sample value is a number (not NaN).
@@ -153,6 +154,18 @@ fuzz_target!(|data: &[u8]| {
                 x <= i128::from(total),
                 "{}: X {x} > MemTotal {total}",
                 d.name
+            );
+            // Every part within MemTotal, so X is at least −(parts − 1) × MemTotal: a figure
+            // beyond that came from a part no bound refused.
+            let parts = i128::try_from(d.parts.len()).expect("few parts");
+            assert!(
+                x >= -parts * i128::from(total),
+                "{}: X {x} below −{parts} × MemTotal {total}: {:?}",
+                d.name,
+                d.parts
+                    .iter()
+                    .map(|p| (&p.label, p.bytes))
+                    .collect::<Vec<_>>()
             );
         }
     }
