@@ -1,6 +1,9 @@
 //! `memwarden serve`'s configuration: one TOML file, every key documented here (the README's
 //! configuration reference is this file's doc comments), unknown keys refused with the key and
 //! the file named. Command-line flags override the file.
+//!
+//! Plain data and serde only (no store, no server): the config fuzz target compiles this file
+//! on its own.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -218,16 +221,6 @@ impl HttpConfig {
             bail!("[http] max_range must be above zero");
         }
         Ok(())
-    }
-}
-
-impl RetentionConfig {
-    pub fn to_store(&self) -> memwarden_store::Retention {
-        memwarden_store::Retention {
-            full: self.full,
-            minute: self.minute,
-            hour: self.hour,
-        }
     }
 }
 

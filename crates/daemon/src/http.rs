@@ -13,11 +13,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use memwarden_analysis::{accounting, ksm, leaks, series, vm};
 use memwarden_metrics::Format;
-use memwarden_model::units::{format_duration, parse_duration};
 use memwarden_model::Sample;
 use memwarden_store::Store;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::query::{accepts_gzip, series_filter, since_ms, RangeQuery};
 use crate::recorder::{now_unix_ms, Shared};
 
 #[derive(Clone, Debug)]
@@ -105,21 +105,6 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-/// Whether an `Accept-Encoding` value admits gzip (`gzip` or `*`, not at `q=0`), as
-/// Prometheus sends it. Public for the fuzz target.
-pub fn accepts_gzip(value: Option<&str>) -> bool {
-    value.into_iter().flat_map(|v| v.split(',')).any(|item| {
-        let mut parts = item.split(';').map(str::trim);
-        let coding = parts.next().unwrap_or_default();
-        let refused = parts.any(|p| {
-            p.strip_prefix("q=")
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .is_some_and(|q| q <= 0.0)
-        });
-        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
-    })
-}
-
 /// `body` gzipped at the fastest level (the text compresses ~10× even so); `None` on a write
 /// error, when the plain body is sent instead.
 fn gzip(body: &[u8]) -> Option<Vec<u8>> {
@@ -167,59 +152,6 @@ async fn latest(State(st): State<AppState>) -> Result<Response, ApiError> {
         sample: &sample,
     };
     Ok(Json(view).into_response())
-}
-
-/// The query string of `/api/v1/series` and `/api/v1/leaks`, as axum's `Query` extractor
-/// deserializes it (`serde_urlencoded`).
-#[derive(Debug, Default, Deserialize)]
-pub struct RangeQuery {
-    /// How far back: `6h`, `30d` (default 6h).
-    pub since: Option<String>,
-    /// Series name prefixes or exact names, comma-separated (default: all).
-    pub field: Option<String>,
-    pub vm: Option<String>,
-}
-
-/// The start of the range `since` asks for, at `now_unix_ms`: `default` when absent, refused
-/// (a 400's sentence) when it is not a duration or is longer than `max`. Pure, for the fuzz
-/// target; the handlers call it with the clock.
-pub fn since_ms(
-    since: Option<&str>,
-    default: Duration,
-    max: Duration,
-    now_unix_ms: u64,
-) -> Result<u64, String> {
-    let d = match since {
-        Some(s) => parse_duration(s)?,
-        None => default,
-    };
-    if d > max {
-        return Err(format!(
-            "since={} is longer than this daemon serves ({}, [http] max_range); \
-             `memwarden history --since` and `memwarden leaks --since` read any range",
-            since.unwrap_or_default(),
-            format_duration(max)
-        ));
-    }
-    Ok(now_unix_ms.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
-}
-
-/// The series filter `field` and `vm` ask for (empty names dropped).
-pub fn series_filter(q: &RangeQuery) -> series::Filter {
-    series::Filter {
-        fields: q
-            .field
-            .as_deref()
-            .map(|f| {
-                f.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default(),
-        vm: q.vm.clone(),
-    }
 }
 
 fn since_now(q: &RangeQuery, default: Duration, max: Duration) -> Result<u64, ApiError> {
@@ -316,19 +248,4 @@ async fn balloon(State(st): State<AppState>) -> Response {
         .clone()
         .unwrap_or(serde_json::Value::Null);
     Json(v).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::accepts_gzip;
-
-    #[test]
-    fn gzip_is_sent_only_when_accepted() {
-        assert!(accepts_gzip(Some("gzip")));
-        assert!(accepts_gzip(Some("deflate, GZIP;q=0.5")));
-        assert!(accepts_gzip(Some("*")));
-        assert!(!accepts_gzip(Some("gzip;q=0")));
-        assert!(!accepts_gzip(Some("identity, br")));
-        assert!(!accepts_gzip(None));
-    }
 }

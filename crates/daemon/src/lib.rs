@@ -16,6 +16,7 @@ mod health;
 pub mod http;
 pub mod ksm_tuning;
 pub mod process;
+pub mod query;
 pub mod recorder;
 mod report;
 pub mod server;

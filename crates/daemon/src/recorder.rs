@@ -13,7 +13,7 @@ use memwarden_store::Store;
 use tracing::{debug, error, info, warn};
 
 use crate::balloon::BalloonRunner;
-use crate::config::Config;
+use crate::config::{Config, RetentionConfig};
 use crate::health;
 use crate::report::chain;
 use crate::watchdog::Heartbeat;
@@ -196,13 +196,22 @@ fn append(store: &mut Option<Store>, cfg: &Config, sample: &Sample) -> Result<()
     })
 }
 
+/// `[retention]` as the store takes it.
+fn retention(r: &RetentionConfig) -> memwarden_store::Retention {
+    memwarden_store::Retention {
+        full: r.full,
+        minute: r.minute,
+        hour: r.hour,
+    }
+}
+
 /// Retention and downsampling on a handle of its own, so appends never wait for it long.
 pub fn maintain_loop(shared_cfg: Arc<RwLock<Config>>, control: Receiver<()>) {
     loop {
         let cfg = shared_cfg.read().unwrap_or_else(|p| p.into_inner()).clone();
         let t = Instant::now();
         match Store::open(&cfg.db)
-            .and_then(|mut s| s.maintain(now_unix_ms(), &cfg.retention.to_store()))
+            .and_then(|mut s| s.maintain(now_unix_ms(), &retention(&cfg.retention)))
         {
             Ok(r) => debug!(report = ?r, ms = t.elapsed().as_millis() as u64, "maintained"),
             Err(e) => {
