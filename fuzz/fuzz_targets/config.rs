@@ -1,13 +1,18 @@
 #![no_main]
-//! `memwarden serve`'s TOML configuration (`memwarden_daemon::config::Config::parse`, what
-//! `serve` and SIGHUP run on the file): never a panic; an error names the file, and a TOML
+//! `memwarden serve`'s TOML configuration (`Config::parse` of crates/daemon/src/config.rs,
+//! compiled in here, what `serve` and SIGHUP run on the file): never a panic; an error names the file, and a TOML
 //! error (syntax, unknown key, bad value) its line; a configuration that parses serializes
 //! back to TOML that deserializes to the same configuration.
 
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use memwarden_daemon::config::Config;
+
+#[allow(dead_code)]
+#[path = "../../crates/daemon/src/config.rs"]
+mod config;
+
+use config::Config;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -1,8 +1,8 @@
 #![no_main]
 //! The HTTP API's request parsing: the query string of `/api/v1/series` and `/api/v1/leaks`
 //! (deserialized as axum's `Query` does, with `serde_urlencoded`, then `since_ms` and
-//! `series_filter`, the functions the handlers call) and the `Accept-Encoding` value of a
-//! scrape (`accepts_gzip`). Never a panic; a range that is served starts at most
+//! `series_filter` of crates/daemon/src/query.rs, compiled in here, which the handlers call)
+//! and the `Accept-Encoding` value of a scrape (`accepts_gzip`). Never a panic; a range that is served starts at most
 //! `[http] max_range` before now and never after it; filter names are trimmed, never empty.
 //!
 //! Input: the query string, then optionally a NUL and an `Accept-Encoding` value.
@@ -10,7 +10,12 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use memwarden_daemon::http::{accepts_gzip, series_filter, since_ms, RangeQuery};
+
+#[allow(dead_code)]
+#[path = "../../crates/daemon/src/query.rs"]
+mod query;
+
+use query::{accepts_gzip, series_filter, since_ms, RangeQuery};
 
 /// A clock in 2026 and `[http] max_range`'s default (7 days).
 const NOW_MS: u64 = 1_795_000_000_000;
