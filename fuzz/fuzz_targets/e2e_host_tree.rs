@@ -83,10 +83,13 @@ fn safe(rel: &str) -> bool {
 }
 
 fn write(path: &Path, bytes: &[u8]) {
+    // A file where a directory should be, or the reverse (`enabled 1` and `enabled/x 2` in
+    // one section): the first one written stays.
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).expect("create a directory of the tree");
+        if fs::create_dir_all(dir).is_err() {
+            return;
+        }
     }
-    // A path that is already a directory (a section made it one): leave it.
     let _ = fs::write(path, bytes);
 }
 
