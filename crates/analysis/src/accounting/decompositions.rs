@@ -300,8 +300,9 @@ PageTables:           64 kB
         }
     }
 
-    /// Regression (found by the e2e_host_tree fuzz target): `Active: 18014398509481983 kB`
-    /// (2^64 bytes − 1 KiB) made X = MemTotal − Σ parts = −16 EiB, shown as the black hole.
+    /// Regression (the e2e_host_tree fuzz target's bound on X, on a hand-mutated fixture):
+    /// `Active: 18014398509481983 kB` (2^64 bytes − 1 KiB) made X = MemTotal − Σ parts =
+    /// −16 EiB, shown as the black hole.
     #[test]
     fn black_hole_minus_16_eib_from_an_active_above_memtotal() {
         let good = by_lru(&sample(MEMINFO));
