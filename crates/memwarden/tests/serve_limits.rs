@@ -258,7 +258,14 @@ fn metrics_are_gzipped_when_the_scraper_accepts_it() {
         plain.body.len(),
         gz.body.len()
     );
-    assert!(gz.body.len() * 4 < plain.body.len());
+    // Prometheus text compresses 4-5× (16,068 → 4,017 bytes with zram and socket gauges, on a
+    // fresh machine): a bound of 3× says it was compressed without riding on the ratio.
+    assert!(
+        gz.body.len() * 3 < plain.body.len(),
+        "{} gzipped for {} plain",
+        gz.body.len(),
+        plain.body.len()
+    );
 }
 
 #[test]
