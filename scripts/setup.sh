@@ -3,7 +3,8 @@
 #   run:    libvirt0 (the libvirt backend loads libvirt.so.0 for URIs other than the local
 #           qemu:///system, which it reaches over libvirt's RPC socket; the build needs no
 #           system library)
-#   --test: also what the test suite runs against: QEMU, a minimal libvirtd, smem,
+#   --test: also what the test suite runs against: QEMU, a minimal libvirtd (and libvirt-dev,
+#           whose headers the tests check memwarden's copy of libvirt's constants against), smem,
 #           busybox-static and cpio for the lab guests (see lab/README.md); promtool (prometheus)
 #           and python3-prometheus-client's OpenMetrics parser check /metrics and deploy/prometheus;
 #           a Prometheus server scrapes `memwarden serve` (also over TLS: openssl makes the test's
@@ -15,7 +16,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(libvirt0)
 if [ "${1:-}" = --test ]; then
   pkgs+=(busybox-static cpio smem time python3 gcc libc6-dev xz-utils zstd
-         libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 prometheus python3-prometheus-client
+         libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 prometheus python3-prometheus-client
          chromium chromium-driver prometheus-node-exporter prometheus-libvirt-exporter systemd openssl curl)
 fi
 missing=()

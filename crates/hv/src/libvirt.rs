@@ -31,13 +31,14 @@ use serde_json::Value;
 use memwarden_model::units::KIB;
 use memwarden_model::vm::{
     BalloonDevice, BalloonStats, ExtraStats, NovaInstance, ReadStatus, StatTag, TagUnit, VmBackend,
-    VmConfig, VmRead, VmSample, VmState,
+    VmConfig, VmEvent, VmRead, VmSample, VmState,
 };
 
 use crate::libvirt_conn::{self, sys, Connect, Domain, LvError, Param, Transport};
+use crate::libvirt_rpc::events::{self, EventWatch};
 use crate::qmp::parse_guest_stats;
 
-use crate::{domain_xml, now_unix_s, tags, Error, Hypervisor, Scope};
+use crate::{domain_xml, now_unix_ms, now_unix_s, tags, Error, Hypervisor, Scope};
 
 /// How long a domain's XML facts are trusted before they are read again.
 pub const XML_REFRESH: Duration = Duration::from_secs(60);
@@ -74,6 +75,8 @@ pub struct LibvirtBackend {
     pub transport: Transport,
     facts: HashMap<String, Facts>,
     inflight: Arc<AtomicUsize>,
+    /// The lifecycle and reboot event watch (RPC transport only), drained every [`Hypervisor::list`].
+    events: Option<EventWatch>,
 }
 
 impl std::fmt::Debug for LibvirtBackend {
@@ -134,6 +137,7 @@ impl LibvirtBackend {
             transport: Transport::Auto,
             facts: HashMap::new(),
             inflight: Arc::new(AtomicUsize::new(0)),
+            events: None,
         }
     }
 
@@ -356,6 +360,39 @@ impl LibvirtBackend {
         f
     }
 
+    /// The events libvirtd announced since the previous call, by domain UUID; `None` when they
+    /// are not known for that whole interval (the watch was just opened, or is not possible on
+    /// this transport), so that "no event" is never claimed for time nobody listened.
+    fn drain_events(&mut self, deadline: Instant) -> Option<HashMap<String, Vec<VmEvent>>> {
+        if let Some(w) = &mut self.events {
+            match w.drain(deadline) {
+                Ok(d) => {
+                    let now_ms = now_unix_ms();
+                    let mut by_vm: HashMap<String, Vec<VmEvent>> = HashMap::new();
+                    for ev in d.events {
+                        let (kind, detail) = events::classify(ev.lifecycle);
+                        by_vm
+                            .entry(ev.dom.uuid_string())
+                            .or_default()
+                            .push(VmEvent {
+                                seen_at_unix_ms: now_ms,
+                                kind,
+                                detail,
+                            });
+                    }
+                    return Some(by_vm);
+                }
+                // libvirtd restarted or the channel broke: what happened since is unknown.
+                Err(_) => self.events = None,
+            }
+        }
+        let conn = self.conn.clone()?;
+        self.events = by_deadline(deadline, move || conn.watch_events(deadline))
+            .flatten()
+            .and_then(Result::ok);
+        None
+    }
+
     fn base(&self, name: String) -> VmSample {
         VmSample {
             name,
@@ -531,6 +568,9 @@ impl Hypervisor for LibvirtBackend {
     /// holds them) are rows with [`ReadStatus::Busy`], never waited for.
     fn list(&mut self) -> Result<Vec<VmSample>, Error> {
         let deadline = Instant::now() + self.timeout;
+        // Before the states are read, so that an event is never newer than the state beside it.
+        self.conn(deadline)?;
+        let mut events = self.drain_events(deadline);
         let mut records: Vec<BulkRecord> = self
             .bulk_records(deadline)?
             .iter()
@@ -566,6 +606,12 @@ impl Hypervisor for LibvirtBackend {
             vm.state = rec.state;
             vm.max_memory_bytes = rec.max_memory_bytes;
             vm.balloon = tags::balloon_from_tags(rec.tags);
+            vm.events = events.as_mut().map(|by_vm| {
+                rec.uuid
+                    .as_ref()
+                    .and_then(|u| by_vm.remove(u))
+                    .unwrap_or_default()
+            });
             if rec.busy {
                 vm.read = VmRead {
                     status: ReadStatus::Busy,

@@ -5,7 +5,7 @@
 //! number, domain and message), so [`crate::libvirt`] does not care which it has.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{libvirt_ffi as ffi, libvirt_rpc as rpc};
 
@@ -179,6 +179,15 @@ impl Connect {
         match self {
             Connect::Rpc(c) => Ok(c.is_alive()),
             Connect::Ffi(c) => c.is_alive(),
+        }
+    }
+
+    /// A watch on every domain's lifecycle and reboot events; `None` on libvirt.so, whose
+    /// callbacks memwarden does not register (its connections are for other URIs).
+    pub fn watch_events(&self, deadline: Instant) -> Option<R<rpc::events::EventWatch>> {
+        match self {
+            Connect::Rpc(c) => Some(c.watch_events(deadline)),
+            Connect::Ffi(_) => None,
         }
     }
 

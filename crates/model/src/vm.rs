@@ -274,4 +274,36 @@ pub struct VmSample {
     /// Non-fatal problems while reading this VM, one line each.
     #[serde(default)]
     pub degraded: Vec<String>,
+    /// What the hypervisor announced about this VM since the previous sample (libvirt's
+    /// lifecycle and reboot events), oldest first; `None` where nothing listens for events
+    /// (QMP, whose monitor is opened per sample, and libvirt reached through libvirt.so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<VmEvent>>,
+}
+
+/// One event the hypervisor announced about a VM between two samples.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmEvent {
+    /// When memwarden received it (libvirt's events carry no time of their own), ms since the
+    /// Unix epoch: at most one sample interval after it happened.
+    pub seen_at_unix_ms: u64,
+    pub kind: VmEventKind,
+    /// The hypervisor's own words for it, e.g. `crashed (panicked)`, `stopped (crashed)`.
+    pub detail: String,
+}
+
+/// What an event means for the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmEventKind {
+    /// The guest kernel panicked or the VM crashed (a pvpanic device, `on_crash`).
+    Crashed,
+    /// The guest was reset (a reboot from inside, `panic=N`, or `virsh reset`).
+    Reset,
+    /// The VM was started (booted, restored or migrated in).
+    Started,
+    /// The VM stopped (shut down, destroyed, saved or migrated away).
+    Stopped,
+    /// Anything else libvirt reports (suspended, resumed, defined...), kept as read.
+    Other,
 }

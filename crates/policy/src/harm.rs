@@ -1,12 +1,15 @@
-//! Harm to a guest, noticed from what it reports: its kernel started again (its cumulative
-//! counters went backwards: a reboot, or a panic with `panic=N`), it crashed, its kernel
+//! Harm to a guest, noticed from what it and its hypervisor report: libvirt announced that it
+//! crashed or was reset (lifecycle and reboot events, drained once per sample: seen before the
+//! new kernel pushes anything), its kernel started again (its cumulative counters went
+//! backwards: a reboot, or a panic with `panic=N`; the one check where no events are watched,
+//! and never a second report of a restart an event already answered), it crashed, its kernel
 //! OOM-killed (the virtio-balloon OOM statistic of Linux ≥ 6.12 guests, where QEMU passes it), or
 //! it swaps or faults hard while shrunk. Each is an event the controller answers by giving the
 //! guest its memory back and raising its floor's margin; whoever applies the plan logs, stores
 //! and counts it.
 
 use memwarden_model::units::format_bytes;
-use memwarden_model::vm::{VmSample, VmState};
+use memwarden_model::vm::{VmEventKind, VmSample, VmState};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -81,15 +84,37 @@ pub fn detect(
     // reset were answered then (a cycle faster than the guest's pushes sees it twice).
     let news = rates.new_update;
     let crash_seen = history.points(vm).last().is_some_and(|p| p.crashed);
-    let (kind, detail) = if vm.state == VmState::Crashed {
+    // libvirt's events since the previous sample: each is delivered once.
+    let events = vm.events.as_deref().unwrap_or_default();
+    let crash_event = events.iter().find(|e| e.kind == VmEventKind::Crashed);
+    let reset_event = events.iter().find(|e| e.kind == VmEventKind::Reset);
+    // Counters that start again after a restart already answered (from an event, or a crash
+    // the hypervisor reported) are that restart seen a second time.
+    let restart_answered = record
+        .and_then(|r| r.restart_at_unix_ms)
+        .zip(rates.counters_before_unix_s)
+        .is_some_and(|(at_ms, before_s)| at_ms / 1000 >= before_s);
+    let (kind, detail) = if vm.state == VmState::Crashed || crash_event.is_some() {
         if crash_seen {
             return None;
         }
         (
             HarmKind::Crash,
-            "the hypervisor reports it crashed".to_string(),
+            crash_event.map_or_else(
+                || "the hypervisor reports it crashed".to_string(),
+                |e| format!("libvirt reported it {}", e.detail),
+            ),
         )
-    } else if news && rates.counters_reset {
+    } else if let Some(e) = reset_event {
+        (
+            HarmKind::Reboot,
+            format!(
+                "libvirt reported a {}: its kernel is starting again (a reboot, or a panic \
+                 that rebooted it)",
+                e.detail
+            ),
+        )
+    } else if news && rates.counters_reset && !restart_answered {
         (
             HarmKind::Reboot,
             "its fault and swap counters went back to near zero: its kernel started again \

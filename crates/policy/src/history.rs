@@ -114,6 +114,8 @@ pub struct GuestRates {
     /// The guest's cumulative counters (faults, swap) went backwards since the earlier update:
     /// its kernel started again (a reboot, a panic with `panic=N`, a crash and restart).
     pub counters_reset: bool,
+    /// When the guest pushed the counters that `counters_reset` compared against.
+    pub counters_before_unix_s: Option<u64>,
     /// No recorded point has these statistics yet: this is the first look at this update, so
     /// what changed in it (an OOM kill, a reset) is news. False when a cycle that came sooner
     /// than the guest's next push already saw it.
@@ -228,6 +230,15 @@ impl History {
                 .filter(|p| p.stats_at_unix_s < now.stats_at_unix_s)
                 .find_map(f)
         };
+        // When the counters a reset is judged against were pushed: the old kernel's last
+        // update (a restart answered after it, from a libvirt event, is this same restart).
+        let counters_before_unix_s = self
+            .points(vm)
+            .iter()
+            .rev()
+            .filter(|p| p.stats_at_unix_s < now.stats_at_unix_s)
+            .find(|p| p.minor_faults.is_some() || p.major_faults.is_some())
+            .map(|p| p.stats_at_unix_s);
         let counters_reset = went_back(last(|p| p.minor_faults), now.minor_faults)
             || went_back(last(|p| p.major_faults), now.major_faults)
             || went_back(last(|p| p.swap_in_bytes), now.swap_in_bytes);
@@ -246,6 +257,7 @@ impl History {
             new_update,
             used_step_bytes,
             counters_reset,
+            counters_before_unix_s,
             major_faults_per_s: per_s(delta(before.major_faults, now.major_faults)),
             swap_in_bytes_per_s: per_s(delta(before.swap_in_bytes, now.swap_in_bytes)),
             alloc_stalls_per_s: per_s(delta(before.alloc_stalls, now.alloc_stalls)),

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::harm::HarmKind;
 use crate::history::key_of;
 use crate::plan::{Direction, Plan};
 
@@ -60,6 +61,10 @@ pub struct VmRecord {
     /// When harm was last seen.
     #[serde(default)]
     pub harm_at_unix_ms: Option<u64>,
+    /// When a restart of its kernel (a reboot or a crash) was last answered: its counters
+    /// starting again afterwards are that same restart, not a second one.
+    #[serde(default)]
+    pub restart_at_unix_ms: Option<u64>,
 }
 
 impl VmRecord {
@@ -138,6 +143,9 @@ impl State {
                 .entry(key_of(h.uuid.as_deref(), &h.vm))
                 .or_default();
             r.harm_at_unix_ms = Some(now_unix_ms);
+            if matches!(h.kind, HarmKind::Reboot | HarmKind::Crash) {
+                r.restart_at_unix_ms = Some(now_unix_ms);
+            }
             r.harm_margin_bytes = h.margin_after_bytes;
             // What the controller believed led to this: start over.
             r.measured_efficiency = None;

@@ -21,6 +21,7 @@
 //! - **Caps.** A reply larger than libvirt's `VIR_NET_MESSAGE_MAX` (32 MiB) is refused before
 //!   it is read; strings and arrays are held to the `.x` files' limits ([`xdr`]).
 
+pub mod events;
 pub mod proto;
 pub mod wire;
 pub mod xdr;
@@ -394,6 +395,11 @@ impl Connect {
         ch.exchange(&Header::call(prog, proc_, ch.serial), args, deadline)
     }
 
+    /// A channel of its own registered for every domain's lifecycle and reboot events.
+    pub fn watch_events(&self, deadline: Instant) -> R<events::EventWatch> {
+        events::EventWatch::open(&self.inner.uri, &self.inner.path, deadline)
+    }
+
     pub fn lookup_domain_by_name(&self, name: &str) -> R<Domain> {
         let dom = self.inner.call(
             wire::REMOTE_PROGRAM,
@@ -456,15 +462,7 @@ impl Domain {
 
     /// The UUID in its usual 8-4-4-4-12 lowercase form.
     pub fn uuid_string(&self) -> String {
-        let h: String = self.dom.uuid.iter().map(|b| format!("{b:02x}")).collect();
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
+        self.dom.uuid_string()
     }
 
     pub fn xml_desc(&self, flags: u32) -> R<String> {

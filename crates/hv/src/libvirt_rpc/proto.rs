@@ -65,6 +65,19 @@ pub struct DomRef {
 const DOMREF_MIN: usize = 24;
 
 impl DomRef {
+    /// The UUID in its usual 8-4-4-4-12 lowercase form.
+    pub fn uuid_string(&self) -> String {
+        let h: String = self.uuid.iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+
     pub fn encode(&self, e: &mut Enc) {
         e.str(&self.name).opaque_fixed(&self.uuid).i32(self.id);
     }
