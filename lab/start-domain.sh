@@ -11,6 +11,9 @@
 #        BALLOON=virtio    or none: <memballoon model='none'/> (no balloon at all)
 #        BALLOON_ATTRS=""  extra <memballoon> attributes, e.g. freePageReporting='on'
 #                          autodeflate='on' (deflate-on-oom)
+#        DEVICES=""        extra XML inside <devices>, e.g. <panic model='isa'/> (pvpanic)
+#        ON_CRASH=destroy  <on_crash>: what libvirt does when the guest says it panicked
+#                          (destroy, restart, preserve: keep it as "crashed")
 #        PERSIST=0         1 = virsh define + start (persistent: --config works;
 #                          remove with virsh undefine); 0 = virsh create (transient)
 #        WAIT=1 WAIT_S=120 wait until the guest prints LAB-READY in RUNDIR/serial.log
@@ -54,7 +57,7 @@ cat > "$RUN/domain.xml" <<XML
   </os>
   <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff>
-  <on_crash>destroy</on_crash>
+  <on_crash>${ON_CRASH:-destroy}</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <serial type='unix'>
@@ -63,6 +66,7 @@ cat > "$RUN/domain.xml" <<XML
       <target port='0'/>
     </serial>
     $balloon
+    ${DEVICES:-}
   </devices>
 </domain>
 XML

@@ -22,151 +22,19 @@
 //! that answer alone. The timeline is printed as it happens.
 
 mod balloon_lab;
+mod harm_run;
 
 use std::time::{Duration, Instant};
 
-use memwarden_collector::Collector;
-use memwarden_control::balloon::{Cycle, CycleReport};
+use memwarden_control::balloon::Cycle;
 use memwarden_hv::qmp::QmpClient;
-use memwarden_hv::Scope;
 use memwarden_lab::{GuestOpts, Kernel, Lab, QemuGuest};
 use memwarden_model::units::MIB;
-use memwarden_model::vm::{VmSample, VmState};
+use memwarden_model::vm::VmState;
 use memwarden_policy::{Direction, HarmKind};
 
 use balloon_lab::{collector_on, Backend};
-
-const CYCLE: Duration = Duration::from_secs(1);
-const MAX: u64 = 512 * MIB;
-const SHRUNK: u64 = 300 * MIB;
-
-/// memwarden's policy, left to answer harm alone (see the module documentation).
-fn policy() -> memwarden_policy::Config {
-    memwarden_policy::Config {
-        host_min_available_share: 0.0,
-        host_min_available_bytes: 0,
-        host_dead_band_bytes: u64::MAX / 4,
-        psi_some_avg10_pct: 100.0,
-        psi_full_avg10_pct: 100.0,
-        ..memwarden_policy::Config::default()
-    }
-}
-
-/// The controller over one guest, with a clock and a printed timeline.
-struct Run {
-    t0: Instant,
-    collector: Collector,
-    cycle: Cycle,
-    name: String,
-    qmp: std::path::PathBuf,
-    /// Every cycle's (seconds since start, sample of the guest, report).
-    cycles: Vec<(f64, Option<VmSample>, CycleReport)>,
-}
-
-impl Run {
-    fn s(&self) -> f64 {
-        self.t0.elapsed().as_secs_f64()
-    }
-
-    fn note(&self, what: &str) {
-        eprintln!("{:6.1} s  -- {what}", self.s());
-    }
-
-    /// One controller cycle, then a sleep to the next; prints what it saw and did.
-    fn step(&mut self) -> usize {
-        let started = Instant::now();
-        let mut sample = self.collector.collect().expect("sample");
-        sample.vms.retain(|v| v.name == self.name);
-        let at = self.s();
-        let report = self
-            .cycle
-            .step(&sample, self.collector.hypervisor().map(|h| h as _));
-        let vm = sample.vms.first().cloned();
-        let b = vm.as_ref().map(|v| v.balloon.clone()).unwrap_or_default();
-        let mib = |x: Option<u64>| x.map_or("-".into(), |x| format!("{}", x / MIB));
-        let mut line = format!(
-            "{at:6.1} s  actual {} MiB, stats at {}, oom_kills {:?}, minor_faults {:?}",
-            mib(b.actual_bytes),
-            b.last_update_unix_s.map_or(0, |t| t % 1000),
-            b.oom_kills,
-            b.minor_faults
-        );
-        for h in &report.plan.harm {
-            line.push_str(&format!(
-                "\n          HARM {}: {}",
-                h.kind.as_str(),
-                h.detail
-            ));
-        }
-        for a in &report.applied {
-            line.push_str(&format!(
-                "\n          ACTION {:?} {} → {} MiB ({}): {}",
-                a.action.direction,
-                a.action.from_bytes / MIB,
-                a.action.target_bytes / MIB,
-                a.error.as_deref().unwrap_or("applied"),
-                a.action.reason
-            ));
-        }
-        eprintln!("{line}");
-        self.cycles.push((at, vm, report));
-        std::thread::sleep(CYCLE.saturating_sub(started.elapsed()));
-        self.cycles.len() - 1
-    }
-
-    /// Cycles until `f` holds (checked after each), at most `timeout`; the index of that cycle.
-    fn until(&mut self, what: &str, timeout: Duration, mut f: impl FnMut(&Run) -> bool) -> usize {
-        let t = Instant::now();
-        loop {
-            let i = self.step();
-            if f(self) {
-                return i;
-            }
-            assert!(
-                t.elapsed() < timeout,
-                "timed out after {timeout:?} waiting for {what}"
-            );
-        }
-    }
-
-    /// QMP's own `query-balloon` (a connection of ours, between cycles).
-    fn query_balloon(&self) -> u64 {
-        let mut c = QmpClient::connect(&self.qmp, Instant::now() + Duration::from_secs(5))
-            .expect("QMP connect");
-        let r = c.execute("query-balloon", None).expect("query-balloon");
-        r["actual"].as_u64().expect("actual")
-    }
-
-    fn set_balloon(&mut self, bytes: u64) {
-        self.note(&format!("balloon set by hand to {} MiB", bytes / MIB));
-        let name = self.name.clone();
-        self.collector
-            .hypervisor()
-            .expect("hypervisor")
-            .set_memory(&name, bytes, Scope::LIVE)
-            .expect("set_memory");
-    }
-
-    /// The first cycle from `from` on whose plan reports `kind` for this guest.
-    fn harm_at(&self, from: usize, kind: HarmKind) -> Option<usize> {
-        (from..self.cycles.len()).find(|i| {
-            self.cycles[*i]
-                .2
-                .plan
-                .harm
-                .iter()
-                .any(|h| h.vm == self.name && h.kind == kind)
-        })
-    }
-
-    /// Cycles from `from` on, and every action they applied.
-    fn actions_since(&self, from: usize) -> Vec<(f64, &memwarden_control::balloon::Applied)> {
-        self.cycles[from..]
-            .iter()
-            .flat_map(|(at, _, r)| r.applied.iter().map(move |a| (*at, a)))
-            .collect()
-    }
-}
+use harm_run::{boots, policy, Balloon, Run, MAX, SHRUNK};
 
 /// The guest's own /proc/vmstat `oom_kill`, read on its console.
 fn vmstat_oom_kill(g: &QemuGuest) -> u64 {
@@ -176,13 +44,6 @@ fn vmstat_oom_kill(g: &QemuGuest) -> u64 {
     out.lines()
         .find_map(|l| l.trim().strip_prefix("oom_kill ")?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no oom_kill in {out:?}"))
-}
-
-/// How many times the guest has printed `LAB-READY` (once per boot).
-fn boots(g: &QemuGuest) -> usize {
-    std::fs::read(g.serial_log())
-        .map(|b| String::from_utf8_lossy(&b).matches("LAB-READY").count())
-        .unwrap_or(0)
 }
 
 /// The count in an OOM-kill harm's detail ("its kernel OOM-killed N process(es) ...").
@@ -218,7 +79,7 @@ fn an_oom_kill_and_a_reboot_are_noticed_and_answered_with_all_memory_back() {
         collector: collector_on(&Backend::Qmp(vec![g.qmp_socket().display().to_string()])),
         cycle: Cycle::new(Box::new(policy())),
         name: g.name(),
-        qmp: g.qmp_socket(),
+        balloon: Balloon::Qmp(g.qmp_socket()),
         cycles: Vec::new(),
     };
     run.note(&format!(
@@ -332,14 +193,14 @@ fn an_oom_kill_and_a_reboot_are_noticed_and_answered_with_all_memory_back() {
         Duration::from_secs(30),
         |r| r.query_balloon() == SHRUNK,
     );
-    assert_eq!(boots(&g), 1);
+    assert_eq!(boots(&g.serial_log()), 1);
     let before_reboot = run.cycles.len();
     run.note("reboot: sysrq b");
     g.console("run echo 1 > /proc/sys/kernel/sysrq; (sleep 1; echo b > /proc/sysrq-trigger) &")
         .expect("sysrq");
     let mut ready_s = None;
     let rebooted = run.until("a reboot harm", Duration::from_secs(60), |r| {
-        if ready_s.is_none() && boots(&g) >= 2 {
+        if ready_s.is_none() && boots(&g.serial_log()) >= 2 {
             ready_s = Some(r.s());
         }
         r.harm_at(before_reboot, HarmKind::Reboot).is_some()
@@ -407,7 +268,7 @@ fn a_pvpanic_crash_is_noticed_once_and_answered_with_all_memory_back() {
         collector: collector_on(&Backend::Qmp(vec![g.qmp_socket().display().to_string()])),
         cycle: Cycle::new(Box::new(policy())),
         name: g.name(),
-        qmp: g.qmp_socket(),
+        balloon: Balloon::Qmp(g.qmp_socket()),
         cycles: Vec::new(),
     };
     run.note(&format!(
@@ -464,8 +325,8 @@ fn a_pvpanic_crash_is_noticed_once_and_answered_with_all_memory_back() {
     for _ in 0..5 {
         run.step();
     }
-    let mut c =
-        QmpClient::connect(&run.qmp, Instant::now() + Duration::from_secs(5)).expect("QMP connect");
+    let mut c = QmpClient::connect(&g.qmp_socket(), Instant::now() + Duration::from_secs(5))
+        .expect("QMP connect");
     let status = c.execute("query-status", None).expect("query-status");
     assert_eq!(status["status"], "guest-panicked", "{status}");
     let crashes = (before..run.cycles.len())
@@ -487,7 +348,7 @@ fn a_pvpanic_crash_is_noticed_once_and_answered_with_all_memory_back() {
         log.contains("Kernel panic"),
         "the guest's console shows its panic"
     );
-    assert_eq!(boots(&g), 1, "paused by QEMU, not rebooted");
+    assert_eq!(boots(&g.serial_log()), 1, "paused by QEMU, not rebooted");
     run.note(&format!(
         "crash noticed at {crash_s:.1} s, answered with a growth to {} MiB; query-status {}",
         MAX / MIB,

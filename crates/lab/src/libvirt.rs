@@ -130,6 +130,10 @@ pub struct DomainOpts {
     pub persist: bool,
     /// Appended to the kernel command line.
     pub extra_append: String,
+    /// Extra XML inside `<devices>`, e.g. `<panic model='isa'/>` (a pvpanic device).
+    pub devices: String,
+    /// `<on_crash>`: `destroy` (default), `restart` or `preserve` (kept as crashed).
+    pub on_crash: String,
     /// Time allowed from start to `LAB-READY`.
     pub boot_timeout: Duration,
     /// Time allowed to wait for a free guest slot.
@@ -146,6 +150,8 @@ impl Default for DomainOpts {
             balloon_attrs: String::new(),
             persist: false,
             extra_append: String::new(),
+            devices: String::new(),
+            on_crash: "destroy".into(),
             boot_timeout: Duration::from_secs(120),
             slot_timeout: Duration::from_secs(600),
         }
@@ -209,7 +215,9 @@ impl Domain {
             .env("BALLOON", if opts.balloon { "virtio" } else { "none" })
             .env("BALLOON_ATTRS", &opts.balloon_attrs)
             .env("PERSIST", if opts.persist { "1" } else { "0" })
-            .env("EXTRA_APPEND", &opts.extra_append))?;
+            .env("EXTRA_APPEND", &opts.extra_append)
+            .env("DEVICES", &opts.devices)
+            .env("ON_CRASH", &opts.on_crash))?;
         let pid = out.trim().parse().map_err(|_| Error::Parse {
             what: "QEMU pid from start-domain.sh",
             detail: out.clone(),
