@@ -182,3 +182,27 @@ pub fn detect(
         margin_after_bytes,
     })
 }
+
+/// One balloon page: the smallest change a virtio-balloon target can make.
+pub const BALLOON_PAGE_BYTES: u64 = 4096;
+
+/// The guest's total, when its balloon size is one QEMU kept from before a restart this
+/// controller answered: QEMU resets neither its `actual` nor anything the new kernel's driver
+/// would correct, and a driver that finds nothing to do (the target already its maximum, set
+/// while the guest was restarting) never reports its size. Seen on a real libvirt guest reset
+/// by `panic=-1`: MemTotal 470 MiB while QEMU and `virsh dommemstat` said 300 MiB, so its
+/// figures "did not add up" and the controller left it alone for good. Only until the next
+/// action after the restart: one refresh, never a loop on a guest that lies.
+pub fn stale_after_restart(vm: &VmSample, record: Option<&crate::state::VmRecord>) -> Option<u64> {
+    let r = record?;
+    let restart = r.restart_at_unix_ms?;
+    if r.last_action_unix_ms.is_some_and(|a| a > restart) || vm.device.autodeflate == Some(true) {
+        return None;
+    }
+    let (total, actual, max) = (
+        vm.balloon.available_bytes?,
+        vm.balloon.actual_bytes?,
+        vm.max_memory_bytes?,
+    );
+    (total > actual && actual.saturating_add(BALLOON_PAGE_BYTES) < max).then_some(total)
+}

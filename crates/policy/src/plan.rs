@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::guest::{judge_with, step_limit, GuestView};
-use crate::harm::{detect, Harm};
+use crate::harm::{detect, stale_after_restart, Harm, BALLOON_PAGE_BYTES};
 use crate::history::{key_of, History};
 use crate::host::{host_view, HostLevel, HostView};
 use crate::measure::measure;
@@ -143,7 +143,10 @@ pub fn plan(sample: &Sample, history: &History, cfg: &Config, state: &State) -> 
         let record = state.get(&key_of(vm.uuid.as_deref(), &vm.name));
         match judge_with(vm, history, cfg, record) {
             Ok(v) => views.push((vm, v)),
-            Err(reason) => p.skipped.push(skip(vm, reason)),
+            Err(reason) => match stale_after_restart(vm, record) {
+                Some(total) => refresh_after_restart(&mut p, vm, total),
+                None => p.skipped.push(skip(vm, reason)),
+            },
         }
     }
     undo_unpaid(&mut p, &views, cfg);
@@ -214,6 +217,36 @@ fn answer_harm(p: &mut Plan, vm: &VmSample, h: &Harm) {
             format_bytes(h.margin_after_bytes)
         ),
         expected_host_gain_bytes: -((max - actual).min(i64::MAX as u64) as i64),
+        host_rss_bytes: f.host_rss_bytes,
+        guest_used_bytes: f.guest_used_bytes,
+        guest_cache_bytes: f.guest_cache_bytes,
+    });
+}
+
+/// A target one page short of the guest's maximum: its balloon driver inflates that page and
+/// reports its size, which puts QEMU's stale `actual` right (see [`stale_after_restart`]). A
+/// growth as far as the figures memwarden holds can tell.
+fn refresh_after_restart(p: &mut Plan, vm: &VmSample, total: u64) {
+    let (Some(actual), Some(max)) = (vm.balloon.actual_bytes, vm.max_memory_bytes) else {
+        return;
+    };
+    let f = figures(vm);
+    let target = max - BALLOON_PAGE_BYTES;
+    p.actions.push(Action {
+        vm: vm.name.clone(),
+        uuid: vm.uuid.clone(),
+        from_bytes: actual,
+        target_bytes: target,
+        direction: Direction::Grow,
+        reason: format!(
+            "restarted: its balloon reads {} while the guest has {} (QEMU kept the size from \
+             before the restart, and the new balloon driver had nothing to report): target one \
+             page short of its maximum ({}), so that the driver reports its real size",
+            format_bytes(actual),
+            format_bytes(total),
+            format_bytes(target)
+        ),
+        expected_host_gain_bytes: -((target - actual).min(i64::MAX as u64) as i64),
         host_rss_bytes: f.host_rss_bytes,
         guest_used_bytes: f.guest_used_bytes,
         guest_cache_bytes: f.guest_cache_bytes,
