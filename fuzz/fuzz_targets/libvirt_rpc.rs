@@ -7,9 +7,11 @@
 //! `wire::read_packet` does, classified against the call (`classify`), and a successful body
 //! goes through that call's decoder and on to what the backend makes of it (bulk typed
 //! parameters → tags, memory-stat records → tags, the domain XML, a monitor reply), then
-//! into a VM sample whose derived figures must keep their bounds. Never a panic.
+//! into a VM sample whose derived figures must keep their bounds; an event goes through the
+//! event watch's decoder. Never a panic.
 
 use libfuzzer_sys::fuzz_target;
+use memwarden_hv::libvirt_rpc::events;
 use memwarden_hv::libvirt_rpc::proto::{self, remote};
 use memwarden_hv::libvirt_rpc::{classify, wire, Reply};
 use memwarden_hv::{domain_xml, libvirt, tags};
@@ -64,7 +66,11 @@ fuzz_target!(|data: &[u8]| {
         };
         stream = &stream[4 + n..];
         match classify(packet, &want) {
-            Ok(Reply::Ping) | Ok(Reply::Skip) => continue,
+            Ok(Reply::Ping) => continue,
+            Ok(Reply::Skip) => {
+                event(packet);
+                continue;
+            }
             Ok(Reply::Ok(body)) => {
                 assert!(body.len() + wire::HEADER_BYTES == packet.len());
                 decode(proc_, prog, body);
@@ -81,6 +87,17 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// A packet that is not the reply, as the event watch reads it (`events::EventWatch::drain`).
+fn event(packet: &[u8]) {
+    if let Ok((h, body)) = wire::split(packet) {
+        if let Ok(Some(ev)) = events::decode_event(h.proc_, body) {
+            let (_, detail) = events::classify(ev.lifecycle);
+            assert!(!detail.is_empty());
+            let _ = ev.dom.uuid_string();
+        }
+    }
+}
 
 /// The reply body through the decoder its call uses, and on as far as the backend takes it.
 fn decode(proc_: i32, prog: u32, body: &[u8]) {
