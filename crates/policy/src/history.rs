@@ -111,6 +111,10 @@ pub struct GuestRates {
     /// How much the guest's use rose between the two newest statistics updates, bytes (0 when
     /// it fell): the burst it has shown it can allocate at once.
     pub used_step_bytes: Option<u64>,
+    /// How much QEMU's resident memory rose since the previous sample (not since the previous
+    /// statistics update): the guest touching memory it never touched before, seen before its
+    /// statistics say so.
+    pub host_rss_step_bytes: Option<u64>,
     /// The guest's cumulative counters (faults, swap) went backwards since the earlier update:
     /// its kernel started again (a reboot, a panic with `panic=N`, a crash and restart).
     pub counters_reset: bool,
@@ -177,13 +181,24 @@ impl History {
     /// only move when the guest pushes, so points with the same statistics time say nothing).
     pub fn rates(&self, vm: &VmSample) -> GuestRates {
         let now = VmPoint::of(vm, 0);
+        // Read from the host at every sample, so it moves while the guest's statistics lag.
+        let host_rss_step_bytes = match (
+            self.points(vm).last().and_then(|p| p.host_rss_bytes),
+            now.host_rss_bytes,
+        ) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
         let Some(before) = self
             .points(vm)
             .iter()
             .rev()
             .find(|p| p.stats_at_unix_s < now.stats_at_unix_s)
         else {
-            return GuestRates::default();
+            return GuestRates {
+                host_rss_step_bytes,
+                ..GuestRates::default()
+            };
         };
         let dt = now.stats_at_unix_s - before.stats_at_unix_s;
         let delta = |a: Option<u64>, b: Option<u64>| match (a, b) {
@@ -256,6 +271,7 @@ impl History {
         GuestRates {
             new_update,
             used_step_bytes,
+            host_rss_step_bytes,
             counters_reset,
             counters_before_unix_s,
             major_faults_per_s: per_s(delta(before.major_faults, now.major_faults)),
@@ -290,8 +306,14 @@ mod tests {
         assert_eq!(r.major_faults_per_s, Some(200.0));
         assert_eq!(r.swap_in_bytes_per_s, Some(5.0 * MIB as f64));
         assert_eq!(r.over_s, Some(10));
-        // Same statistics time: nothing to compare with.
-        assert_eq!(h.rates(&a), GuestRates::default());
+        // Same statistics time: nothing to compare with but QEMU's RSS, read by the host.
+        assert_eq!(
+            h.rates(&a),
+            GuestRates {
+                host_rss_step_bytes: Some(0),
+                ..GuestRates::default()
+            }
+        );
     }
 
     #[test]

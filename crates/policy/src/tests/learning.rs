@@ -474,3 +474,33 @@ fn a_guest_allocating_now_is_not_shrunk() {
         p.lines()
     );
 }
+
+/// Regression (seed 1796407015632569): a probe a second into a sudden allocation, before the
+/// guest's statistics showed it, then undone. QEMU's RSS, read by the host every sample, rose
+/// already: not shrunk while it does; shrunk again once it stops.
+#[test]
+fn a_guest_whose_qemu_is_growing_is_not_shrunk() {
+    let idle = with_rss(guest("a", 1024, 1024, 900), 700);
+    let h = History::from_samples(&[host_with((READ_AT_S - 2) * 1000, 2000, vec![idle.clone()])]);
+    let growing = with_rss(idle.clone(), 760);
+    let p = cycle(&growing, READ_AT_S * 1000, &h, &State::default());
+    assert!(p.actions.is_empty(), "{:#?}", p.lines());
+    assert!(
+        p.skipped[0]
+            .reason
+            .contains("resident memory rose 60.0 MiB"),
+        "{}",
+        p.skipped[0].reason
+    );
+    let h = History::from_samples(&[host_with(
+        (READ_AT_S - 2) * 1000,
+        2000,
+        vec![growing.clone()],
+    )]);
+    let p = cycle(&growing, READ_AT_S * 1000, &h, &State::default());
+    assert!(
+        p.actions.iter().any(|a| a.direction == Direction::Shrink),
+        "{:#?}",
+        p.lines()
+    );
+}
