@@ -158,17 +158,7 @@ fn an_oom_kill_and_a_reboot_are_noticed_and_answered_with_all_memory_back() {
         harm.actual_bytes.is_some_and(|a| a < MAX) && harm.max_bytes == Some(MAX),
         "{harm:?}"
     );
-    let grow = report
-        .applied
-        .iter()
-        .find(|a| a.action.vm == run.name)
-        .expect("an action in the harm's cycle");
-    assert_eq!(
-        (grow.action.direction, grow.action.target_bytes, &grow.error),
-        (Direction::Grow, MAX, &None),
-        "{}",
-        grow.action.reason
-    );
+    run.assert_grown_back(noticed);
     let noticed_s = *noticed_s;
     let back = run.until(
         "the balloon back at 512 MiB",
@@ -310,17 +300,7 @@ fn a_pvpanic_crash_is_noticed_once_and_answered_with_all_memory_back() {
         (Some(SHRUNK), Some(MAX)),
         "{harm:?}"
     );
-    let grow = report
-        .applied
-        .iter()
-        .find(|a| a.action.vm == run.name)
-        .expect("an action in the crash's cycle");
-    assert_eq!(
-        (grow.action.direction, grow.action.target_bytes, &grow.error),
-        (Direction::Grow, MAX, &None),
-        "{}",
-        grow.action.reason
-    );
+    run.assert_grown_back(crashed);
     // It stays crashed (paused by QEMU): the crash is one event, not one per cycle.
     for _ in 0..5 {
         run.step();

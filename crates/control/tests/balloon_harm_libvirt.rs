@@ -25,7 +25,7 @@ use memwarden_control::balloon::Cycle;
 use memwarden_lab::{Domain, DomainOpts, Lab};
 use memwarden_model::units::MIB;
 use memwarden_model::vm::{VmEventKind, VmState};
-use memwarden_policy::{Direction, HarmKind};
+use memwarden_policy::HarmKind;
 
 use balloon_lab::{collector_on, Backend};
 use harm_run::{boots, policy, Balloon, Run, MAX, SHRUNK};
@@ -105,22 +105,6 @@ fn harm_count(run: &Run, from: usize, kind: HarmKind) -> usize {
         .count()
 }
 
-/// The growth the cycle `i` applied: to the guest's maximum, without error.
-fn assert_grown_back(run: &Run, i: usize) {
-    let grow = run.cycles[i]
-        .2
-        .applied
-        .iter()
-        .find(|a| a.action.vm == run.name)
-        .expect("an action in the harm's cycle");
-    assert_eq!(
-        (grow.action.direction, grow.action.target_bytes, &grow.error),
-        (Direction::Grow, MAX, &None),
-        "{}",
-        grow.action.reason
-    );
-}
-
 #[test]
 fn a_crash_libvirt_preserves_is_noticed_once_and_answered_with_all_memory_back() {
     let (d, mut run) = shrunk_domain("lvcrash", "<panic model='isa'/>", "preserve");
@@ -133,7 +117,7 @@ fn a_crash_libvirt_preserves_is_noticed_once_and_answered_with_all_memory_back()
         run.cycles[crashed].1.as_ref().map(|v| &v.state),
         Some(&VmState::Crashed)
     );
-    assert_grown_back(&run, crashed);
+    run.assert_grown_back(crashed);
     // It stays crashed: one crash, reported once; libvirt's event arrives in the crash's cycle
     // or the next (it is drained before the states are read).
     for _ in 0..5 {
@@ -193,7 +177,7 @@ fn a_reset_libvirt_announces_is_one_reboot_before_the_guest_pushes_again() {
         "the reboot harm came from libvirt's reset event: {:?}",
         vm.events
     );
-    assert_grown_back(&run, rebooted);
+    run.assert_grown_back(rebooted);
     // The new kernel boots and pushes statistics whose counters start again: the same reboot.
     let stamp = vm.balloon.last_update_unix_s;
     let pushed = run.until(

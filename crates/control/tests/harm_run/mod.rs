@@ -13,7 +13,7 @@ use memwarden_hv::Scope;
 use memwarden_lab::virsh;
 use memwarden_model::units::MIB;
 use memwarden_model::vm::VmSample;
-use memwarden_policy::HarmKind;
+use memwarden_policy::{Direction, HarmKind};
 
 /// Where a test asks for the balloon's size.
 pub enum Balloon {
@@ -177,6 +177,22 @@ impl Run {
                 .iter()
                 .any(|h| h.vm == self.name && h.kind == kind)
         })
+    }
+
+    /// The growth cycle `i` applied to this guest: to its maximum, without error.
+    pub fn assert_grown_back(&self, i: usize) {
+        let grow = self.cycles[i]
+            .2
+            .applied
+            .iter()
+            .find(|a| a.action.vm == self.name)
+            .expect("an action in the harm's cycle");
+        assert_eq!(
+            (grow.action.direction, grow.action.target_bytes, &grow.error),
+            (Direction::Grow, MAX, &None),
+            "{}",
+            grow.action.reason
+        );
     }
 
     /// Cycles from `from` on, and every action they applied.

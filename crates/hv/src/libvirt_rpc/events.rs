@@ -18,7 +18,7 @@ use std::time::Instant;
 use memwarden_model::vm::VmEventKind;
 
 use super::proto::DomRef;
-use super::wire::{self, kind, status, Header};
+use super::wire::{self, kind};
 use super::xdr::{Dec, Enc, XResult};
 use super::{wire_error, Channel, R};
 
@@ -186,16 +186,7 @@ impl EventWatch {
             self.ch.broken = false;
             let (h, body) = wire::split(&packet).map_err(wire_error)?;
             if h.prog == wire::KEEPALIVE_PROGRAM && h.proc_ == super::proto::KEEPALIVE_PING {
-                let pong = Header {
-                    prog: wire::KEEPALIVE_PROGRAM,
-                    vers: wire::PROTOCOL_VERSION,
-                    proc_: super::proto::KEEPALIVE_PONG,
-                    kind: kind::MESSAGE,
-                    serial: 0,
-                    status: status::OK,
-                };
-                wire::write_all(&mut self.ch.sock, &wire::frame(&pong, &[]), deadline)
-                    .map_err(wire_error)?;
+                self.ch.pong(deadline)?;
                 out.skipped += 1;
                 continue;
             }

@@ -227,24 +227,26 @@ impl Channel {
             let packet = wire::read_packet(&mut self.sock, deadline).map_err(wire_error)?;
             match classify(&packet, want).map_err(wire_error)? {
                 Reply::Skip => continue,
-                Reply::Ping => {
-                    let pong = Header {
-                        prog: wire::KEEPALIVE_PROGRAM,
-                        vers: wire::PROTOCOL_VERSION,
-                        proc_: proto::KEEPALIVE_PONG,
-                        kind: kind::MESSAGE,
-                        serial: 0,
-                        status: status::OK,
-                    };
-                    wire::write_all(&mut self.sock, &wire::frame(&pong, &[]), deadline)
-                        .map_err(wire_error)?;
-                }
+                Reply::Ping => self.pong(deadline)?,
                 Reply::Ok(_) | Reply::Err(_) => {
                     self.broken = false;
                     return Ok(packet);
                 }
             }
         }
+    }
+
+    /// Answers a keepalive ping.
+    fn pong(&mut self, deadline: Instant) -> R<()> {
+        let pong = Header {
+            prog: wire::KEEPALIVE_PROGRAM,
+            vers: wire::PROTOCOL_VERSION,
+            proc_: proto::KEEPALIVE_PONG,
+            kind: kind::MESSAGE,
+            serial: 0,
+            status: status::OK,
+        };
+        wire::write_all(&mut self.sock, &wire::frame(&pong, &[]), deadline).map_err(wire_error)
     }
 
     /// One call, its reply decoded by `decode`; a server error becomes libvirt's own error.
