@@ -2,6 +2,7 @@
 //! the store and published for the HTTP side. A store that fails (full disk, read-only) is
 //! logged and counted; sampling and serving go on.
 
+use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -85,7 +86,7 @@ pub fn run(
             }
             Err(e) => error!(error = %chain(&e), "sample failed"),
         }
-        publish(&shared, published, took, store_error);
+        publish(&shared, published, took, store_error, store_bytes(&cfg.db));
         publish_balloon(&shared, &cfg, &balloon, last_cycle);
         heartbeat.beat();
         debug!(ms = took.as_millis() as u64, pss, "sampled");
@@ -121,6 +122,7 @@ fn publish(
     sample: Option<Arc<Sample>>,
     took: Duration,
     store_error: Option<String>,
+    store_bytes: u64,
 ) {
     let cpu = health::cpu_time().as_secs_f64();
     let (rss, peak) = health::resident_bytes();
@@ -141,6 +143,7 @@ fn publish(
         None => h.sample_errors_total += 1,
     }
     h.store_errors_total += u64::from(store_error.is_some());
+    h.store_bytes = store_bytes;
     h.last_sample_duration_seconds = took.as_secs_f64();
     h.cpu_seconds_total = cpu;
     h.resident_bytes = rss;
@@ -178,6 +181,16 @@ fn publish_balloon(
         .iter()
         .map(|((vm, kind), n)| (vm.clone(), (*kind).to_string(), *n))
         .collect();
+}
+
+/// What the history takes on disk: the SQLite file plus its WAL, their sizes as `stat` gives
+/// them (the `-shm` index is a mapped scratch file SQLite rebuilds; it is not history). A file
+/// that cannot be read counts 0.
+pub fn store_bytes(db: &Path) -> u64 {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    size(db) + size(Path::new(&wal))
 }
 
 /// Appends to the store, opening it first when it is not open (at start, or after it failed).
@@ -222,5 +235,26 @@ pub fn maintain_loop(shared_cfg: Arc<RwLock<Config>>, control: Receiver<()>) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_bytes_is_the_file_plus_its_wal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("history.db");
+        assert_eq!(store_bytes(&db), 0, "nothing yet");
+        std::fs::write(&db, vec![0u8; 8192]).expect("db");
+        assert_eq!(store_bytes(&db), 8192);
+        std::fs::write(dir.path().join("history.db-wal"), vec![0u8; 1000]).expect("wal");
+        std::fs::write(dir.path().join("history.db-shm"), vec![0u8; 32768]).expect("shm");
+        assert_eq!(
+            store_bytes(&db),
+            9192,
+            "the WAL counts, the -shm index does not"
+        );
     }
 }

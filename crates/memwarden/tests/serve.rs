@@ -186,3 +186,34 @@ fn by_default_no_command_line_is_recorded() {
     assert!(latest.host.processes.iter().all(|p| p.cmdline.is_empty()));
     assert!(latest.host.processes.iter().any(|p| !p.name.is_empty()));
 }
+
+/// One sample's value from /metrics (a series without labels).
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let text = serve_support::get(port, "/metrics").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The soak bench's finding: `memwarden_store_bytes` was 0 whatever the history took.
+#[test]
+fn store_bytes_is_the_history_and_its_wal_on_disk() {
+    // A long interval: the files rarely change between the scrape and the look at them.
+    let cfg = "interval = \"2s\"\ndeadline = \"100ms\"\n[vms]\nsource = \"none\"\n";
+    let mut d = Serve::start_with_config(Path::new(BIN), cfg, &[]);
+    d.wait_samples(2, T);
+    let wal = d.db.with_file_name("history.db-wal");
+    let on_disk = || {
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        size(&d.db) + size(&wal)
+    };
+    let mut last = (0, 0.0, 0);
+    serve_support::wait_for("memwarden_store_bytes to match the files", T, || {
+        let before = on_disk();
+        let v = metric(d.port, "memwarden_store_bytes").expect("memwarden_store_bytes");
+        let after = on_disk();
+        last = (before, v, after);
+        (before == after && v == before as f64 && v > 0.0).then_some(())
+    });
+    eprintln!("memwarden_store_bytes {} (files {})", last.1, last.0);
+}

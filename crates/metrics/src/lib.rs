@@ -72,6 +72,7 @@ pub struct DaemonHealth {
     pub cpu_seconds_total: f64,
     pub resident_bytes: u64,
     pub store_errors_total: u64,
+    /// The history file plus its WAL, bytes (updated after every sample).
     pub store_bytes: u64,
     /// Whether the balloon controller runs (`[balloon] enabled`), and whether it only plans.
     pub balloon_enabled: bool,

@@ -238,7 +238,7 @@ pub static METRICS: &[MetricDef] = &[
     def("memwarden_store_errors_total", Counter, "", &[],
         "Failed writes to the history store."),
     def("memwarden_store_bytes", Gauge, "bytes", &[],
-        "Size of the history store on disk."),
+        "Size of the history store on disk: the SQLite file plus its WAL, as stat gives them after the last sample."),
     def("memwarden_balloon_controller_enabled", Gauge, "", &[],
         "The balloon controller: 0 off, 1 on, 2 planning only (dry_run)."),
     def("memwarden_balloon_actions_total", Counter, "", &["domain", "direction"],
