@@ -113,11 +113,10 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         server: http_stats.clone(),
     };
     let served = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(cfg.listen)
-            .await
-            .with_context(|| format!("listening on {}", cfg.listen))?;
+        let (listener, backlog) =
+            server::listen(cfg.listen).with_context(|| format!("listening on {}", cfg.listen))?;
         let max_connections = connection_cap(&cfg, nofile)?;
-        info!(listen = %cfg.listen, db = %cfg.db.display(), interval = ?cfg.interval, "memwarden serving");
+        info!(listen = %cfg.listen, backlog, db = %cfg.db.display(), interval = ?cfg.interval, "memwarden serving");
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;

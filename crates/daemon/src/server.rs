@@ -5,8 +5,9 @@
 //! At the cap the newcomer is accepted and the oldest connection still waiting for its first
 //! request head is closed to make room (a flood of half-sent requests cannot lock out a
 //! client that sends its request at once); when every connection is busy with a request,
-//! nothing more is accepted until one ends, and newcomers wait in the kernel's listen backlog.
-//! The loop never holds more than the cap plus one connection.
+//! nothing more is accepted until one ends, and newcomers wait in the kernel's listen backlog
+//! ([`listen`]: `net.core.somaxconn`, at most [`BACKLOG_CAP`]). The loop never holds more than
+//! the cap plus one connection.
 //!
 //! With TLS (`[http] web_config_file`), the handshake happens on the connection's task and
 //! counts within the header deadline: a client that opens TCP and never sends a ClientHello is
@@ -15,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,7 +29,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -43,6 +45,38 @@ const DRAIN: Duration = Duration::from_secs(3);
 /// Open connections that make a burst: when a burst has ended (one connection or none left),
 /// freed memory is handed back to the kernel.
 const BURST: u64 = 32;
+
+/// The most connections the kernel queues for us before we accept them. std, mio and tokio
+/// listen with 128, and a burst past it (200 scrapes at once, a client opening connections
+/// while we evict at the cap) has its SYNs dropped: each such client waits a whole second for
+/// its SYN to be sent again. 4096 is Linux's default `net.core.somaxconn` since 5.4; a
+/// queued connection holds a socket in the kernel, none of our fds.
+pub const BACKLOG_CAP: u32 = 4096;
+
+/// Binds `addr` and listens with a backlog of `net.core.somaxconn`, at most [`BACKLOG_CAP`]
+/// (the kernel would cut a larger one to somaxconn anyway, and does when /proc cannot tell).
+/// SO_REUSEADDR as tokio's `TcpListener::bind` sets it (a restart binds at once, despite
+/// connections of the previous daemon in TIME_WAIT); an IPv6 address gets an IPv6 socket with
+/// the system's `bindv6only`, as before. Returns the listener and its backlog.
+pub fn listen(addr: SocketAddr) -> io::Result<(TcpListener, u32)> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let backlog = somaxconn().map_or(BACKLOG_CAP, |m| m.min(BACKLOG_CAP));
+    Ok((socket.listen(backlog)?, backlog))
+}
+
+/// `net.core.somaxconn`: the kernel's bound on every listen backlog.
+fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
 
 /// The limits in force (`[http]`, with `max_connections` as lowered for the fd budget).
 #[derive(Debug, Clone)]
@@ -512,5 +546,48 @@ impl AsyncWrite for Tracked {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn listens_with_the_kernels_backlog_and_rebinds_over_time_wait() {
+        rt().block_on(async {
+            let (l, backlog) = listen(SocketAddr::from(([127, 0, 0, 1], 0))).expect("v4");
+            let want = somaxconn().map_or(BACKLOG_CAP, |m| m.min(BACKLOG_CAP));
+            assert_eq!(backlog, want);
+            assert!(backlog > 128, "somaxconn {:?}", somaxconn());
+            let addr = l.local_addr().expect("addr");
+            // Our side closes first, so the port has a connection in TIME_WAIT: a restarted
+            // daemon binds it at once only with SO_REUSEADDR.
+            let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let (server, _) = l.accept().await.expect("accept");
+            drop(server);
+            drop(l);
+            drop(client);
+            let (again, _) = listen(addr).expect("rebinds over TIME_WAIT");
+            assert_eq!(again.local_addr().expect("addr"), addr);
+        });
+    }
+
+    #[test]
+    fn an_ipv6_address_gets_an_ipv6_listener() {
+        rt().block_on(async {
+            match listen("[::1]:0".parse().expect("addr")) {
+                Ok((l, _)) => assert!(l.local_addr().expect("addr").is_ipv6()),
+                // A host without IPv6 (ipv6.disable=1): nothing to check.
+                Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EAFNOSUPPORT), "{e}"),
+            }
+        });
     }
 }

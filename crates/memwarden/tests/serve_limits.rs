@@ -287,3 +287,56 @@ fn the_history_and_its_directory_are_private() {
         assert_eq!(mode(&state.join(f)), 0o600, "{f}");
     }
 }
+
+/// The soak bench's finding: a listen backlog of 128 (tokio's default) dropped the SYNs of a
+/// burst beyond it, and each such client waited for its SYN to be sent again a second later.
+/// With the daemon stopped (SIGSTOP: it accepts nothing), as many connections complete their
+/// handshake as the backlog holds; they are all served once it runs again.
+#[test]
+fn a_burst_of_connections_waits_in_a_backlog_of_somaxconn_not_128() {
+    let mut d = Serve::start_with_config(Path::new(BIN), HOST_ONLY, &[]);
+    d.wait_samples(1, T);
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("somaxconn")
+        .trim()
+        .parse()
+        .expect("a number");
+    // Well past 128, within the test's open-file limit.
+    let n = somaxconn.min(600);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], d.port));
+    d.signal("-STOP");
+    let t = Instant::now();
+    let mut conns = Vec::with_capacity(n);
+    let mut refused = None;
+    for i in 0..n {
+        // A dropped SYN is sent again after 1 s: 500 ms tells a queued connection from it.
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            Ok(s) => conns.push(s),
+            Err(e) => {
+                refused = Some(format!("connection {i}: {e}"));
+                break;
+            }
+        }
+    }
+    let took = t.elapsed();
+    d.signal("-CONT");
+    assert_eq!(
+        refused,
+        None,
+        "{} of {n} connections queued while the daemon accepted nothing",
+        conns.len()
+    );
+    eprintln!("{n} connections queued in {took:?} while the daemon was stopped");
+    // Running again: it takes them all (evicting the idle ones at the cap) and answers.
+    let h = health_within(d.port, Duration::from_secs(5));
+    assert!(
+        h["http"]["connections_accepted_total"].as_u64() >= Some(n as u64),
+        "{h}"
+    );
+    drop(conns);
+    let log = d.log_text();
+    assert!(
+        log.contains(&format!("backlog={}", somaxconn.min(4096))),
+        "the backlog is logged: {log}"
+    );
+}
