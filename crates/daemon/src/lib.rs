@@ -11,6 +11,7 @@
 
 mod auth;
 mod balloon;
+pub mod changes;
 pub mod config;
 mod health;
 pub mod http;

@@ -1,6 +1,7 @@
 //! The sampling loop: every interval, one sample through the shared collector, recorded in
 //! the store and published for the HTTP side. A store that fails (full disk, read-only) is
-//! logged and counted; sampling and serving go on.
+//! logged and counted; sampling and serving go on. A VM source or a VM that stops being read,
+//! or is read again, is logged once per change (see [`changes`]).
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -14,6 +15,7 @@ use memwarden_store::Store;
 use tracing::{debug, error, info, warn};
 
 use crate::balloon::BalloonRunner;
+use crate::changes::{self, Watch};
 use crate::config::{Config, RetentionConfig};
 use crate::health;
 use crate::report::chain;
@@ -59,6 +61,7 @@ pub fn run(
     let mut last_pss: Option<Instant> = None;
     let mut next = Instant::now();
     let mut ksm = crate::ksm_tuning::KsmTuner::default();
+    let mut watch = Watch::default();
     loop {
         let pss = last_pss.is_none_or(|t| t.elapsed() + cfg.interval / 2 >= cfg.record.pss_every);
         collector.set_full(pss);
@@ -78,6 +81,8 @@ pub fn run(
                 for d in &sample.degraded {
                     debug!(what = %d, "sample degraded");
                 }
+                // A source or a VM that stops being read (or is read again): said once.
+                changes::log(&watch.observe(&sample));
                 if let Err(e) = append(&mut store, &cfg, &sample) {
                     store_error = Some(e);
                 }
