@@ -1,16 +1,23 @@
 //! What the log must say about reading the VMs, once per change and never every sample: a VM
-//! source (libvirt, QMP) that cannot be read or is read again, and a VM whose read fails
-//! (with its status and reason) or recovers. The figures themselves are on /metrics
-//! (`memwarden_source_success`, `memwarden_vm_read_status`); the log says when they changed.
+//! source (libvirt, QMP) that cannot be read or is read again, a VM whose read fails (with its
+//! status and reason) or recovers, and a VM that is gone: listed before, not listed now by a
+//! source that was read (its QEMU killed, its domain destroyed or undefined). The figures
+//! themselves are on /metrics (`memwarden_source_success`, `memwarden_vm_read_status`); the
+//! log says when they changed, and a gone VM, which leaves no series behind, is also a
+//! [`GONE_EVENT`] in the store's events.
 //!
 //! [`Watch::observe`] is pure: it compares a sample with what the previous ones showed and
-//! returns the changes; [`log`] writes them.
+//! returns the changes; [`log`] and [`record`] write them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use memwarden_model::vm::ReadStatus;
 use memwarden_model::Sample;
+use memwarden_store::Store;
 use tracing::{info, warn};
+
+/// The store's event for a VM that is gone.
+pub const GONE_EVENT: &str = "vm_gone";
 
 /// A VM as the log and /metrics tell it apart: its name and, when known, its UUID.
 pub type VmKey = (String, Option<String>);
@@ -31,6 +38,24 @@ pub enum Change {
     },
     /// A VM whose read had failed is read again.
     VmBack { vm: VmKey, was: ReadStatus },
+    /// A VM listed before is not listed now, by a source that was read: `source` is the source
+    /// that listed it, `at` its libvirt URI or QMP socket, `last` its last read status.
+    VmGone {
+        vm: VmKey,
+        source: String,
+        at: String,
+        last: ReadStatus,
+    },
+}
+
+/// A VM as last seen.
+#[derive(Debug)]
+struct Seen {
+    status: ReadStatus,
+    /// The source that listed it (`libvirt qemu:///system`, `qmp`).
+    source: String,
+    /// Its libvirt URI or QMP socket.
+    at: String,
 }
 
 /// What the previous samples showed.
@@ -38,8 +63,8 @@ pub enum Change {
 pub struct Watch {
     /// Each source's success, as last seen.
     sources: BTreeMap<String, bool>,
-    /// Each VM's read status, as last seen.
-    vms: BTreeMap<VmKey, ReadStatus>,
+    /// Each VM as last seen.
+    vms: BTreeMap<VmKey, Seen>,
 }
 
 impl Watch {
@@ -58,10 +83,25 @@ impl Watch {
                 _ => {}
             }
         }
+        // The VM sources (the host is the other source); the collector has one at most.
+        let mut listing = sample.sources.iter().filter(|s| s.name != HOST);
+        let lister = listing
+            .clone()
+            .next()
+            .map_or("the hypervisor", |s| s.name.as_str());
+        // A source that was not read listed nothing: its VMs are not gone, only unseen.
+        let listed_all = listing.all(|s| s.ok);
+        let mut now = BTreeSet::new();
         for v in &sample.vms {
             let key = (v.name.clone(), v.uuid.clone());
             let status = v.read.status;
-            let was = self.vms.insert(key.clone(), status);
+            now.insert(key.clone());
+            let seen = Seen {
+                status,
+                source: lister.to_string(),
+                at: v.source.clone(),
+            };
+            let was = self.vms.insert(key.clone(), seen).map(|s| s.status);
             if status != ReadStatus::Ok && was != Some(status) {
                 out.push(Change::VmNotRead {
                     vm: key,
@@ -79,11 +119,32 @@ impl Watch {
                 out.push(Change::VmBack { vm: key, was });
             }
         }
+        if listed_all {
+            let gone: Vec<VmKey> = self
+                .vms
+                .keys()
+                .filter(|k| !now.contains(*k))
+                .cloned()
+                .collect();
+            for key in gone {
+                if let Some(s) = self.vms.remove(&key) {
+                    out.push(Change::VmGone {
+                        vm: key,
+                        source: s.source,
+                        at: s.at,
+                        last: s.status,
+                    });
+                }
+            }
+        }
         out
     }
 }
 
-/// One line per change: a failure at WARN, a recovery at INFO.
+/// The host's source name in a sample.
+const HOST: &str = "host";
+
+/// One line per change: a failure or a VM gone at WARN, a recovery at INFO.
 pub fn log(changes: &[Change]) {
     for c in changes {
         match c {
@@ -111,6 +172,44 @@ pub fn log(changes: &[Change]) {
                 "VM {} recovered: read again",
                 vm.0
             ),
+            Change::VmGone {
+                vm,
+                source,
+                at,
+                last,
+            } => warn!(
+                uuid = vm.1.as_deref(),
+                at = %at,
+                last_read = %last.as_str(),
+                "VM {} is gone: not listed by {source} any more",
+                vm.0
+            ),
+        }
+    }
+}
+
+/// Each gone VM as a [`GONE_EVENT`] in the store (when it is open; the log has it anyway).
+pub fn record(store: Option<&mut Store>, at_unix_ms: u64, changes: &[Change]) {
+    let Some(store) = store else { return };
+    for c in changes {
+        let Change::VmGone {
+            vm,
+            source,
+            at,
+            last,
+        } = c
+        else {
+            continue;
+        };
+        let data = serde_json::json!({
+            "domain": vm.0,
+            "uuid": vm.1,
+            "source": source,
+            "at": at,
+            "last_read": last,
+        });
+        if let Err(e) = store.append_event(at_unix_ms, GONE_EVENT, &data) {
+            warn!(error = %crate::report::chain(&e), "VM {} gone: event not recorded in the history", vm.0);
         }
     }
 }
@@ -226,6 +325,60 @@ mod tests {
             }]
         );
         assert_eq!(w.observe(&s(Ok)), vec![]);
+    }
+
+    #[test]
+    fn a_vm_no_longer_listed_is_gone_once_but_not_while_its_source_is_down() {
+        use ReadStatus::{Ok, TimedOut};
+        let mut w = Watch::default();
+        let both = sample(&[(LV, true)], &[("a", Ok), ("b", TimedOut)]);
+        let _ = w.observe(&both);
+        // libvirtd down: nothing listed, nothing gone.
+        let down = sample(&[(LV, false)], &[]);
+        let c = w.observe(&down);
+        assert!(matches!(&c[..], [Change::SourceDown { .. }]), "{c:?}");
+        assert_eq!(w.observe(&down), vec![]);
+        // Back, and b was destroyed meanwhile.
+        let only_a = sample(&[(LV, true)], &[("a", Ok)]);
+        let c = w.observe(&only_a);
+        assert_eq!(
+            c,
+            vec![
+                Change::SourceBack { source: LV.into() },
+                Change::VmGone {
+                    vm: key("b"),
+                    source: LV.into(),
+                    at: String::new(),
+                    last: TimedOut
+                }
+            ]
+        );
+        assert_eq!(w.observe(&only_a), vec![], "gone once");
+        // A VM of the same name that comes back is a VM like any other.
+        assert_eq!(w.observe(&both).len(), 1, "b not read: said again");
+    }
+
+    #[test]
+    fn a_gone_vm_is_an_event_in_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("h.db");
+        let mut store = Store::open(&db).expect("store");
+        let gone = Change::VmGone {
+            vm: key("b"),
+            source: "qmp".into(),
+            at: "/run/b.qmp".into(),
+            last: ReadStatus::Ok,
+        };
+        record(Some(&mut store), 1_000, &[gone]);
+        let events = store.events(GONE_EVENT, 0, u64::MAX).expect("events");
+        assert_eq!(events.len(), 1);
+        let (t, v) = &events[0];
+        assert_eq!(*t, 1_000);
+        assert_eq!(v["domain"], "b");
+        assert_eq!(v["uuid"], "u-b");
+        assert_eq!(v["source"], "qmp");
+        assert_eq!(v["at"], "/run/b.qmp");
+        assert_eq!(v["last_read"], "ok");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The sampling loop: every interval, one sample through the shared collector, recorded in
 //! the store and published for the HTTP side. A store that fails (full disk, read-only) is
 //! logged and counted; sampling and serving go on. A VM source or a VM that stops being read,
-//! or is read again, is logged once per change (see [`changes`]).
+//! or is read again, and a VM that is gone, are logged once per change (see [`changes`]).
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -81,11 +81,13 @@ pub fn run(
                 for d in &sample.degraded {
                     debug!(what = %d, "sample degraded");
                 }
-                // A source or a VM that stops being read (or is read again): said once.
-                changes::log(&watch.observe(&sample));
                 if let Err(e) = append(&mut store, &cfg, &sample) {
                     store_error = Some(e);
                 }
+                // A source or a VM that stops being read (or is read again), a VM gone: once.
+                let changed = watch.observe(&sample);
+                changes::log(&changed);
+                changes::record(store.as_mut(), sample.taken_at_unix_ms, &changed);
                 last_cycle = balloon.run(&cfg, &sample, &mut collector, store.as_mut());
                 published = Some(Arc::new(sample));
             }

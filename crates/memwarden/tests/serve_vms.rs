@@ -1,13 +1,13 @@
 //! `memwarden serve` tells its log when reading VMs goes wrong, once per change: a VM source
-//! that cannot be read, a VM whose read fails and later recovers. Against the real binary,
-//! with a QMP monitor played by the test (healthy, then silent like a QEMU whose main loop is
-//! stuck).
+//! that cannot be read, a VM whose read fails and later recovers, a VM that is gone (and the
+//! store's `vm_gone` event). Against the real binary, with a QMP monitor played by the test
+//! (healthy, then silent like a QEMU whose main loop is stuck, then gone).
 
 mod serve_support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,6 +23,7 @@ const CFG: &str = "interval = \"400ms\"\ndeadline = \"250ms\"\n";
 /// A QMP monitor answering like a QEMU without a balloon device, on `path`; while `frozen` it
 /// accepts and never sends its greeting (a QEMU stopped or stuck in its main loop).
 struct FakeQemu {
+    path: PathBuf,
     frozen: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -52,6 +53,7 @@ impl FakeQemu {
             }
         });
         FakeQemu {
+            path: path.to_path_buf(),
             frozen,
             stop,
             thread: Some(thread),
@@ -60,6 +62,12 @@ impl FakeQemu {
 
     fn freeze(&self, on: bool) {
         self.frozen.store(on, Ordering::Relaxed);
+    }
+
+    /// The QEMU exits and its socket file is removed: nothing lists it any more.
+    fn vanish(mut self) {
+        self.stop_now();
+        std::fs::remove_file(&self.path).expect("remove the socket");
     }
 
     fn stop_now(&mut self) {
@@ -128,7 +136,7 @@ fn samples_pass(d: &mut Serve, n: u64) {
 }
 
 #[test]
-fn a_vm_that_stops_answering_and_recovers_is_logged_once_each() {
+fn a_vm_that_stops_answering_recovers_and_goes_is_logged_once_each() {
     let dir = tempfile::tempdir().expect("tempdir");
     let steady = FakeQemu::start(&dir.path().join("steady.qmp"), "steady");
     let flaky = FakeQemu::start(&dir.path().join("flaky.qmp"), "flaky");
@@ -160,10 +168,34 @@ fn a_vm_that_stops_answering_and_recovers_is_logged_once_each() {
     assert_eq!(count(&log, "VM flaky recovered"), 1, "{log}");
     assert_eq!(count(&log, "VM flaky not read"), 1, "{log}");
 
+    flaky.vanish();
+    wait_log(&d, "VM flaky is gone");
+    samples_pass(&mut d, 4);
+    let log = d.log_text();
+    let gone: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("VM flaky is gone"))
+        .collect();
+    assert_eq!(gone.len(), 1, "{log}");
+    assert!(
+        gone[0].contains("WARN") && gone[0].contains("not listed by qmp any more"),
+        "{}",
+        gone[0]
+    );
     assert!(
         !log.contains("VM steady"),
         "nothing said about a VM read well:\n{log}"
     );
+
+    d.signal("-TERM");
+    d.wait_exit(Duration::from_secs(10));
+    let events = memwarden_store::Store::open_read_only(&d.db)
+        .expect("store")
+        .events("vm_gone", 0, u64::MAX)
+        .expect("events");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].1["domain"], "flaky", "{events:?}");
+    assert_eq!(events[0].1["source"], "qmp", "{events:?}");
     drop(steady);
 }
 
