@@ -76,6 +76,8 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         warn!(error = %report::chain(&e), "history store not usable now; sampling and serving go on, recording is retried every sample");
     }
     let shared = Arc::new(RwLock::new(recorder::Shared::default()));
+    // The configuration in force was loaded now (memwarden_config_last_reload_*).
+    reloaded(&shared, true);
     let heartbeat = Arc::new(watchdog::Heartbeat::default());
     let (rec_tx, rec_rx) = mpsc::channel();
     let recorder = {
@@ -107,6 +109,7 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         web::Active::start(cfg.http.web_config_file.as_deref(), http_stats.clone())
             .context("[http] web_config_file")?,
     );
+    let reload_shared = shared.clone();
     let state = http::AppState {
         shared,
         db: cfg.db.clone(),
@@ -137,8 +140,9 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
                     _ = int.recv() => { info!("SIGINT: finishing the current sample"); break; }
                     _ = hup.recv() => {
                         watchdog::reloading();
-                        reload(&config_path, &running, &rec_tx, &maint_cfg);
-                        reload_web.reload();
+                        let toml = reload(&config_path, &running, &rec_tx, &maint_cfg);
+                        let web = reload_web.reload();
+                        reloaded(&reload_shared, toml && web);
                         watchdog::ready("configuration read again");
                     }
                 }
@@ -201,22 +205,33 @@ fn connection_cap(cfg: &Config, nofile: process::NofileLimit) -> anyhow::Result<
     Ok(cap)
 }
 
-/// SIGHUP: read the file again; apply what can change while running, say what cannot.
+/// A configuration load's outcome on /metrics (`memwarden_config_last_reload_successful`, and
+/// its time when it succeeded), as Prometheus exports its own.
+fn reloaded(shared: &RwLock<recorder::Shared>, ok: bool) {
+    let mut s = shared.write().unwrap_or_else(|p| p.into_inner());
+    s.health.config_last_reload_successful = ok;
+    if ok {
+        s.health.config_last_reload_success_unix_ms = recorder::now_unix_ms();
+    }
+}
+
+/// SIGHUP: read the file again; apply what can change while running, say what cannot. Whether
+/// the file was accepted (true when there is none to read).
 fn reload(
     path: &Option<PathBuf>,
     running: &Arc<RwLock<Config>>,
     rec_tx: &mpsc::Sender<recorder::Control>,
     maint_cfg: &Arc<RwLock<Config>>,
-) {
+) -> bool {
     let Some(path) = path else {
         warn!("SIGHUP: no configuration file to read again (started without one)");
-        return;
+        return true;
     };
     let new = match Config::load(Some(path)) {
         Ok((c, _)) => c,
         Err(e) => {
             error!(error = %format!("{e:#}"), "SIGHUP: configuration not reloaded; the running one stays");
-            return;
+            return false;
         }
     };
     let mut cur = running.write().unwrap_or_else(|p| p.into_inner());
@@ -233,4 +248,5 @@ fn reload(
     *maint_cfg.write().unwrap_or_else(|p| p.into_inner()) = applied.clone();
     let _ = rec_tx.send(recorder::Control::Reload(Box::new(applied)));
     info!(file = %path.display(), "SIGHUP: configuration reloaded");
+    true
 }

@@ -78,17 +78,20 @@ impl Active {
         })
     }
 
-    /// SIGHUP: read the file again; on an error the running configuration stays.
-    pub fn reload(&self) {
-        let Some(path) = &self.path else { return };
+    /// SIGHUP: read the file again; on an error the running configuration stays. Whether it
+    /// was read (true when there is no file).
+    pub fn reload(&self) -> bool {
+        let Some(path) = &self.path else { return true };
         match Loaded::load(path) {
             Ok(l) => {
                 let (scheme, users) = l.describe();
                 *self.now.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(l);
                 info!(file = %path.display(), scheme, users, "SIGHUP: web configuration reloaded");
+                true
             }
             Err(e) => {
                 error!(error = %format!("{e:#}"), "SIGHUP: web configuration not reloaded; the running one stays");
+                false
             }
         }
     }

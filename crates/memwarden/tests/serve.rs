@@ -217,3 +217,34 @@ fn store_bytes_is_the_history_and_its_wal_on_disk() {
     });
     eprintln!("memwarden_store_bytes {} (files {})", last.1, last.0);
 }
+
+/// A SIGHUP with a bad file shows on /metrics (as Prometheus's own
+/// `prometheus_config_last_reload_successful`) until a good one is read.
+#[test]
+fn a_failed_reload_is_on_metrics_until_a_good_one() {
+    let mut d = Serve::start_with_config(Path::new(BIN), HOST_ONLY, &[]);
+    d.wait_samples(1, T);
+    let ok = "memwarden_config_last_reload_successful";
+    let at = "memwarden_config_last_reload_success_timestamp_seconds";
+    assert_eq!(metric(d.port, ok), Some(1.0), "1 at start");
+    let started = metric(d.port, at).expect("a success time at start");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!((now - started).abs() < 60.0, "{started} vs now {now}");
+
+    std::fs::write(&d.config, "interval = \"300ms\"\nbogus_key = 1\n").expect("write config");
+    d.signal("-HUP");
+    wait_log(&d, "not reloaded");
+    assert_eq!(metric(d.port, ok), Some(0.0), "a refused file");
+    assert_eq!(metric(d.port, at), Some(started), "the last success stays");
+
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&d.config, HOST_ONLY).expect("write config");
+    d.signal("-HUP");
+    wait_log(&d, "SIGHUP: configuration reloaded");
+    assert_eq!(metric(d.port, ok), Some(1.0), "a good file");
+    let later = metric(d.port, at).expect("success time");
+    assert!(later > started + 1.0, "{later} after {started}");
+}

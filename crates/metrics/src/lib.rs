@@ -74,6 +74,11 @@ pub struct DaemonHealth {
     pub store_errors_total: u64,
     /// The history file plus its WAL, bytes (updated after every sample).
     pub store_bytes: u64,
+    /// Whether the last configuration reload (SIGHUP) was accepted; the daemon sets it at start.
+    pub config_last_reload_successful: bool,
+    /// When the configuration was last loaded (at start, or a SIGHUP accepted), milliseconds
+    /// since the Unix epoch; 0 = unknown.
+    pub config_last_reload_success_unix_ms: u64,
     /// Whether the balloon controller runs (`[balloon] enabled`), and whether it only plans.
     pub balloon_enabled: bool,
     pub balloon_dry_run: bool,
@@ -144,6 +149,18 @@ fn health_series(s: &mut writer::Series, h: &DaemonHealth) {
     }
     s.add("memwarden_store_errors_total", &[], h.store_errors_total);
     s.add("memwarden_store_bytes", &[], h.store_bytes);
+    s.add(
+        "memwarden_config_last_reload_successful",
+        &[],
+        h.config_last_reload_successful,
+    );
+    if h.config_last_reload_success_unix_ms > 0 {
+        s.add(
+            "memwarden_config_last_reload_success_timestamp_seconds",
+            &[],
+            h.config_last_reload_success_unix_ms as f64 / 1e3,
+        );
+    }
     s.add(
         "memwarden_balloon_controller_enabled",
         &[],

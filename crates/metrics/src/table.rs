@@ -239,6 +239,11 @@ pub static METRICS: &[MetricDef] = &[
         "Failed writes to the history store."),
     def("memwarden_store_bytes", Gauge, "bytes", &[],
         "Size of the history store on disk: the SQLite file plus its WAL, as stat gives them after the last sample."),
+    // Prometheus's own names (prometheus_config_last_reload_*), so that the same alert reads both.
+    def("memwarden_config_last_reload_successful", Gauge, "", &[],
+        "Whether the last configuration reload (SIGHUP) was accepted: 1 at start and after one that was, 0 after one that was refused (the running configuration stays)."),
+    def("memwarden_config_last_reload_success_timestamp_seconds", Gauge, "seconds", &[],
+        "When the configuration was last loaded: at start, or the last SIGHUP accepted (Unix time)."),
     def("memwarden_balloon_controller_enabled", Gauge, "", &[],
         "The balloon controller: 0 off, 1 on, 2 planning only (dry_run)."),
     def("memwarden_balloon_actions_total", Counter, "", &["domain", "direction"],

@@ -157,6 +157,32 @@ fn daemon_counters_are_written_as_given() {
 }
 
 #[test]
+fn a_refused_reload_is_0_and_keeps_the_last_success_time() {
+    let h = DaemonHealth {
+        config_last_reload_successful: false,
+        config_last_reload_success_unix_ms: 1_795_426_000_500,
+        ..DaemonHealth::default()
+    };
+    let text = render(&Sample::default(), &h, Format::Prometheus);
+    for want in [
+        "memwarden_config_last_reload_successful 0\n",
+        "memwarden_config_last_reload_success_timestamp_seconds 1795426000.5\n",
+        "# TYPE memwarden_config_last_reload_successful gauge\n",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from\n{text}");
+    }
+    let ok = DaemonHealth {
+        config_last_reload_successful: true,
+        ..h
+    };
+    let text = render(&Sample::default(), &ok, Format::OpenMetrics);
+    assert!(text.contains("memwarden_config_last_reload_successful 1\n"));
+    assert!(
+        text.contains("# UNIT memwarden_config_last_reload_success_timestamp_seconds seconds\n")
+    );
+}
+
+#[test]
 fn consumers_are_gauges_and_absent_when_the_host_has_none() {
     use memwarden_model::host::{DmaBufSource, DmaBufs, Sockstat, SockstatEntry, ZramMmStat};
     let text = render(

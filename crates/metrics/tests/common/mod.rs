@@ -187,6 +187,8 @@ pub fn health() -> DaemonHealth {
         resident_bytes: 18 << 20,
         store_errors_total: 0,
         store_bytes: 5 << 20,
+        config_last_reload_successful: true,
+        config_last_reload_success_unix_ms: 1_795_426_000_000,
         balloon_enabled: true,
         balloon_dry_run: false,
         balloon_actions_total: vec![("instance-00000000".into(), "shrink".into(), 4)],
