@@ -55,9 +55,10 @@ pub struct Config {
 pub struct VmsConfig {
     /// `libvirt`, `qmp` or `none`.
     pub source: VmSourceKind,
-    /// libvirt URI (source = "libvirt").
+    /// libvirt URI (source = "libvirt"; a URI other than the default is refused with
+    /// source = "qmp": one source is read).
     pub connect: String,
-    /// QMP sockets, paths or globs (source = "qmp").
+    /// QMP sockets, paths or globs (source = "qmp"; refused with source = "libvirt").
     pub qmp: Vec<String>,
     /// libvirt: also read QEMU's newer balloon stats through libvirt-qemu's monitor
     /// passthrough (libvirt then marks each domain "tainted: custom-monitor").
@@ -202,6 +203,29 @@ impl Default for RetentionConfig {
     }
 }
 
+impl VmsConfig {
+    /// One source is read: a `qmp` list or a libvirt URI that the source would leave unread is
+    /// refused by name, never silently dropped. `source = "none"` reads none, whatever is set.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let default_uri = VmsConfig::default().connect;
+        match self.source {
+            VmSourceKind::Qmp if self.qmp.is_empty() => {
+                bail!("[vms] source = \"qmp\" needs qmp = [\"/path/or/glob\", ...]")
+            }
+            VmSourceKind::Qmp if self.connect != default_uri => bail!(
+                "[vms] connect = {:?} is set but source = \"qmp\": memwarden reads one VM source; \
+                 remove connect, or remove qmp and set source = \"libvirt\"",
+                self.connect
+            ),
+            VmSourceKind::Libvirt if !self.qmp.is_empty() => bail!(
+                "[vms] qmp is set but source = \"libvirt\" (the default): memwarden reads one VM \
+                 source; set source = \"qmp\" to read the QMP sockets, or remove qmp"
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl HttpConfig {
     /// The bounds each key must keep (hyper needs at least 8 KiB of head buffer).
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -258,9 +282,7 @@ impl Config {
                 self.interval
             );
         }
-        if self.vms.source == VmSourceKind::Qmp && self.vms.qmp.is_empty() {
-            bail!("[vms] source = \"qmp\" needs qmp = [\"/path/or/glob\", ...]");
-        }
+        self.vms.validate()?;
         if self.record.pss_every < self.interval {
             bail!("[record] pss_every must be at least the interval");
         }
@@ -339,6 +361,38 @@ mod tests {
         assert!(format!("{e:#}").contains("max_head_bytes"), "{e:#}");
         let e = Config::parse("[http]\nmax_connections = 0\n", Path::new("c")).expect_err("bad");
         assert!(format!("{e:#}").contains("max_connections"), "{e:#}");
+    }
+
+    #[test]
+    fn one_vm_source_only_each_key_named() {
+        let e = Config::parse("[vms]\nqmp = [\"/run/a.qmp\"]\n", Path::new("/etc/m.toml"))
+            .expect_err("qmp with the default source");
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("[vms] qmp")
+                && msg.contains("source = \"libvirt\"")
+                && msg.contains("/etc/m.toml"),
+            "{msg}"
+        );
+        let e = Config::parse(
+            "[vms]\nsource = \"qmp\"\nqmp = [\"/run/a.qmp\"]\nconnect = \"qemu+ssh://h/system\"\n",
+            Path::new("c"),
+        )
+        .expect_err("a URI left unread");
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("[vms] connect") && msg.contains("qemu+ssh://h/system"),
+            "{msg}"
+        );
+        // What reads one source is accepted: the example's explicit default URI with QMP,
+        // and anything with source = "none".
+        for ok in [
+            "[vms]\nsource = \"qmp\"\nqmp = [\"/run/a.qmp\"]\nconnect = \"qemu:///system\"\n",
+            "[vms]\nsource = \"none\"\nqmp = [\"/run/a.qmp\"]\nconnect = \"qemu+ssh://h/system\"\n",
+            "[vms]\nconnect = \"qemu+ssh://h/system\"\n",
+        ] {
+            Config::parse(ok, Path::new("c")).unwrap_or_else(|e| panic!("{ok}: {e:#}"));
+        }
     }
 
     #[test]

@@ -115,10 +115,10 @@ pub struct ServeArgs {
     /// Sampling interval (default 10s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub interval: Option<std::time::Duration>,
-    /// libvirt URI (sets [vms] source = "libvirt").
-    #[arg(long, value_name = "URI")]
+    /// libvirt URI (sets [vms] source = "libvirt"). serve reads one VM source: not with --qmp.
+    #[arg(long, value_name = "URI", conflicts_with = "qmp")]
     pub connect: Option<String>,
-    /// QMP sockets, paths or globs, repeatable (sets [vms] source = "qmp").
+    /// QMP sockets, paths or globs, repeatable (sets [vms] source = "qmp"; not with --connect).
     #[arg(long, value_name = "PATH_OR_GLOB")]
     pub qmp: Vec<String>,
     /// Do not read VMs (host only).

@@ -248,3 +248,74 @@ fn a_failed_reload_is_on_metrics_until_a_good_one() {
     let later = metric(d.port, at).expect("success time");
     assert!(later > started + 1.0, "{later} after {started}");
 }
+
+/// Runs `serve ARGS` with a throw-away history on a free port; its exit code and stderr, or
+/// `None` when it was still serving after 10 s (it is then killed).
+fn serve_briefly(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let log = dir.join("serve.log");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .args(args)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", serve_support::free_port()))
+        .arg("--db")
+        .arg(dir.join("h.db"));
+    let mut p = serve_support::Proc::spawn("memwarden serve", cmd, &log);
+    let t = Instant::now();
+    let code = loop {
+        if let Some(st) = p.child.try_wait().expect("try_wait") {
+            break st.code();
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(p);
+    (code, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// The soak bench's finding: given both, serve read QMP and silently dropped libvirt.
+#[test]
+fn libvirt_and_qmp_together_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, err) = serve_briefly(
+        dir.path(),
+        &["--connect", "qemu:///system", "--qmp", "/run/x.qmp"],
+    );
+    assert_eq!(code, Some(2), "a usage error: {err}");
+    assert!(
+        err.contains("--connect") && err.contains("--qmp") && err.contains("cannot be used with"),
+        "{err}"
+    );
+
+    let cfg = dir.path().join("memwarden.toml");
+    let cfg_arg = cfg.to_str().expect("utf-8");
+    for (text, key) in [
+        (
+            "[vms]\nsource = \"libvirt\"\nqmp = [\"/run/x.qmp\"]\n",
+            "[vms] qmp",
+        ),
+        ("[vms]\nqmp = [\"/run/x.qmp\"]\n", "[vms] qmp"),
+        (
+            "[vms]\nsource = \"qmp\"\nqmp = [\"/run/x.qmp\"]\nconnect = \"qemu+ssh://h/system\"\n",
+            "[vms] connect",
+        ),
+    ] {
+        std::fs::write(&cfg, text).expect("write");
+        let (code, err) = serve_briefly(dir.path(), &["--config", cfg_arg]);
+        assert_eq!(code, Some(1), "{text}: {err}");
+        assert!(
+            err.contains(key) && err.contains("source") && err.contains(cfg_arg),
+            "{text}: {err}"
+        );
+    }
+    // A flag replaces the file's choice of source: --qmp over a file that names a libvirt URI.
+    std::fs::write(&cfg, "[vms]\nconnect = \"qemu+ssh://h/system\"\n").expect("write");
+    let sock = dir.path().join("none.qmp");
+    let (code, err) = serve_briefly(
+        dir.path(),
+        &["--config", cfg_arg, "--qmp", sock.to_str().expect("utf-8")],
+    );
+    assert!(!err.contains("[vms] connect"), "{code:?}: {err}");
+}

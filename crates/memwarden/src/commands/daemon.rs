@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use memwarden_analysis::{leaks as leak_finder, series};
-use memwarden_daemon::config::{Config, VmSourceKind};
+use memwarden_daemon::config::{Config, VmSourceKind, VmsConfig};
 use memwarden_model::units::format_bytes;
 use memwarden_model::Sample;
 use memwarden_store::Store;
@@ -36,13 +36,16 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
             cfg.deadline = i / 2;
         }
     }
+    // A VM flag replaces the file's choice of source whole (clap refuses both flags at once).
     if let Some(c) = &a.connect {
         cfg.vms.source = VmSourceKind::Libvirt;
         cfg.vms.connect = c.clone();
+        cfg.vms.qmp.clear();
     }
     if !a.qmp.is_empty() {
         cfg.vms.source = VmSourceKind::Qmp;
         cfg.vms.qmp = a.qmp.clone();
+        cfg.vms.connect = VmsConfig::default().connect;
     }
     if a.no_vms {
         cfg.vms.source = VmSourceKind::None;
