@@ -8,7 +8,7 @@
 //! `MEMWARDEN_LAB_SLOTS` is not).
 //!
 //! Two daemons, because `serve` reads one VM source (`[vms] source` is libvirt, qmp or none;
-//! given both `--connect` and `--qmp`, QMP silently wins): `libvirt` reads 3 lab guests
+//! it refuses `--connect` with `--qmp`): `libvirt` reads 3 lab guests
 //! (256 MiB, TCG) under the lab's libvirtd, `qmp` reads 100 VMs simulated by
 //! `qmp-sim DIR --healthy 100`.
 //! Both sample every [`INTERVAL_S`] s, keep their history on one small tmpfs (so that it can
