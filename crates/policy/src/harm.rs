@@ -86,8 +86,19 @@ pub fn detect(
     let crash_seen = history.points(vm).last().is_some_and(|p| p.crashed);
     // libvirt's events since the previous sample: each is delivered once.
     let events = vm.events.as_deref().unwrap_or_default();
-    let crash_event = events.iter().find(|e| e.kind == VmEventKind::Crashed);
-    let reset_event = events.iter().find(|e| e.kind == VmEventKind::Reset);
+    // A restart answered lately, with no statistics from a new kernel since, is still going
+    // on: its further events are that restart again (a panicking kernel's reboot can reset the
+    // machine twice; libvirt sent two reboot events a second apart on a real guest).
+    let restarting = record.and_then(|r| r.restart_at_unix_ms).is_some_and(|at| {
+        now_unix_ms.saturating_sub(at) / 1000 < cfg.harm_backoff_s
+            && vm
+                .balloon
+                .last_update_unix_s
+                .is_none_or(|pushed| pushed.saturating_mul(1000) <= at)
+    });
+    let fresh = |k: VmEventKind| events.iter().find(|e| e.kind == k).filter(|_| !restarting);
+    let crash_event = fresh(VmEventKind::Crashed);
+    let reset_event = fresh(VmEventKind::Reset);
     // Counters that start again after a restart already answered (from an event, or a crash
     // the hypervisor reported) are that restart seen a second time.
     let restart_answered = record

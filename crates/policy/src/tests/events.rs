@@ -184,3 +184,26 @@ fn a_balloon_size_kept_from_before_a_restart_is_refreshed_once() {
         p.skipped[0].reason
     );
 }
+
+/// Regression (a real libvirt guest reset by `panic=-1`): libvirt sent two reboot events a
+/// second apart, one in each sample, before the new kernel pushed anything: one reboot.
+#[test]
+fn a_second_reset_event_before_the_new_kernel_pushes_is_the_same_reboot() {
+    let mut reset = up();
+    reset.events = Some(vec![event(
+        VmEventKind::Reset,
+        "reset (libvirt reboot event)",
+    )]);
+    let mut rebooting = reset.clone();
+    // QEMU 10 reports no statistics while it reboots.
+    rebooting.balloon.last_update_unix_s = None;
+    rebooting.balloon.minor_faults = None;
+    rebooting.balloon.major_faults = None;
+    let (kinds, _) = run(&[
+        (0, reset.clone()),
+        (1, reset),
+        (2, rebooting),
+        (5, pushed_fresh(4)),
+    ]);
+    assert_eq!(kinds, [vec![HarmKind::Reboot], vec![], vec![], vec![]]);
+}
