@@ -10,7 +10,7 @@
 //!   PSS is asked for.
 //! - Each source's success and duration go into [`Sample::sources`].
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use memwarden_hv::{Hypervisor, LibvirtBackend, QmpBackend};
 use std::collections::HashMap;
@@ -156,9 +156,7 @@ impl Collector {
 
     /// One sample. Fails only when the host was asked for and meminfo cannot be read.
     pub fn collect(&mut self) -> Result<Sample, Error> {
-        let taken_at_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let taken_at_unix_ms = memwarden_model::clock::now_unix_ms();
         let opts = ReadOptions {
             smaps: self.cfg.full,
             vmallocinfo: self.cfg.full,

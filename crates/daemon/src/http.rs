@@ -18,7 +18,9 @@ use memwarden_store::Store;
 use serde::Serialize;
 
 use crate::query::{accepts_gzip, series_filter, since_ms, RangeQuery};
-use crate::recorder::{now_unix_ms, Shared};
+use memwarden_model::clock::now_unix_ms;
+
+use crate::recorder::Shared;
 
 #[derive(Clone, Debug)]
 pub struct AppState {

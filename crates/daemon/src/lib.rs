@@ -211,7 +211,7 @@ fn reloaded(shared: &RwLock<recorder::Shared>, ok: bool) {
     let mut s = shared.write().unwrap_or_else(|p| p.into_inner());
     s.health.config_last_reload_successful = ok;
     if ok {
-        s.health.config_last_reload_success_unix_ms = recorder::now_unix_ms();
+        s.health.config_last_reload_success_unix_ms = memwarden_model::clock::now_unix_ms();
     }
 }
 

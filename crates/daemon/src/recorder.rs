@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use memwarden_collector::Collector;
 use memwarden_metrics::DaemonHealth;
@@ -42,11 +42,7 @@ pub enum Control {
     Stop,
 }
 
-pub(crate) fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use memwarden_model::clock::now_unix_ms;
 
 /// The recorder's loop; returns when told to stop.
 pub fn run(

@@ -180,15 +180,4 @@ impl Error {
     }
 }
 
-/// Seconds since the Unix epoch, now.
-pub(crate) fn now_unix_s() -> u64 {
-    now_unix_ms() / 1000
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use memwarden_model::clock::{now_unix_ms, now_unix_s};

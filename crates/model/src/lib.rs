@@ -4,6 +4,7 @@
 //! them. Everything is `Serialize`/`Deserialize` so that a recorder can store raw samples and
 //! derive views again later. New fields carry `#[serde(default)]` so old records still load.
 
+pub mod clock;
 pub mod host;
 pub mod units;
 pub mod vm;

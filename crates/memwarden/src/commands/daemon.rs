@@ -1,7 +1,7 @@
 //! `serve`, `history` and `leaks`: the daemon and the two readers of what it recorded.
 
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use memwarden_analysis::{leaks as leak_finder, series};
@@ -56,15 +56,11 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
     memwarden_daemon::serve(cfg, path)
 }
 
-pub(crate) fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use memwarden_model::clock::now_unix_ms;
 
 fn read(db: &DbArgs, default_since: Duration) -> Result<Vec<Sample>> {
     let since = db.since.unwrap_or(default_since);
-    let from = unix_ms_now().saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+    let from = now_unix_ms().saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
     let store = Store::open_read_only(&db.db)
         .with_context(|| format!("opening the history {}", db.db.display()))?;
     store

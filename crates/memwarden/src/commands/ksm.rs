@@ -1,6 +1,7 @@
 //! `memwarden ksm`: KSM's savings (global and per VM), ksmd's CPU, its settings, and with
 //! `--tune` the tuner's plan (written with `--apply`).
 
+use memwarden_model::clock::now_unix_ms;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -33,12 +34,6 @@ struct KsmJson<'a> {
     notes: &'a [String],
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 pub fn ksm(root: Option<&Path>, a: &KsmArgs) -> Result<()> {
     let r = reader(root);
     let mut notes = Vec::new();
@@ -55,7 +50,7 @@ pub fn ksm(root: Option<&Path>, a: &KsmArgs) -> Result<()> {
             vmallocinfo: false,
         })
     };
-    let read_ms = now_ms();
+    let read_ms = now_unix_ms();
     let mut sample = Sample {
         taken_at_unix_ms: read_ms,
         host,
@@ -149,7 +144,7 @@ fn ksmd_use(
     }
     std::thread::sleep(window);
     match r.read_ksmd(Some(first.pid)) {
-        Ok(Some(now)) => Some(ksm::ksmd_cpu(&now, now_ms(), Some((&first, read_ms)))),
+        Ok(Some(now)) => Some(ksm::ksmd_cpu(&now, now_unix_ms(), Some((&first, read_ms)))),
         Ok(None) => Some(ksm::ksmd_cpu(&first, read_ms, None)),
         Err(e) => {
             notes.push(format!("ksmd's second reading: {}", e.with_cause()));

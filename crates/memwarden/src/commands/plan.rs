@@ -12,7 +12,9 @@ use memwarden_model::units::{format_bytes, format_duration};
 use memwarden_store::Store;
 use serde::Serialize;
 
-use super::daemon::{iso, unix_ms_now};
+use memwarden_model::clock::now_unix_ms;
+
+use super::daemon::iso;
 use super::{print, print_json};
 use crate::cli::{DbArgs, PlanArgs};
 
@@ -64,7 +66,7 @@ pub fn plan(a: &PlanArgs) -> Result<()> {
 /// of each sample only: a week reads in a fraction of the time whole samples take).
 fn read_store(db: &DbArgs) -> Result<Vec<Observation>> {
     let since = db.since.unwrap_or(DEFAULT_SINCE);
-    let from = unix_ms_now().saturating_sub(ms(since));
+    let from = now_unix_ms().saturating_sub(ms(since));
     let store = Store::open_read_only(&db.db)
         .with_context(|| format!("opening the history {}", db.db.display()))?;
     let samples = store
@@ -75,7 +77,7 @@ fn read_store(db: &DbArgs) -> Result<Vec<Observation>> {
 
 fn from_prometheus(url: &str, a: &PlanArgs, cfg: &PlanConfig) -> Result<Vec<Answer>> {
     let since = a.db.since.unwrap_or(DEFAULT_SINCE);
-    let end_ms = unix_ms_now();
+    let end_ms = now_unix_ms();
     // Prometheus refuses more than 11,000 points per series: stay under 10,000.
     let step = a
         .step
