@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use memwarden_hv::{Hypervisor, LibvirtBackend, QmpBackend};
+use memwarden_hv::Hypervisor;
 use std::collections::HashMap;
 
 use memwarden_model::host::{HostSample, ProcessMem, VmallocInfo};
@@ -20,19 +20,8 @@ use memwarden_model::vm::{ReadStatus, VmSample};
 use memwarden_model::{Sample, SourceHealth};
 use memwarden_procfs::{HostReader, ReadOptions};
 
-/// Where VMs come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VmSource {
-    /// No VMs (a captured tree, or `--no-vms`).
-    None,
-    /// A libvirt URI (`qemu:///system`).
-    Libvirt {
-        uri: String,
-        monitor_passthrough: bool,
-    },
-    /// QMP sockets, paths or globs.
-    Qmp { patterns: Vec<String> },
-}
+pub mod source;
+pub use source::VmSource;
 
 /// What to collect and how patiently.
 #[derive(Debug, Clone)]
@@ -102,25 +91,17 @@ impl Collector {
     /// A collector reading the host through `reader`. A QMP path that does not exist is an
     /// error naming it; libvirt connects on the first sample (and again after it is lost).
     pub fn new(cfg: Config, reader: HostReader) -> Result<Self, Error> {
-        let (hv, hv_name): (Option<Box<dyn Hypervisor + Send>>, String) = match &cfg.vms {
-            VmSource::None => (None, String::new()),
-            VmSource::Libvirt {
-                uri,
-                monitor_passthrough,
-            } => {
-                let mut b = LibvirtBackend::new(uri);
-                b.monitor_passthrough = *monitor_passthrough;
-                b.timeout = cfg.deadline;
-                (Some(Box::new(b)), format!("libvirt {uri}"))
-            }
-            VmSource::Qmp { patterns } => {
-                let mut b = QmpBackend::new(patterns).map_err(Error::Hypervisor)?;
-                b.timeout = cfg.deadline;
-                b.parallelism = cfg.parallelism.max(1);
-                b.reader = reader.clone();
-                (Some(Box::new(b)), "qmp".to_string())
-            }
-        };
+        let opened = source::open(
+            &cfg.vms,
+            &source::Open {
+                deadline: cfg.deadline,
+                parallelism: cfg.parallelism,
+                reader: reader.clone(),
+                connect_now: None,
+            },
+        )
+        .map_err(Error::Hypervisor)?;
+        let (hv, hv_name) = opened.map_or((None, String::new()), |b| (Some(b.hv), b.name));
         Ok(Collector {
             cfg,
             reader,

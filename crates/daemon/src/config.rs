@@ -204,6 +204,27 @@ impl Default for RetentionConfig {
 }
 
 impl VmsConfig {
+    /// The collector's VM source this section names: the one place `[vms]` is resolved.
+    pub fn vm_source(&self) -> memwarden_collector::VmSource {
+        use memwarden_collector::VmSource;
+        match self.source {
+            VmSourceKind::Libvirt => VmSource::Libvirt {
+                uri: self.connect.clone(),
+                monitor_passthrough: self.monitor_passthrough,
+            },
+            VmSourceKind::Qmp => VmSource::Qmp {
+                patterns: self.qmp.clone(),
+            },
+            VmSourceKind::None => VmSource::None,
+        }
+    }
+
+    /// QMP endpoints read at once (`parallelism`, else the collector's default).
+    pub fn parallelism(&self) -> usize {
+        self.parallelism
+            .unwrap_or_else(|| memwarden_collector::Config::default().parallelism)
+    }
+
     /// One source is read: a `qmp` list or a libvirt URI that the source would leave unread is
     /// refused by name, never silently dropped. `source = "none"` reads none, whatever is set.
     pub fn validate(&self) -> anyhow::Result<()> {

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc, RwLock};
 
 use anyhow::Context;
-use memwarden_collector::{Collector, VmSource};
+use memwarden_collector::Collector;
 use memwarden_procfs::HostReader;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
@@ -42,25 +42,12 @@ pub use config::Config;
 pub const BLOCKING_THREADS: usize = 2;
 
 fn collector_config(cfg: &Config) -> memwarden_collector::Config {
-    use config::VmSourceKind;
     memwarden_collector::Config {
         host: true,
         full: true,
-        vms: match cfg.vms.source {
-            VmSourceKind::Libvirt => VmSource::Libvirt {
-                uri: cfg.vms.connect.clone(),
-                monitor_passthrough: cfg.vms.monitor_passthrough,
-            },
-            VmSourceKind::Qmp => VmSource::Qmp {
-                patterns: cfg.vms.qmp.clone(),
-            },
-            VmSourceKind::None => VmSource::None,
-        },
+        vms: cfg.vms.vm_source(),
         deadline: cfg.deadline,
-        parallelism: cfg
-            .vms
-            .parallelism
-            .unwrap_or_else(|| memwarden_collector::Config::default().parallelism),
+        parallelism: cfg.vms.parallelism(),
     }
 }
 
@@ -172,15 +159,7 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
 /// needs stay free under the open-file limit.
 fn connection_cap(cfg: &Config, nofile: process::NofileLimit) -> anyhow::Result<usize> {
     let open = process::open_fds();
-    let vm_sockets = match cfg.vms.source {
-        config::VmSourceKind::None => 0,
-        config::VmSourceKind::Libvirt => 2,
-        config::VmSourceKind::Qmp => cfg
-            .vms
-            .parallelism
-            .unwrap_or_else(|| memwarden_collector::Config::default().parallelism)
-            as u64,
-    };
+    let vm_sockets = cfg.vms.vm_source().sockets(cfg.vms.parallelism());
     let wanted = cfg.http.max_connections;
     let Some(cap) = process::connection_cap(wanted, nofile.soft, open, vm_sockets) else {
         anyhow::bail!(

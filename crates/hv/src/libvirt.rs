@@ -143,8 +143,13 @@ impl LibvirtBackend {
 
     /// Opens `uri` now; an error if libvirtd cannot be reached.
     pub fn connect(uri: &str) -> Result<Self, Error> {
+        Self::connect_within(uri, Instant::now() + Duration::from_secs(10))
+    }
+
+    /// Connected now, by `deadline`.
+    pub fn connect_within(uri: &str, deadline: Instant) -> Result<Self, Error> {
         let mut b = Self::new(uri);
-        b.conn(Instant::now() + Duration::from_secs(10))?;
+        b.conn(deadline)?;
         Ok(b)
     }
 

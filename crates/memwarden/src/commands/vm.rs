@@ -4,10 +4,12 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use memwarden_analysis::vm::{diagnose, figures, Finding, VmFigures};
-use memwarden_collector::{unread_vms, Collector, Config, VmSource};
+use std::time::Duration;
+
+use memwarden_collector::{source, unread_vms, Collector, Config, VmSource};
 use memwarden_hv::qmp::default_parallelism;
 use memwarden_hv::tags::LIBVIRT_TAGS;
-use memwarden_hv::{Hypervisor, LibvirtBackend, QmpBackend, Scope};
+use memwarden_hv::{Hypervisor, Scope};
 use memwarden_model::units::{format_bytes, parse_size, KIB};
 use memwarden_model::vm::{BalloonStats, ReadStatus, VmSample, VmState};
 use memwarden_procfs::HostReader;
@@ -30,18 +32,29 @@ pub(crate) fn vm_source(hv: &HvArgs, passthrough: bool) -> VmSource {
     }
 }
 
-/// A hypervisor for one action (dommemstat, setmem, stats-period), under the same deadline.
-pub(crate) fn backend(hv: &HvArgs) -> Result<Box<dyn Hypervisor>> {
-    if !hv.qmp.is_empty() {
-        let mut b = QmpBackend::new(&hv.qmp)?;
-        b.timeout = hv.deadline;
-        return Ok(Box::new(b));
-    }
-    let mut b = LibvirtBackend::connect(&hv.connect)
-        .with_context(|| format!("connecting to {} (is libvirtd running?)", hv.connect))?;
-    b.timeout = hv.deadline.max(std::time::Duration::from_secs(5));
-    Ok(Box::new(b))
+/// A hypervisor for one action (dommemstat, setmem, stats-period), opened by the same factory
+/// as the collector's. An action is one exchange a person waits for, not one VM among many in
+/// a sample: its deadline is at least [`ACTION_DEADLINE_FLOOR`], and libvirt is connected at
+/// once so that an unreachable libvirtd is the first thing said.
+pub(crate) fn backend(hv: &HvArgs) -> Result<Box<dyn Hypervisor + Send>> {
+    let source = vm_source(hv, false);
+    let how = source::Open {
+        deadline: hv.deadline.max(ACTION_DEADLINE_FLOOR),
+        parallelism: hv.parallelism.unwrap_or_else(default_parallelism),
+        reader: HostReader::live(),
+        connect_now: Some(Duration::from_secs(10)),
+    };
+    let opened = source::open(&source, &how).with_context(|| match &source {
+        VmSource::Libvirt { uri, .. } => format!("connecting to {uri} (is libvirtd running?)"),
+        _ => "opening the QMP sockets".to_string(),
+    })?;
+    opened
+        .map(|b| b.hv)
+        .context("no VM source given (--connect or --qmp)")
 }
+
+/// The least time an action (setmem, dommemstat, stats-period) is given.
+const ACTION_DEADLINE_FLOOR: Duration = Duration::from_secs(5);
 
 /// Some VMs could not be read: the table shows them; the exit code (2) says so.
 #[derive(Debug)]
