@@ -218,7 +218,7 @@ pub fn restore(store: &Store, now_unix_ms: u64) -> Option<State> {
                 .ok()
         }
         Err(e) => {
-            warn!(error = %format!("{e:#}"), "stored balloon state not read: starting afresh");
+            warn!(error = %crate::report::chain(&e), "stored balloon state not read: starting afresh");
             None
         }
     }
@@ -226,7 +226,7 @@ pub fn restore(store: &Store, now_unix_ms: u64) -> Option<State> {
 
 fn record(store: &mut Store, at_unix_ms: u64, kind: &str, data: &serde_json::Value) {
     if let Err(e) = store.append_event(at_unix_ms, kind, data) {
-        warn!(error = %format!("{e:#}"), kind, "balloon event not recorded in the history");
+        warn!(error = %crate::report::chain(&e), kind, "balloon event not recorded in the history");
     }
 }
 

@@ -1,5 +1,8 @@
 //! The store's one error type: every variant names the file and what was being done, so the
 //! daemon can log it and carry on (a full disk or a read-only file is never a panic).
+//!
+//! A variant with a cause chains it (`#[source]`) and does not print it as well: a caller
+//! printing the chain (anyhow's `{:#}`, the daemon's log) shows SQLite's message once.
 
 use std::path::PathBuf;
 
@@ -8,7 +11,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// SQLite refused; [`Error::kind`] says whether it is a full disk, a read-only file, a lock
     /// held too long or damage.
-    #[error("{}: {doing}: {source}{}", path.display(), hint(source))]
+    #[error("{}: {doing}{}", path.display(), hint(source))]
     Sqlite {
         path: PathBuf,
         doing: &'static str,
@@ -16,7 +19,7 @@ pub enum Error {
         source: rusqlite::Error,
     },
     /// Creating the directory or reading the file's size failed.
-    #[error("{}: {doing}: {source}", path.display())]
+    #[error("{}: {doing}", path.display())]
     Io {
         path: PathBuf,
         doing: &'static str,
@@ -93,5 +96,33 @@ fn hint(e: &rusqlite::Error) -> &'static str {
         Some(C::DatabaseBusy | C::DatabaseLocked) => " (another process held the store's lock too long; retry)",
         Some(C::CannotOpen) => " (check that the directory exists and is writable, or that the file exists for read-only use)",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cause is chained, not printed as well: our line ends with the hint, and SQLite's
+    /// message comes once, from the chain (rusqlite then chains its own error code).
+    #[test]
+    fn sqlite_cause_is_chained_not_printed() {
+        let source = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        );
+        let e = Error::Sqlite {
+            path: PathBuf::from("/var/lib/memwarden/history.db"),
+            doing: "appending a sample",
+            source,
+        };
+        let line = e.to_string();
+        assert!(!line.contains("database or disk is full"), "{line}");
+        assert!(
+            line.starts_with("/var/lib/memwarden/history.db: appending a sample (disk full"),
+            "{line}"
+        );
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("database or disk is full"));
     }
 }

@@ -120,7 +120,10 @@ fn read_vms(a: &KsmArgs, sample: &mut Sample, notes: &mut Vec<String>) {
             notes.extend(s.degraded);
             sample.vms = s.vms;
         }
-        Err(e) => notes.push(format!("VMs not read: {e:#} (--no-vms to skip)")),
+        Err(e) => notes.push(format!(
+            "VMs not read: {:#} (--no-vms to skip)",
+            anyhow::Error::from(e)
+        )),
     }
 }
 
