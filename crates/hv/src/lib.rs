@@ -116,8 +116,22 @@ pub enum Error {
         #[source]
         source: memwarden_procfs::Error,
     },
+    /// libvirtd has not answered the calls still waiting: a new one would only queue behind
+    /// them. Retry on the next sample.
+    #[error(
+        "libvirt at {uri} has not answered the last {pending} calls yet (a domain being started \
+         or destroyed holds libvirtd, or libvirtd is stuck); trying again on the next sample"
+    )]
+    LibvirtBusy { uri: String, pending: usize },
+    /// The domain XML libvirt returned is not one we can read.
+    #[error("domain XML of {}: {why}", qmp::quote(.name))]
+    DomainXml { name: String, why: String },
+    /// What the caller asked for is malformed or out of range: change the argument.
     #[error("{0}")]
-    Unsupported(String),
+    BadArgument(String),
+    /// This backend cannot do it at all (plain QEMU has no persistent configuration).
+    #[error("{0}")]
+    NotSupported(&'static str),
 }
 
 fn on(d: &Option<String>) -> String {
@@ -149,7 +163,9 @@ impl Error {
     /// What this error means for the one VM being read.
     pub fn read_status(&self) -> ReadStatus {
         match self {
-            Error::Timeout { .. } | Error::LibvirtTimeout { .. } => ReadStatus::TimedOut,
+            Error::Timeout { .. } | Error::LibvirtTimeout { .. } | Error::LibvirtBusy { .. } => {
+                ReadStatus::TimedOut
+            }
             Error::QmpProtocol { .. } => ReadStatus::ProtocolError,
             Error::LibvirtUnreachable { .. } => ReadStatus::Unreachable,
             Error::Io { source, .. }
@@ -181,3 +197,34 @@ impl Error {
 }
 
 pub(crate) use memwarden_model::clock::{now_unix_ms, now_unix_s};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each class of error tells the caller what to do with the VM it was reading: a busy
+    /// libvirtd is a retry (timed out), never "the VM spoke a wrong protocol".
+    #[test]
+    fn errors_are_classed_by_what_the_caller_can_do() {
+        let busy = Error::LibvirtBusy {
+            uri: "qemu:///system".into(),
+            pending: 4,
+        };
+        assert_eq!(busy.read_status(), ReadStatus::TimedOut);
+        assert!(busy.to_string().contains("last 4 calls"), "{busy}");
+        let xml = Error::DomainXml {
+            name: "vm\n1".into(),
+            why: "no <memory>".into(),
+        };
+        assert_eq!(xml.read_status(), ReadStatus::ProtocolError);
+        assert!(
+            !xml.to_string().contains('\n'),
+            "a guest-chosen name is quoted: {xml}"
+        );
+        assert!(!Error::BadArgument("period 3000000000 s is too large".into()).is_gone());
+        assert_eq!(
+            Error::NotSupported("no persistent configuration").read_status(),
+            ReadStatus::ProtocolError
+        );
+    }
+}

@@ -261,12 +261,10 @@ impl LibvirtBackend {
                 if sent == 0 {
                     // Earlier calls still wait on libvirtd: a new one would only queue behind
                     // them. Say so now instead of waiting out the deadline for nothing.
-                    return Err(Error::Unsupported(format!(
-                        "libvirt at {} has not answered the last {MAX_INFLIGHT} calls yet \
-                         (a domain being started or destroyed holds libvirtd, or libvirtd is \
-                         stuck); trying again on the next sample",
-                        self.uri
-                    )));
+                    return Err(Error::LibvirtBusy {
+                        uri: self.uri.clone(),
+                        pending: MAX_INFLIGHT,
+                    });
                 }
                 rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
                     .ok()
@@ -306,8 +304,9 @@ impl LibvirtBackend {
         let xml = by_deadline(deadline, move || d2.xml_desc(0))
             .ok_or_else(|| self.timed_out("virDomainGetXMLDesc", deadline))?
             .map_err(lv("virDomainGetXMLDesc", Some(name)))?;
-        let parsed = domain_xml::parse(&xml).map_err(|e| {
-            Error::Unsupported(format!("domain XML of {}: {e}", crate::qmp::quote(name)))
+        let parsed = domain_xml::parse(&xml).map_err(|e| Error::DomainXml {
+            name: name.to_string(),
+            why: e.to_string(),
         })?;
         let f = facts_from(&parsed, id, self.pid_of(name));
         self.facts.insert(key.to_string(), f.clone());
@@ -682,8 +681,9 @@ impl Hypervisor for LibvirtBackend {
             let xml = d.xml_desc(0).map_err(lv("virDomainGetXMLDesc", Some(&n)))?;
             Ok((d, state, max, tags_, xml))
         })?;
-        let parsed = domain_xml::parse(&xml).map_err(|e| {
-            Error::Unsupported(format!("domain XML of {}: {e}", crate::qmp::quote(name)))
+        let parsed = domain_xml::parse(&xml).map_err(|e| Error::DomainXml {
+            name: name.to_string(),
+            why: e.to_string(),
         })?;
         let f = facts_from(&parsed, d.id(), self.pid_of(name));
         let mut vm = self.base(name.to_string());
@@ -726,7 +726,7 @@ impl Hypervisor for LibvirtBackend {
 
     fn set_stats_period(&mut self, name: &str, seconds: u32, scope: Scope) -> Result<(), Error> {
         let secs = i32::try_from(seconds)
-            .map_err(|_| Error::Unsupported(format!("period {seconds} s is too large")))?;
+            .map_err(|_| Error::BadArgument(format!("period {seconds} s is too large")))?;
         let n = name.to_string();
         let uri = self.uri.clone();
         let r = self.call("virDomainSetMemoryStatsPeriod", move |c| {

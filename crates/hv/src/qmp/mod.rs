@@ -68,7 +68,7 @@ impl QmpBackend {
         for p in patterns {
             if has_glob(p) {
                 glob::Pattern::new(p).map_err(|e| {
-                    Error::Unsupported(format!("bad socket glob {}: {e}", quote(p)))
+                    Error::BadArgument(format!("bad socket glob {}: {e}", quote(p)))
                 })?;
             } else if std::fs::symlink_metadata(p).is_err() {
                 return Err(Error::Io {
@@ -425,8 +425,8 @@ impl Hypervisor for QmpBackend {
 
     fn set_memory(&mut self, name: &str, bytes: u64, scope: Scope) -> Result<(), Error> {
         if scope.config {
-            return Err(Error::Unsupported(
-                "plain QEMU has no persistent configuration: --config needs libvirt".into(),
+            return Err(Error::NotSupported(
+                "plain QEMU has no persistent configuration: --config needs libvirt",
             ));
         }
         let (_, mut c) = self.find(name)?;
@@ -442,8 +442,8 @@ impl Hypervisor for QmpBackend {
 
     fn set_stats_period(&mut self, name: &str, seconds: u32, scope: Scope) -> Result<(), Error> {
         if scope.config {
-            return Err(Error::Unsupported(
-                "plain QEMU has no persistent configuration: --config needs libvirt".into(),
+            return Err(Error::NotSupported(
+                "plain QEMU has no persistent configuration: --config needs libvirt",
             ));
         }
         let (_, mut c) = self.find(name)?;
