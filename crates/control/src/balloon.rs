@@ -17,8 +17,39 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Applied {
     pub action: Action,
-    /// `None` when the hypervisor took the new target; else its refusal in plain words.
-    pub error: Option<String>,
+    /// In JSON `"outcome": "applied" | "gone" | "refused"`, with `"error"` beside the last two.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl Applied {
+    /// The hypervisor took the new target.
+    pub fn done(&self) -> bool {
+        self.outcome == Outcome::Applied
+    }
+}
+
+/// What the hypervisor made of one action, by what a caller does about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "error", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The new target was taken.
+    Applied,
+    /// The VM went away meanwhile: nothing to retry, and no fault of the controller's.
+    Gone(String),
+    /// The hypervisor refused (no balloon, libvirtd down, a bad target): an error to count
+    /// and show; the next cycle plans afresh.
+    Refused(String),
+}
+
+impl Outcome {
+    fn of(result: Result<(), memwarden_hv::Error>) -> Outcome {
+        match result {
+            Ok(()) => Outcome::Applied,
+            Err(e) if e.is_gone() => Outcome::Gone(e.plain()),
+            Err(e) => Outcome::Refused(e.plain()),
+        }
+    }
 }
 
 /// Sets every action's target; returns each outcome, in the plan's order.
@@ -27,10 +58,7 @@ pub fn apply(plan: &Plan, hv: &mut dyn Hypervisor) -> Vec<Applied> {
         .iter()
         .map(|a| Applied {
             action: a.clone(),
-            error: hv
-                .set_memory(&a.vm, a.target_bytes, Scope::LIVE)
-                .err()
-                .map(|e| e.plain()),
+            outcome: Outcome::of(hv.set_memory(&a.vm, a.target_bytes, Scope::LIVE)),
         })
         .collect()
 }
@@ -47,10 +75,7 @@ pub struct CycleReport {
 impl CycleReport {
     /// Actions the hypervisor took.
     pub fn done(&self) -> impl Iterator<Item = &Action> {
-        self.applied
-            .iter()
-            .filter(|a| a.error.is_none())
-            .map(|a| &a.action)
+        self.applied.iter().filter(|a| a.done()).map(|a| &a.action)
     }
 }
 
@@ -121,7 +146,7 @@ impl Cycle {
         let mut done = plan.clone();
         done.actions = applied
             .iter()
-            .filter(|a| a.error.is_none())
+            .filter(|a| a.done())
             .map(|a| a.action.clone())
             .collect();
         self.state = self.state.after(&done, sample.taken_at_unix_ms);
@@ -135,5 +160,36 @@ impl Cycle {
             applied,
             dry_run,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A VM gone meanwhile is told apart from a refusal, and JSON keeps one shape: the
+    /// outcome's name, with the error beside it when there is one.
+    #[test]
+    fn outcomes_are_classed_and_serialized_flat() {
+        assert_eq!(Outcome::of(Ok(())), Outcome::Applied);
+        let gone = Outcome::of(Err(memwarden_hv::Error::NoSuchVm {
+            name: "vm1".into(),
+            where_: "libvirt".into(),
+        }));
+        assert!(matches!(gone, Outcome::Gone(_)), "{gone:?}");
+        let refused = Outcome::of(Err(memwarden_hv::Error::NoBalloon {
+            name: "vm1".into(),
+            what: "setting the balloon target",
+        }));
+        assert!(matches!(refused, Outcome::Refused(ref e) if e.contains("no balloon")));
+        let json = |o: &Outcome| serde_json::to_value(o).expect("serializes");
+        assert_eq!(
+            json(&Outcome::Applied),
+            serde_json::json!({"outcome": "applied"})
+        );
+        assert_eq!(
+            json(&Outcome::Refused("no".into())),
+            serde_json::json!({"outcome": "refused", "error": "no"})
+        );
     }
 }

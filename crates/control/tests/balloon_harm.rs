@@ -215,7 +215,7 @@ fn an_oom_kill_and_a_reboot_are_noticed_and_answered_with_all_memory_back() {
     );
     let back_s = run.cycles[back].0;
     let grown = run.actions_since(before_reboot).into_iter().any(|(_, a)| {
-        a.action.direction == Direction::Grow && a.action.target_bytes == MAX && a.error.is_none()
+        a.action.direction == Direction::Grow && a.action.target_bytes == MAX && a.done()
     });
     assert!(grown, "a growth to 512 MiB was applied after the reboot");
     // Still there a few cycles on (the rebooted guest's driver must not inflate it again).

@@ -15,7 +15,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use memwarden_collector::Collector;
-use memwarden_control::balloon::{Cycle, CycleReport};
+use memwarden_control::balloon::{Cycle, CycleReport, Outcome};
 use memwarden_model::units::format_bytes;
 use memwarden_model::Sample;
 use memwarden_policy::{Direction, State};
@@ -168,8 +168,8 @@ impl BalloonRunner {
                 .or_default() += 1;
         }
         for a in &r.applied {
-            match &a.error {
-                None => {
+            match &a.outcome {
+                Outcome::Applied => {
                     let dir = match a.action.direction {
                         Direction::Grow => "grow",
                         Direction::Shrink => "shrink",
@@ -179,7 +179,11 @@ impl BalloonRunner {
                         .entry((a.action.vm.clone(), dir))
                         .or_default() += 1;
                 }
-                Some(_) => *self.errors_total.entry(a.action.vm.clone()).or_default() += 1,
+                // A VM gone meanwhile is logged as gone (changes.rs), not a controller error.
+                Outcome::Gone(_) => {}
+                Outcome::Refused(_) => {
+                    *self.errors_total.entry(a.action.vm.clone()).or_default() += 1;
+                }
             }
         }
     }
@@ -243,9 +247,10 @@ fn log(r: &CycleReport) {
     for a in &r.plan.actions {
         let outcome = r.applied.iter().find(|x| x.action == *a).map_or(
             "planned (dry run)".to_string(),
-            |x| match &x.error {
-                None => "applied".to_string(),
-                Some(e) => format!("refused: {e}"),
+            |x| match &x.outcome {
+                Outcome::Applied => "applied".to_string(),
+                Outcome::Gone(e) => format!("VM gone: {e}"),
+                Outcome::Refused(e) => format!("refused: {e}"),
             },
         );
         info!(

@@ -75,6 +75,7 @@ fn balance_plans_applies_and_answers_reclaim_on_a_real_guest() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     let applied = &v["applied"][0];
     assert_eq!(applied["action"]["name"], name.as_str(), "{out}");
+    assert_eq!(applied["outcome"], "applied", "{out}");
     assert!(applied["error"].is_null(), "{out}");
     let target = applied["action"]["target_bytes"].as_u64().expect("target");
     std::thread::sleep(std::time::Duration::from_secs(2));

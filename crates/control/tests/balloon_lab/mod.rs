@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use memwarden_analysis::vm::figures;
 use memwarden_analysis::vm::target::check_target;
 use memwarden_collector::{Collector, Config as CollectorConfig, VmSource};
-use memwarden_control::balloon::Cycle;
+use memwarden_control::balloon::{self, Cycle};
 use memwarden_lab::{Domain, DomainOpts, GuestOpts, Lab, MultiGuest, QemuGuest, URI};
 use memwarden_model::units::MIB;
 use memwarden_policy::{Controller, Direction};
@@ -474,7 +474,10 @@ fn control_loop(
                 from: a.from_bytes,
                 target: a.target_bytes,
                 below_floor,
-                refused: x.error.clone(),
+                refused: match &x.outcome {
+                    balloon::Outcome::Applied => None,
+                    balloon::Outcome::Gone(e) | balloon::Outcome::Refused(e) => Some(e.clone()),
+                },
             });
         }
         drop(o);

@@ -86,11 +86,11 @@ impl Run {
         }
         for a in &report.applied {
             line.push_str(&format!(
-                "\n          ACTION {:?} {} → {} MiB ({}): {}",
+                "\n          ACTION {:?} {} → {} MiB ({:?}): {}",
                 a.action.direction,
                 a.action.from_bytes / MIB,
                 a.action.target_bytes / MIB,
-                a.error.as_deref().unwrap_or("applied"),
+                a.outcome,
                 a.action.reason
             ));
         }
@@ -188,8 +188,16 @@ impl Run {
             .find(|a| a.action.vm == self.name)
             .expect("an action in the harm's cycle");
         assert_eq!(
-            (grow.action.direction, grow.action.target_bytes, &grow.error),
-            (Direction::Grow, MAX, &None),
+            (
+                grow.action.direction,
+                grow.action.target_bytes,
+                &grow.outcome
+            ),
+            (
+                Direction::Grow,
+                MAX,
+                &memwarden_control::balloon::Outcome::Applied
+            ),
             "{}",
             grow.action.reason
         );

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use memwarden_collector::{Collector, Config as CollectorConfig};
-use memwarden_control::balloon::{Cycle, CycleReport, DEFAULT_KEEP};
+use memwarden_control::balloon::{Cycle, CycleReport, Outcome, DEFAULT_KEEP};
 use memwarden_daemon::config::Config as DaemonConfig;
 use memwarden_hv::qmp::default_parallelism;
 use memwarden_model::units::{format_bytes, format_signed_bytes, parse_size, MIB};
@@ -90,10 +90,10 @@ pub fn balance(a: &BalanceArgs) -> Result<()> {
         });
     }
     print(&plan_text(&report, &history_note))?;
-    let refused = report.applied.iter().filter(|x| x.error.is_some()).count();
-    if refused > 0 {
+    let not_done = report.applied.iter().filter(|x| !x.done()).count();
+    if not_done > 0 {
         bail!(
-            "{refused} of {} balloon change(s) refused",
+            "{not_done} of {} balloon change(s) not applied (refused, or the VM is gone)",
             report.applied.len()
         );
     }
@@ -203,14 +203,15 @@ fn plan_text(r: &CycleReport, history: &str) -> String {
         }
     } else {
         for x in &r.applied {
-            let _ = match &x.error {
-                None => writeln!(
+            let _ = match &x.outcome {
+                Outcome::Applied => writeln!(
                     out,
                     "applied: {} → {}",
                     x.action.vm,
                     format_bytes(x.action.target_bytes)
                 ),
-                Some(e) => writeln!(out, "refused: {}: {e}", x.action.vm),
+                Outcome::Gone(e) => writeln!(out, "gone: {}: {e}", x.action.vm),
+                Outcome::Refused(e) => writeln!(out, "refused: {}: {e}", x.action.vm),
             };
         }
     }
