@@ -56,7 +56,8 @@ fn a_dry_run_controller_plans_logs_audits_and_counts() {
     assert_eq!(d.dommemstat().expect("dommemstat")["actual"], before);
     let metrics = get(s.port, "/metrics").text();
     assert!(
-        metrics.contains("memwarden_balloon_controller_enabled 2\n"),
+        metrics.contains("memwarden_balloon_controller_enabled 1\n")
+            && metrics.contains("memwarden_balloon_controller_dry_run 1\n"),
         "{metrics}"
     );
     assert!(

@@ -164,7 +164,12 @@ fn health_series(s: &mut writer::Series, h: &DaemonHealth) {
     s.add(
         "memwarden_balloon_controller_enabled",
         &[],
-        u64::from(h.balloon_enabled) * if h.balloon_dry_run { 2 } else { 1 },
+        u64::from(h.balloon_enabled),
+    );
+    s.add(
+        "memwarden_balloon_controller_dry_run",
+        &[],
+        u64::from(h.balloon_enabled && h.balloon_dry_run),
     );
     for (vm, direction, n) in &h.balloon_actions_total {
         s.add("memwarden_balloon_actions_total", &[vm, direction], *n);
