@@ -32,8 +32,8 @@
 use memwarden_model::host::HostSample;
 use memwarden_model::units::format_bytes;
 
-use super::decompositions::Part;
 use super::kernel::KernelTerms;
+use super::terms::Part;
 
 /// The row labels (also the glossary keys `memwarden explain` knows them by).
 pub const ZRAM: &str = "zram";

@@ -17,17 +17,8 @@ use memwarden_model::host::HostSample;
 use serde::Serialize;
 
 use super::kernel::{self, KernelTerms};
-use super::terms::Term;
+use super::terms::{Part, Term};
 use memwarden_model::units::{format_bytes, MIB};
-
-/// One named addend of a decomposition, with its value on the sample.
-#[derive(Debug, Clone, Serialize)]
-pub struct Part {
-    pub label: String,
-    pub bytes: u64,
-    /// Where the figure comes from.
-    pub source: String,
-}
 
 /// MemTotal = Σ parts + unaccounted.
 #[derive(Debug, Clone, Serialize)]

@@ -27,8 +27,7 @@ use memwarden_model::host::HostSample;
 use memwarden_model::units::{format_bytes, KIB};
 use serde::Serialize;
 
-use super::decompositions::Part;
-use super::terms::hugetlb_bytes;
+use super::terms::{hugetlb_bytes, Part};
 
 /// Kernel stack size on x86-64 (THREAD_SIZE, 16 KiB with KASAN off).
 const STACK_BYTES: u64 = 16 * KIB;

@@ -10,8 +10,9 @@ pub mod terms;
 use memwarden_model::host::HostSample;
 use serde::Serialize;
 
-pub use decompositions::{Decomposition, Part};
+pub use decompositions::Decomposition;
 pub use identities::{IdentityResult, Verdict, IDENTITIES};
+pub use terms::Part;
 
 /// Everything the accounting derives from one host sample.
 #[derive(Debug, Clone, Serialize)]

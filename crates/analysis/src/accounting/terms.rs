@@ -3,6 +3,15 @@
 use memwarden_model::host::HostSample;
 use serde::Serialize;
 
+/// One named addend of a decomposition, with its value on the sample.
+#[derive(Debug, Clone, Serialize)]
+pub struct Part {
+    pub label: String,
+    pub bytes: u64,
+    /// Where the figure comes from.
+    pub source: String,
+}
+
 /// One addend: a meminfo field, or a figure memwarden derives from another source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "name")]
