@@ -10,55 +10,11 @@
 
 use memwarden_model::units::format_bytes;
 use memwarden_model::vm::{VmEventKind, VmSample, VmState};
-use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::decision::{Direction, Harm, HarmKind};
 use crate::history::{key_of, History};
-use crate::plan::Direction;
 use crate::state::State;
-
-/// What happened to the guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HarmKind {
-    /// Its kernel started again (counters reset): a reboot, or a panic that rebooted it.
-    Reboot,
-    /// libvirt or QEMU says it crashed (GUEST_PANICKED, pvpanic).
-    Crash,
-    /// Its kernel OOM-killed a process.
-    OomKill,
-    /// It swaps in or faults hard while the controller holds part of its memory.
-    Thrash,
-}
-
-impl HarmKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HarmKind::Reboot => "reboot",
-            HarmKind::Crash => "crash",
-            HarmKind::OomKill => "oom_kill",
-            HarmKind::Thrash => "thrash",
-        }
-    }
-}
-
-/// One harm event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Harm {
-    #[serde(rename = "name", alias = "vm")]
-    pub vm: String,
-    pub uuid: Option<String>,
-    pub kind: HarmKind,
-    /// What was seen, with its figures.
-    pub detail: String,
-    /// What the controller had done to this guest before, if anything.
-    pub before: Option<String>,
-    /// The balloon now, and the guest's maximum (what it is given back up to).
-    pub actual_bytes: Option<u64>,
-    pub max_bytes: Option<u64>,
-    /// The extra margin its floor keeps from now on.
-    pub margin_after_bytes: u64,
-}
 
 /// Harm to `vm` since the previous sample, if any (the most serious kind when several).
 pub fn detect(

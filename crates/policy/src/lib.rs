@@ -12,6 +12,7 @@
 //! up is skipped with its reason (the checks live in `memwarden-analysis`, once).
 
 pub mod config;
+pub mod decision;
 pub mod guest;
 pub mod harm;
 pub mod history;
@@ -25,10 +26,10 @@ pub mod reclaim;
 pub mod state;
 
 pub use config::{Config, ConfigError};
-pub use harm::{Harm, HarmKind};
+pub use decision::{Action, Direction, Exposure, Harm, HarmKind, Measured, Plan, Skip};
 pub use history::History;
 pub use host::{HostLevel, HostView};
-pub use plan::{plan, Action, Direction, Exposure, Measured, Plan, Skip};
+pub use plan::plan;
 pub use reclaim::{reclaim, ReclaimPlan};
 pub use state::State;
 

@@ -11,81 +11,11 @@
 use memwarden_analysis::vm::figures;
 use memwarden_model::units::format_bytes;
 use memwarden_model::vm::VmSample;
-use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::decision::Measured;
 use crate::history::key_of;
 use crate::state::State;
-
-/// What an earlier shrink really gave the host: the drop in QEMU's RSS since.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Measured {
-    #[serde(rename = "name", alias = "vm")]
-    pub vm: String,
-    pub uuid: Option<String>,
-    /// The balloon change that was asked for, bytes.
-    pub balloon_bytes: u64,
-    /// QEMU RSS before − now, bytes (negative if it grew).
-    pub host_gain_bytes: i64,
-    /// How much the guest's use + cache rose meanwhile (0 if it fell), bytes; `None` when the
-    /// figures at the shrink are not known.
-    #[serde(default)]
-    pub guest_rise_bytes: Option<u64>,
-    /// Seconds between the shrink and this measurement.
-    pub after_s: u64,
-    /// QEMU RSS when measured: the efficiency holds while the QEMU holds no more than this.
-    #[serde(default)]
-    pub rss_bytes: u64,
-    /// Why the guest's own activity leaves the gain unknown; `None` when conclusive.
-    #[serde(default)]
-    pub inconclusive: Option<String>,
-    /// Conclusive, and below `min_host_gain_share`: no more shrinks until the belief expires.
-    #[serde(default)]
-    pub too_little: bool,
-    /// Conclusive, and below half of `min_host_gain_share`: next to nothing came back, so the
-    /// shrink is undone (the guest's headroom bought nothing).
-    #[serde(default)]
-    pub fruitless: bool,
-    /// Conclusive, and below `min_host_gain_share`: the part of the balloon that did not pay
-    /// (the balloon less the RSS drop ÷ the share), given back to the guest so that what stays
-    /// taken gave the host at least the share; 0 when it paid, when inconclusive, or when the
-    /// part is under `min_change_bytes`.
-    #[serde(default)]
-    pub undo_bytes: u64,
-}
-
-impl Measured {
-    /// Host gain per balloon byte, 0–1 (the bracket's lower end).
-    pub fn efficiency(&self) -> f64 {
-        if self.balloon_bytes == 0 {
-            return 0.0;
-        }
-        (self.host_gain_bytes as f64 / self.balloon_bytes as f64).clamp(0.0, 1.0)
-    }
-
-    /// One line for logs.
-    pub fn line(&self) -> String {
-        let verdict = match (&self.inconclusive, self.fruitless, self.too_little) {
-            (Some(why), _, _) => format!("inconclusive: {why}"),
-            (None, true, _) => "next to nothing: undone".into(),
-            (None, false, true) if self.undo_bytes > 0 => format!(
-                "too little: {} that did not pay given back; no more shrinks while that is \
-                 believed",
-                format_bytes(self.undo_bytes)
-            ),
-            (None, false, true) => "too little: no more shrinks while that is believed".into(),
-            (None, false, false) => "worth it".into(),
-        };
-        format!(
-            "{}: shrink of {} {} s ago: QEMU RSS {} ({:.0}% of the balloon); {verdict}",
-            self.vm,
-            format_bytes(self.balloon_bytes),
-            self.after_s,
-            memwarden_model::units::format_signed_bytes(i128::from(-self.host_gain_bytes)),
-            self.efficiency() * 100.0
-        )
-    }
-}
 
 /// RSS moves by a few MiB on its own (QEMU's heap, TCG's code cache): a rise smaller than this
 /// share of the minimum change is noise, not the guest touching memory.

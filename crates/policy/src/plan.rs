@@ -17,104 +17,16 @@ use memwarden_analysis::vm::target::check_target;
 use memwarden_model::units::{format_bytes, format_signed_bytes};
 use memwarden_model::vm::VmSample;
 use memwarden_model::Sample;
-use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::decision::{Action, Direction, Exposure, Harm, HarmKind, Measured, Plan, Skip};
 use crate::guest::{judge_with, step_limit, GuestView};
-use crate::harm::{detect, stale_after_restart, Harm, BALLOON_PAGE_BYTES};
+use crate::harm::{detect, stale_after_restart, BALLOON_PAGE_BYTES};
 use crate::history::{key_of, History};
-use crate::host::{host_view, HostLevel, HostView};
+use crate::host::{host_view, HostLevel};
 use crate::measure::measure;
-pub use crate::measure::Measured;
 use crate::rank::{order, Candidate};
 use crate::state::State;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Grow,
-    Shrink,
-}
-
-/// One balloon change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Action {
-    /// The VM's name (`name` in JSON, as in `vms --json`).
-    #[serde(rename = "name", alias = "vm")]
-    pub vm: String,
-    pub uuid: Option<String>,
-    /// The balloon's size now (libvirt `actual`), bytes.
-    pub from_bytes: u64,
-    /// The size to set, bytes.
-    pub target_bytes: u64,
-    pub direction: Direction,
-    /// Plain words, with the figures it came from.
-    pub reason: String,
-    /// What the host really gets back: QEMU-resident memory the guest held free or as cache
-    /// (untouched pages give nothing). Negative for growth: what the host may have to find.
-    pub expected_host_gain_bytes: i64,
-    /// QEMU's RSS when the action was planned (to measure the real gain later).
-    pub host_rss_bytes: Option<u64>,
-    /// The guest's use and cache when the action was planned (to judge that measurement net
-    /// of what the guest did meanwhile).
-    #[serde(default)]
-    pub guest_used_bytes: Option<u64>,
-    #[serde(default)]
-    pub guest_cache_bytes: Option<u64>,
-}
-
-/// A guest's exposure after this cycle: what it can allocate at once before growth could come.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Exposure {
-    #[serde(rename = "name", alias = "vm")]
-    pub vm: String,
-    pub uuid: Option<String>,
-    /// The balloon after this cycle's action, bytes.
-    pub balloon_bytes: u64,
-    pub max_bytes: u64,
-    /// What it can allocate at once after this cycle (its MemAvailable at that balloon size).
-    pub headroom_bytes: u64,
-    /// The margin its floor keeps, and the largest burst it has shown.
-    pub margin_bytes: u64,
-    pub burst_seen_bytes: u64,
-    pub deflate_on_oom: bool,
-    /// QEMU's RSS this cycle (the controller remembers the lowest it has seen).
-    #[serde(default)]
-    pub host_rss_bytes: Option<u64>,
-    /// Ballooned below its maximum without deflate-on-oom: an allocation above `headroom_bytes`
-    /// faster than one cycle meets the guest's OOM killer, not the balloon.
-    pub exposed: bool,
-}
-
-/// A VM left alone this cycle, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Skip {
-    #[serde(rename = "name", alias = "vm")]
-    pub vm: String,
-    pub uuid: Option<String>,
-    pub reason: String,
-}
-
-/// The controller's decision for one cycle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
-    pub taken_at_unix_ms: u64,
-    pub actions: Vec<Action>,
-    pub skipped: Vec<Skip>,
-    /// The host figures the plan came from.
-    pub host: HostView,
-    /// Earlier shrinks measured this cycle.
-    pub measured: Vec<Measured>,
-    /// Host need (plus what pressured guests were granted) that no guest could safely cover,
-    /// bytes of expected host gain.
-    pub unmet_need_bytes: u64,
-    /// Harm seen this cycle (each answered by a growth to the guest's maximum).
-    #[serde(default)]
-    pub harm: Vec<Harm>,
-    /// Every guest judged this cycle, with what it can take at once afterwards.
-    #[serde(default)]
-    pub exposure: Vec<Exposure>,
-}
 
 /// One cycle: see the module documentation.
 pub fn plan(sample: &Sample, history: &History, cfg: &Config, state: &State) -> Plan {
@@ -184,7 +96,7 @@ fn answer_harm(p: &mut Plan, vm: &VmSample, h: &Harm) {
     };
     // QEMU keeps a balloon target across a guest reboot: the new kernel inflates back to it.
     // A rebooted guest's target is set to its maximum even when it reads as there now.
-    if actual >= max && h.kind != crate::harm::HarmKind::Reboot {
+    if actual >= max && h.kind != HarmKind::Reboot {
         p.skipped.push(skip(
             vm,
             format!(
@@ -723,27 +635,5 @@ fn give_back(p: &mut Plan, views: &[&(&VmSample, GuestView)], cfg: &Config, stat
             guest_used_bytes: Some(v.used_bytes),
             guest_cache_bytes: Some(v.cache_bytes),
         });
-    }
-}
-
-impl Plan {
-    /// One line per action and skip, for logs and the CLI's plain output.
-    pub fn lines(&self) -> Vec<String> {
-        let mut out = vec![self.host.why.clone()];
-        for a in &self.actions {
-            out.push(format!(
-                "{} {:?} {} → {} (host {}): {}",
-                a.vm,
-                a.direction,
-                format_bytes(a.from_bytes),
-                format_bytes(a.target_bytes),
-                format_signed_bytes(a.expected_host_gain_bytes.into()),
-                a.reason
-            ));
-        }
-        for s in &self.skipped {
-            out.push(format!("{} skipped: {}", s.vm, s.reason));
-        }
-        out
     }
 }

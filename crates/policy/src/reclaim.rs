@@ -10,9 +10,9 @@ use memwarden_model::Sample;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::decision::Skip;
 use crate::guest::{judge, step_limit};
 use crate::history::History;
-use crate::plan::Skip;
 use crate::rank::{order, Candidate};
 
 /// One guest's part.

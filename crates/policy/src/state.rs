@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::harm::HarmKind;
+use crate::decision::{Direction, HarmKind, Plan};
 use crate::history::key_of;
-use crate::plan::{Direction, Plan};
 
 /// A shrink waiting to be measured, with what the guest looked like when it was asked for (to
 /// judge the measurement net of what the guest did meanwhile).

@@ -18,7 +18,7 @@ pub mod proxmox;
 
 use memwarden_model::vm::{ReadStatus, VmSample, VmState};
 
-use crate::plan::{Action, Direction, Skip};
+use crate::decision::{Action, Direction, Skip};
 
 /// Why an oracle cannot see this VM at all (the originals only see running guests whose
 /// balloon reports), or `None`.

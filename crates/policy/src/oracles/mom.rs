@@ -21,9 +21,9 @@ use memwarden_model::Sample;
 use serde::{Deserialize, Serialize};
 
 use super::{action, unseen};
+use crate::decision::{Plan, Skip};
 use crate::history::{History, HostPoint};
 use crate::host::{HostLevel, HostView};
-use crate::plan::{Plan, Skip};
 use crate::state::State;
 use crate::Controller;
 
@@ -200,7 +200,7 @@ fn guest_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Direction;
+    use crate::decision::Direction;
     use crate::tests::fixtures::{guest, host_with};
     use memwarden_model::units::MIB;
 

@@ -7,7 +7,7 @@ use memwarden_model::vm::{VmEvent, VmEventKind, VmSample};
 
 use super::fixtures::{guest, host_with, with_rss, READ_AT_S};
 use crate::config::Config;
-use crate::harm::HarmKind;
+use crate::decision::HarmKind;
 use crate::history::History;
 use crate::plan::plan;
 use crate::state::State;

@@ -6,9 +6,10 @@ use memwarden_model::vm::{VmSample, VmState};
 
 use super::fixtures::{guest, host_with, with_rss, READ_AT_S};
 use crate::config::Config;
-use crate::harm::HarmKind;
+use crate::decision::HarmKind;
+use crate::decision::{Direction, Plan};
 use crate::history::History;
-use crate::plan::{plan, Direction, Plan};
+use crate::plan::plan;
 use crate::state::State;
 
 /// A host under pressure at `at_ms` holding `vm`.

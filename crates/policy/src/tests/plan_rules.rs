@@ -6,9 +6,10 @@ use memwarden_model::units::MIB;
 
 use super::fixtures::{guest, host_with, trusted, with_rss};
 use crate::config::Config;
+use crate::decision::{Action, Direction, Plan};
 use crate::history::History;
 use crate::host::HostLevel;
-use crate::plan::{plan, Action, Direction, Plan};
+use crate::plan::plan;
 use crate::state::State;
 
 const TARGET: f64 = 16.0 * 1024.0 * 0.15;

@@ -10,9 +10,10 @@ use proptest::prelude::*;
 
 use super::fixtures::{guest, host_with};
 use crate::config::Config;
+use crate::decision::{Direction, Plan};
 use crate::guest::step_limit;
 use crate::history::History;
-use crate::plan::{plan, Direction, Plan};
+use crate::plan::plan;
 use crate::state::State;
 
 /// A guest with arbitrary (possibly lying) figures around a known maximum.

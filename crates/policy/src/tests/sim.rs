@@ -15,8 +15,9 @@ use proptest::prelude::*;
 
 use super::fixtures::{guest, host_with, RESERVED_MIB};
 use crate::config::Config;
+use crate::decision::Direction;
 use crate::history::History;
-use crate::plan::{plan, Direction};
+use crate::plan::plan;
 use crate::state::State;
 
 #[derive(Debug, Clone)]

@@ -19,9 +19,9 @@ use memwarden_model::Sample;
 use serde::{Deserialize, Serialize};
 
 use super::{action, unseen};
+use crate::decision::{Plan, Skip};
 use crate::history::History;
 use crate::host::{HostLevel, HostView};
-use crate::plan::{Plan, Skip};
 use crate::state::State;
 use crate::Controller;
 
