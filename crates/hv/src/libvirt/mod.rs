@@ -26,38 +26,29 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use memwarden_model::units::KIB;
 use memwarden_model::vm::{
-    BalloonDevice, BalloonStats, ExtraStats, NovaInstance, ReadStatus, StatTag, TagUnit, VmBackend,
-    VmConfig, VmEvent, VmRead, VmSample, VmState,
+    BalloonStats, ExtraStats, ReadStatus, StatTag, VmBackend, VmEvent, VmRead, VmSample,
 };
 
-use crate::libvirt_conn::{self, sys, Connect, Domain, LvError, Param, Transport};
+use crate::libvirt_conn::{self, sys, Connect, Domain, LvError, Transport};
 use crate::libvirt_rpc::events::{self, EventWatch};
-use crate::qmp::parse_guest_stats;
 
 use crate::{domain_xml, now_unix_ms, now_unix_s, tags, Error, Hypervisor, Scope};
 
-/// How long a domain's XML facts are trusted before they are read again.
-pub const XML_REFRESH: Duration = Duration::from_secs(60);
+mod facts;
+mod records;
+
+pub use facts::XML_REFRESH;
+use facts::{facts_from, Facts};
+pub use records::{bulk_fields, merge_extra, BulkFields, BulkRecord};
+use records::{parse_record, state_from};
+
 /// Bulk calls allowed in flight at once (one stuck on a wedged monitor, one hedge).
 const MAX_INFLIGHT: usize = 2;
 /// Re-asks for busy domains this many times, this far apart.
 const BUSY_RETRIES: usize = 2;
 const BUSY_RETRY_PAUSE: Duration = Duration::from_millis(50);
-
-/// What the domain XML says, cached per domain.
-#[derive(Debug, Clone)]
-struct Facts {
-    id: Option<u32>,
-    read_at: Instant,
-    device: BalloonDevice,
-    guest_os: Option<String>,
-    config: VmConfig,
-    pid: Option<u32>,
-}
 
 /// A libvirt connection.
 pub struct LibvirtBackend {
@@ -405,158 +396,6 @@ impl LibvirtBackend {
             read_at_unix_s: now_unix_s(),
             ..VmSample::default()
         }
-    }
-}
-
-/// One domain from the bulk call: libvirt-form tags (bulk order), max memory, state, and
-/// whether libvirt skipped its statistics because another job holds the domain.
-#[derive(Debug, Clone)]
-pub struct BulkRecord {
-    pub name: String,
-    pub uuid: Option<String>,
-    pub tags: Vec<StatTag>,
-    pub max_memory_bytes: Option<u64>,
-    pub state: VmState,
-    /// With NOWAIT, a domain whose job could not be taken at once gets only what needs no
-    /// monitor (`balloon.current`, `balloon.maximum`): no `balloon.rss`, which libvirt adds to
-    /// every running domain it did query, balloon device or not.
-    pub busy: bool,
-    pub domain: Domain,
-}
-
-/// What one domain's typed parameters from the bulk call say, before the domain is named: its
-/// balloon tags (bulk order), max memory, state, and whether libvirt queried its monitor
-/// (`balloon.rss` present). Pure, so that the fuzz target can feed it decoded replies.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BulkFields {
-    pub tags: Vec<StatTag>,
-    pub max_memory_bytes: Option<u64>,
-    pub state: VmState,
-    pub queried: bool,
-}
-
-/// [`BulkFields`] from one domain's typed parameters.
-pub fn bulk_fields(params: &[(String, Param)]) -> BulkFields {
-    let mut tags_ = Vec::new();
-    let mut max = None;
-    let mut state = VmState::Unknown;
-    let mut queried = false;
-    for (field, value) in params {
-        let v = match value {
-            Param::Uint(v) => *v,
-            Param::Int(i) => *i as u64,
-            _ => continue,
-        };
-        if field == "balloon.rss" {
-            queried = true;
-        }
-        if field == "balloon.maximum" {
-            max = v.checked_mul(KIB);
-        } else if field == "state.state" {
-            state = state_from(v);
-        } else if let Some(t) = tags::bulk_field_tag(field) {
-            tags_.push(StatTag {
-                name: t.to_string(),
-                value: v,
-                unit: tags::unit_of(t),
-            });
-        } else if let Some(rest) = field.strip_prefix("balloon.") {
-            // A balloon field this libvirt knows and we do not: keep it.
-            tags_.push(StatTag {
-                name: rest.to_string(),
-                value: v,
-                unit: TagUnit::Raw,
-            });
-        }
-    }
-    BulkFields {
-        tags: tags_,
-        max_memory_bytes: max,
-        state,
-        queried,
-    }
-}
-
-fn parse_record(r: &libvirt_conn::Record) -> Option<BulkRecord> {
-    let name = r.domain.name().ok()?;
-    let f = bulk_fields(&r.params);
-    Some(BulkRecord {
-        name,
-        uuid: r.domain.uuid_string().ok(),
-        tags: f.tags,
-        max_memory_bytes: f.max_memory_bytes,
-        busy: !f.queried && f.state == VmState::Running,
-        state: f.state,
-        domain: r.domain.clone(),
-    })
-}
-
-/// Appends the newer stats from a monitor `qom-get guest-stats` reply to the VM's tags. Public
-/// for the libvirt RPC fuzz target (the monitor reply is bytes from QEMU through libvirtd).
-pub fn merge_extra(vm: &mut VmSample, reply: &str) -> ExtraStats {
-    let Some(ret) = serde_json::from_str::<Value>(reply)
-        .ok()
-        .and_then(|v| v.get("return").cloned())
-    else {
-        return ExtraStats::Unavailable(format!(
-            "unexpected monitor reply: {}",
-            crate::qmp::quote(reply)
-        ));
-    };
-    let (raw, _) = parse_guest_stats(&ret);
-    let extra: Vec<(String, u64)> = raw
-        .into_iter()
-        .filter(|(k, _)| !tags::QMP_STATS.iter().any(|(q, _, _)| q == k))
-        .collect();
-    let mut all = std::mem::take(&mut vm.balloon.tags);
-    all.extend(tags::qmp_to_tags(None, &extra, None, None));
-    vm.balloon = tags::balloon_from_tags(all);
-    ExtraStats::Read
-}
-/// The model's view of what the domain XML says.
-fn facts_from(x: &domain_xml::DomainXml, id: Option<u32>, pid: Option<u32>) -> Facts {
-    let b = &x.balloon;
-    let bytes = |kib: Option<u64>| kib.and_then(|k| k.checked_mul(KIB));
-    Facts {
-        id,
-        read_at: Instant::now(),
-        device: BalloonDevice {
-            present: b.present,
-            path: b.alias.clone(),
-            stats_period_s: b.stats_period_s,
-            model: b.model.clone(),
-            autodeflate: b.autodeflate,
-            free_page_reporting: b.free_page_reporting,
-        },
-        guest_os: x.guest_os.clone(),
-        config: VmConfig {
-            min_guarantee_bytes: bytes(x.min_guarantee_kib),
-            hard_limit_bytes: bytes(x.hard_limit_kib),
-            soft_limit_bytes: bytes(x.soft_limit_kib),
-            hugepages: x.hugepages,
-            locked: x.locked,
-            nova: x.nova.as_ref().map(|n| NovaInstance {
-                name: n.name.clone(),
-                flavor: n.flavor_name.clone(),
-                project: n.project_name.clone(),
-                project_uuid: n.project_uuid.clone(),
-                user: n.user_name.clone(),
-                user_uuid: n.user_uuid.clone(),
-                creation_time: n.creation_time.clone(),
-            }),
-        },
-        pid,
-    }
-}
-
-fn state_from(v: u64) -> VmState {
-    match v as u32 {
-        sys::VIR_DOMAIN_RUNNING => VmState::Running,
-        sys::VIR_DOMAIN_PAUSED => VmState::Paused,
-        sys::VIR_DOMAIN_SHUTOFF | sys::VIR_DOMAIN_SHUTDOWN => VmState::Shutoff,
-        sys::VIR_DOMAIN_CRASHED => VmState::Crashed,
-        sys::VIR_DOMAIN_PMSUSPENDED => VmState::Suspended,
-        o => VmState::Other(format!("libvirt state {o}")),
     }
 }
 
