@@ -42,6 +42,7 @@ fn collector(pss: bool) -> Collector {
             vms: VmSource::Libvirt {
                 uri: URI.into(),
                 monitor_passthrough: false,
+                transport: memwarden_hv::Transport::Auto,
             },
             ..Config::default()
         },

@@ -177,6 +177,7 @@ impl Collector {
                 ok: true,
                 duration_ms: ms(took),
                 error: None,
+                transport: None,
             });
             sample.host = h;
             carry_vmalloc(
@@ -187,6 +188,11 @@ impl Collector {
             );
         }
         if let Some((r, took)) = vms {
+            let transport = self
+                .hv
+                .as_deref()
+                .and_then(|h| h.transport())
+                .map(String::from);
             match r {
                 Ok(mut list) => {
                     self.join_processes(&sample.host, &mut list, opts);
@@ -195,6 +201,7 @@ impl Collector {
                         ok: true,
                         duration_ms: ms(took),
                         error: None,
+                        transport,
                     });
                     sample.vms = list;
                 }
@@ -213,6 +220,7 @@ impl Collector {
                         ok: false,
                         duration_ms: ms(took),
                         error: Some(why.clone()),
+                        transport,
                     });
                     sample.degraded.push(why);
                 }

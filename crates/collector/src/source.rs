@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use memwarden_hv::{Hypervisor, LibvirtBackend, QmpBackend};
+use memwarden_hv::{Hypervisor, LibvirtBackend, QmpBackend, Transport};
 use memwarden_procfs::HostReader;
 
 /// Where VMs come from.
@@ -15,6 +15,8 @@ pub enum VmSource {
     Libvirt {
         uri: String,
         monitor_passthrough: bool,
+        /// How libvirt is reached (`Auto`: the RPC client where it serves the URI).
+        transport: Transport,
     },
     /// QMP sockets, paths or globs.
     Qmp { patterns: Vec<String> },
@@ -68,11 +70,13 @@ pub fn open(source: &VmSource, how: &Open) -> Result<Option<Backend>, memwarden_
         VmSource::Libvirt {
             uri,
             monitor_passthrough,
+            transport,
         } => {
-            let mut b = match how.connect_now {
-                Some(within) => LibvirtBackend::connect_within(uri, Instant::now() + within)?,
-                None => LibvirtBackend::new(uri),
-            };
+            let mut b = LibvirtBackend::new(uri);
+            b.transport = *transport;
+            if let Some(within) = how.connect_now {
+                b.connect_by(Instant::now() + within)?;
+            }
             b.monitor_passthrough = *monitor_passthrough;
             b.timeout = how.deadline;
             Some(Backend {

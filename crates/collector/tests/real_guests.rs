@@ -25,6 +25,7 @@ fn libvirt_collector_with(monitor_passthrough: bool) -> Collector {
             vms: VmSource::Libvirt {
                 uri: URI.into(),
                 monitor_passthrough,
+                transport: memwarden_hv::Transport::Auto,
             },
             deadline: DEADLINE,
             parallelism: 8,

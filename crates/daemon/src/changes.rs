@@ -29,6 +29,9 @@ pub enum Change {
     SourceDown { source: String, error: String },
     /// A source that was not read is read again.
     SourceBack { source: String },
+    /// A VM source is reached through `transport` (its first connection, or a different
+    /// transport than before): which path runs is never silent.
+    Transport { source: String, transport: String },
     /// A VM's read failed (first seen so, or its status changed): `was` is the status before.
     VmNotRead {
         vm: VmKey,
@@ -63,6 +66,8 @@ struct Seen {
 pub struct Watch {
     /// Each source's success, as last seen.
     sources: BTreeMap<String, bool>,
+    /// Each VM source's transport, as last seen.
+    transports: BTreeMap<String, String>,
     /// Each VM as last seen.
     vms: BTreeMap<VmKey, Seen>,
 }
@@ -81,6 +86,14 @@ impl Watch {
                     source: s.name.clone(),
                 }),
                 _ => {}
+            }
+            if let Some(t) = &s.transport {
+                if self.transports.insert(s.name.clone(), t.clone()).as_ref() != Some(t) {
+                    out.push(Change::Transport {
+                        source: s.name.clone(),
+                        transport: t.clone(),
+                    });
+                }
             }
         }
         // The VM sources (the host is the other source); the collector has one at most.
@@ -153,6 +166,9 @@ pub fn log(changes: &[Change]) {
                 "VM source not read: {source}; its VMs are missing until it is read again"
             ),
             Change::SourceBack { source } => info!("VM source recovered: {source} is read again"),
+            Change::Transport { source, transport } => {
+                info!(transport = %transport, "VM source {source} reached through {transport}")
+            }
             Change::VmNotRead {
                 vm,
                 status,
@@ -226,6 +242,7 @@ mod tests {
             ok,
             duration_ms: 1,
             error: (!ok).then(|| format!("{name} refused")),
+            transport: None,
         }
     }
 
@@ -278,6 +295,29 @@ mod tests {
             vec![Change::SourceBack { source: LV.into() }]
         );
         assert_eq!(w.observe(&up), vec![]);
+    }
+
+    /// The transport a source is reached through is said at its first connection and when it
+    /// changes, not every sample, and not while it is unknown (not connected).
+    #[test]
+    fn the_transport_is_said_once_and_again_when_it_changes() {
+        let mut w = Watch::default();
+        let with = |t: Option<&str>| {
+            let mut s = sample(&[("host", true), (LV, true)], &[]);
+            s.sources[1].transport = t.map(String::from);
+            s
+        };
+        let said = |t: &str| {
+            vec![Change::Transport {
+                source: LV.into(),
+                transport: t.into(),
+            }]
+        };
+        assert_eq!(w.observe(&with(None)), vec![]);
+        assert_eq!(w.observe(&with(Some("rpc"))), said("rpc"));
+        assert_eq!(w.observe(&with(Some("rpc"))), vec![]);
+        assert_eq!(w.observe(&with(None)), vec![], "unknown is not a change");
+        assert_eq!(w.observe(&with(Some("libvirt.so"))), said("libvirt.so"));
     }
 
     #[test]

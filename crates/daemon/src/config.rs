@@ -65,6 +65,30 @@ pub struct VmsConfig {
     pub monitor_passthrough: bool,
     /// QMP sockets read at once (default: cores × 4).
     pub parallelism: Option<usize>,
+    /// How libvirt is reached (source = "libvirt"): `auto` (memwarden's own RPC client for
+    /// the local `qemu:///system` and `qemu:///session`, libvirt.so for other URIs), `rpc`
+    /// (the RPC client only: other URIs are an error) or `library` (libvirt.so always).
+    pub transport: TransportChoice,
+}
+
+/// `[vms] transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportChoice {
+    #[default]
+    Auto,
+    Rpc,
+    Library,
+}
+
+impl From<TransportChoice> for memwarden_hv::Transport {
+    fn from(t: TransportChoice) -> Self {
+        match t {
+            TransportChoice::Auto => memwarden_hv::Transport::Auto,
+            TransportChoice::Rpc => memwarden_hv::Transport::Rpc,
+            TransportChoice::Library => memwarden_hv::Transport::Ffi,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +190,7 @@ impl Default for VmsConfig {
             qmp: Vec::new(),
             monitor_passthrough: false,
             parallelism: None,
+            transport: TransportChoice::Auto,
         }
     }
 }
@@ -211,6 +236,7 @@ impl VmsConfig {
             VmSourceKind::Libvirt => VmSource::Libvirt {
                 uri: self.connect.clone(),
                 monitor_passthrough: self.monitor_passthrough,
+                transport: self.transport.into(),
             },
             VmSourceKind::Qmp => VmSource::Qmp {
                 patterns: self.qmp.clone(),
@@ -237,6 +263,10 @@ impl VmsConfig {
                 "[vms] connect = {:?} is set but source = \"qmp\": memwarden reads one VM source; \
                  remove connect, or remove qmp and set source = \"libvirt\"",
                 self.connect
+            ),
+            VmSourceKind::Qmp if self.transport != TransportChoice::Auto => bail!(
+                "[vms] transport = {:?} is for libvirt, but source = \"qmp\": remove transport",
+                self.transport
             ),
             VmSourceKind::Libvirt if !self.qmp.is_empty() => bail!(
                 "[vms] qmp is set but source = \"libvirt\" (the default): memwarden reads one VM \
@@ -382,6 +412,34 @@ mod tests {
         assert!(format!("{e:#}").contains("max_head_bytes"), "{e:#}");
         let e = Config::parse("[http]\nmax_connections = 0\n", Path::new("c")).expect_err("bad");
         assert!(format!("{e:#}").contains("max_connections"), "{e:#}");
+    }
+
+    /// `[vms] transport` reaches the backend the factory builds, and is refused where it
+    /// would be ignored.
+    #[test]
+    fn the_libvirt_transport_is_a_key() {
+        use memwarden_collector::VmSource;
+        let c = Config::parse("[vms]\ntransport = \"library\"\n", Path::new("c")).expect("valid");
+        assert!(
+            matches!(
+                c.vms.vm_source(),
+                VmSource::Libvirt {
+                    transport: memwarden_hv::Transport::Ffi,
+                    ..
+                }
+            ),
+            "{:?}",
+            c.vms.vm_source()
+        );
+        let e = Config::parse(
+            "[vms]\nsource = \"qmp\"\nqmp = [\"/run/a.qmp\"]\ntransport = \"rpc\"\n",
+            Path::new("c"),
+        )
+        .expect_err("a transport with QMP");
+        assert!(format!("{e:#}").contains("[vms] transport"), "{e:#}");
+        let e = Config::parse("[vms]\ntransport = \"ssh\"\n", Path::new("c"))
+            .expect_err("an unknown transport");
+        assert!(format!("{e:#}").contains("transport"), "{e:#}");
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub trait Hypervisor {
     fn names(&mut self) -> Result<Vec<String>, Error>;
     /// One VM's whole exchange (libvirt: every call of a sample) must finish within this.
     fn set_timeout(&mut self, timeout: std::time::Duration);
+    /// How the hypervisor is reached now (`rpc`, `libvirt.so`, `qmp`); `None` before the
+    /// first connection.
+    fn transport(&self) -> Option<&'static str>;
 }
 
 /// Errors from the hypervisor backends. [`Error::is_gone`] tells "the VM went away" apart;

@@ -129,6 +129,9 @@ fn sample_series(s: &mut writer::Series, sample: &Sample) {
             &[&src.name],
             src.duration_ms as f64 / 1e3,
         );
+        if let Some(t) = &src.transport {
+            s.add("memwarden_source_info", &[&src.name, t], 1u64);
+        }
     }
 }
 

@@ -226,6 +226,8 @@ pub static METRICS: &[MetricDef] = &[
         "1 when this source of the sample (host, libvirt, qmp) was read, else 0."),
     def("memwarden_source_duration_seconds", Gauge, "seconds", &["source"],
         "How long reading this source took."),
+    def("memwarden_source_info", Info, "", &["source", "transport"],
+        "1 for each VM source, labelled with how it was reached: rpc (memwarden's own libvirt RPC client), libvirt.so, or qmp. Absent before the first connection."),
     // The daemon itself.
     def("memwarden_samples_total", Counter, "", &[],
         "Samples taken since the daemon started."),

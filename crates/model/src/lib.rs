@@ -38,4 +38,8 @@ pub struct SourceHealth {
     pub duration_ms: u64,
     #[serde(default)]
     pub error: Option<String>,
+    /// How a VM source was reached: `rpc` (memwarden's libvirt RPC client), `libvirt.so`, or
+    /// `qmp`; `None` for the host and before a first connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
 }

@@ -389,6 +389,7 @@ pub fn collector_on(backend: &Backend) -> Collector {
         Backend::Libvirt => VmSource::Libvirt {
             uri: URI.into(),
             monitor_passthrough: false,
+            transport: memwarden_hv::Transport::Auto,
         },
         Backend::Qmp(patterns) => VmSource::Qmp {
             patterns: patterns.clone(),

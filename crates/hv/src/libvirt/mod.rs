@@ -134,14 +134,15 @@ impl LibvirtBackend {
 
     /// Opens `uri` now; an error if libvirtd cannot be reached.
     pub fn connect(uri: &str) -> Result<Self, Error> {
-        Self::connect_within(uri, Instant::now() + Duration::from_secs(10))
+        let mut b = Self::new(uri);
+        b.connect_by(Instant::now() + Duration::from_secs(10))?;
+        Ok(b)
     }
 
-    /// Connected now, by `deadline`.
-    pub fn connect_within(uri: &str, deadline: Instant) -> Result<Self, Error> {
-        let mut b = Self::new(uri);
-        b.conn(deadline)?;
-        Ok(b)
+    /// Connects now (with the transport set), by `deadline`: an unreachable libvirtd is an
+    /// error at once instead of at the first call.
+    pub fn connect_by(&mut self, deadline: Instant) -> Result<(), Error> {
+        self.conn(deadline).map(|_| ())
     }
 
     pub fn uri(&self) -> &str {
@@ -400,6 +401,10 @@ impl LibvirtBackend {
 }
 
 impl Hypervisor for LibvirtBackend {
+    fn transport(&self) -> Option<&'static str> {
+        self.transport_in_use()
+    }
+
     fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
         if let Some(c) = &self.conn {

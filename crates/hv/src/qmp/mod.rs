@@ -373,6 +373,10 @@ fn stats(
 }
 
 impl Hypervisor for QmpBackend {
+    fn transport(&self) -> Option<&'static str> {
+        Some("qmp")
+    }
+
     fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
     }

@@ -24,6 +24,7 @@ pub(crate) fn vm_source(hv: &HvArgs, passthrough: bool) -> VmSource {
         VmSource::Libvirt {
             uri: hv.connect.clone(),
             monitor_passthrough: passthrough,
+            transport: memwarden_hv::Transport::Auto,
         }
     } else {
         VmSource::Qmp {

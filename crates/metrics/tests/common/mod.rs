@@ -166,12 +166,14 @@ pub fn sample(fixture: &str, vms: usize) -> Sample {
                 ok: true,
                 duration_ms: 41,
                 error: None,
+                transport: None,
             },
             SourceHealth {
                 name: "libvirt qemu:///system".into(),
                 ok: true,
                 duration_ms: 12,
                 error: None,
+                transport: Some("rpc".into()),
             },
         ],
     }
