@@ -64,6 +64,13 @@ fn a_dry_run_controller_plans_logs_audits_and_counts() {
         !metrics.contains("memwarden_balloon_actions_total{"),
         "{metrics}"
     );
+    // The transport that ran, said on /metrics: the lab's qemu:///system through the RPC client.
+    assert!(
+        metrics.contains(
+            "memwarden_source_info{source=\"libvirt qemu:///system\",transport=\"rpc\"} 1\n"
+        ),
+        "{metrics}"
+    );
     let audit =
         std::fs::read_to_string(s.db.with_file_name("balloon-audit.jsonl")).expect("audit file");
     assert!(audit.lines().any(|l| l.contains(d.name())), "{audit}");
