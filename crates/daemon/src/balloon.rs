@@ -41,6 +41,8 @@ pub struct BalloonRunner {
     stored_state: Option<State>,
     /// Sample again this soon: a ballooned guest is near its floor (see [`BalloonRunner::run`]).
     pub fast_poll: Option<std::time::Duration>,
+    /// The audit file refused the last line: said once, and again when it takes one.
+    audit_failing: bool,
 }
 
 /// The store's event holding the controller's state.
@@ -69,6 +71,7 @@ impl BalloonRunner {
             last_skips: BTreeMap::new(),
             stored_state: None,
             fast_poll: None,
+            audit_failing: false,
         }
     }
 
@@ -140,7 +143,21 @@ impl BalloonRunner {
             || skipped_differently;
         if eventful {
             log(&report);
-            audit(&audit_path(&cfg.db), &data);
+            let path = audit_path(&cfg.db);
+            let written = audit(&path, &data);
+            match (&written, self.audit_failing) {
+                (Err(e), false) => warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "balloon audit lines not written until the file takes them again \
+                     (the log and the store still have each cycle)"
+                ),
+                (Ok(()), true) => {
+                    info!(path = %path.display(), "balloon audit lines written again")
+                }
+                _ => {}
+            }
+            self.audit_failing = written.is_err();
             if let Some(store) = store.as_deref_mut() {
                 record(store, sample.taken_at_unix_ms, "balloon", &data);
                 for h in &report.plan.harm {
@@ -278,16 +295,14 @@ fn log(r: &CycleReport) {
     }
 }
 
-/// Appends one line; a failure is logged, never fatal (the store and the log still have it).
-fn audit(path: &Path, data: &serde_json::Value) {
+/// Appends one line; a failure is for the caller to log, never fatal (the store and the log
+/// still have the cycle).
+fn audit(path: &Path, data: &serde_json::Value) -> std::io::Result<()> {
     let line = format!("{data}\n");
-    let r = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(path)
-        .and_then(|mut f| f.write_all(line.as_bytes()));
-    if let Err(e) = r {
-        warn!(path = %path.display(), error = %e, "balloon audit line not written");
-    }
+        .and_then(|mut f| f.write_all(line.as_bytes()))
 }

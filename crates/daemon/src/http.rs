@@ -220,6 +220,8 @@ async fn health(State(st): State<AppState>) -> Response {
         "peak_resident_bytes": s.peak_resident_bytes,
         "store_errors_total": s.health.store_errors_total,
         "store_bytes": s.health.store_bytes,
+        "store_backlog_samples": s.health.store_backlog_samples,
+        "store_backlog_dropped_total": s.health.store_backlog_dropped_total,
         "store_error": s.store_error,
         "sources": s.latest.as_ref().map(|l| l.sources.clone()).unwrap_or_default(),
         "balloon": balloon_json(&s),

@@ -10,6 +10,7 @@
 //! SIGTERM/SIGINT: the sample in progress is finished and committed, then the process exits 0. SIGHUP: the configuration file is read again.
 
 mod auth;
+mod backlog;
 mod balloon;
 pub mod changes;
 pub mod config;
@@ -54,6 +55,7 @@ fn collector_config(cfg: &Config) -> memwarden_collector::Config {
 /// Runs the daemon until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
 pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     cfg.validate().context("configuration")?;
+    process::tune_allocator();
     process::private_umask();
     process::tighten_existing(&cfg.db);
     let nofile = process::raise_nofile();

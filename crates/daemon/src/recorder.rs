@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use memwarden_collector::Collector;
 use memwarden_metrics::DaemonHealth;
 use memwarden_model::Sample;
-use memwarden_store::Store;
+use memwarden_store::{Row, Store};
 use tracing::{debug, error, info, warn};
 
+use crate::backlog::{self, Backlog};
 use crate::balloon::BalloonRunner;
 use crate::changes::{self, Watch};
 use crate::config::{Config, RetentionConfig};
@@ -53,6 +54,7 @@ pub fn run(
     control: Receiver<Control>,
 ) {
     let mut store: Option<Store> = None;
+    let mut backlog = Backlog::new(backlog::DEFAULT_CAP_BYTES);
     let mut balloon = BalloonRunner::new(&cfg);
     let mut last_pss: Option<Instant> = None;
     let mut next = Instant::now();
@@ -77,7 +79,11 @@ pub fn run(
                 for d in &sample.degraded {
                     debug!(what = %d, "sample degraded");
                 }
-                if let Err(e) = append(&mut store, &cfg, &sample) {
+                match Row::encode(&sample) {
+                    Ok(row) => backlog.push(row),
+                    Err(e) => store_error = Some(format!("encoding the sample: {e}")),
+                }
+                if let Err(e) = flush(&mut store, &cfg, &mut backlog) {
                     store_error = Some(e);
                 }
                 // A source or a VM that stops being read (or is read again), a VM gone: once.
@@ -89,7 +95,13 @@ pub fn run(
             }
             Err(e) => error!(error = %chain(&e), "sample failed"),
         }
-        publish(&shared, published, took, store_error, store_bytes(&cfg.db));
+        let stored = StoreHealth {
+            error: store_error,
+            bytes: store_bytes(&cfg.db),
+            backlog: backlog.len() as u64,
+            dropped_total: backlog.dropped_total,
+        };
+        publish(&shared, published, took, stored);
         publish_balloon(&shared, &cfg, &balloon, last_cycle);
         heartbeat.beat();
         debug!(ms = took.as_millis() as u64, pss, "sampled");
@@ -120,13 +132,16 @@ pub fn run(
 
 /// Hands the sample and the daemon's health to the HTTP side; logs a store failure once, when it
 /// begins, and again when recording resumes.
-fn publish(
-    shared: &RwLock<Shared>,
-    sample: Option<Arc<Sample>>,
-    took: Duration,
-    store_error: Option<String>,
-    store_bytes: u64,
-) {
+/// The store's side of one cycle.
+struct StoreHealth {
+    error: Option<String>,
+    bytes: u64,
+    backlog: u64,
+    dropped_total: u64,
+}
+
+fn publish(shared: &RwLock<Shared>, sample: Option<Arc<Sample>>, took: Duration, st: StoreHealth) {
+    let store_error = st.error;
     let cpu = health::cpu_time().as_secs_f64();
     let (rss, peak) = health::resident_bytes();
     let mut s = shared.write().unwrap_or_else(|p| p.into_inner());
@@ -146,7 +161,9 @@ fn publish(
         None => h.sample_errors_total += 1,
     }
     h.store_errors_total += u64::from(store_error.is_some());
-    h.store_bytes = store_bytes;
+    h.store_bytes = st.bytes;
+    h.store_backlog_samples = st.backlog;
+    h.store_backlog_dropped_total = st.dropped_total;
     h.last_sample_duration_seconds = took.as_secs_f64();
     h.cpu_seconds_total = cpu;
     h.resident_bytes = rss;
@@ -197,19 +214,32 @@ pub fn store_bytes(db: &Path) -> u64 {
 }
 
 /// Appends to the store, opening it first when it is not open (at start, or after it failed).
-fn append(store: &mut Option<Store>, cfg: &Config, sample: &Sample) -> Result<(), String> {
+/// Appends what the backlog holds (this sample last), opening the store when it is not open.
+fn flush(store: &mut Option<Store>, cfg: &Config, backlog: &mut Backlog) -> Result<(), String> {
     if store.is_none() {
         *store = Some(Store::open(&cfg.db).map_err(|e| chain(&e))?);
     }
     let Some(s) = store.as_mut() else {
         return Err("store not open".into());
     };
-    s.append(sample).map_err(|e| {
-        let msg = chain(&e);
-        // Reopen next time: a file replaced or remounted read-write comes back on its own.
-        *store = None;
-        msg
-    })
+    let waited = backlog.len().saturating_sub(1);
+    match backlog.flush(|row| s.append_row(row)) {
+        Ok(_) => {
+            if waited > 0 {
+                info!(
+                    samples = waited,
+                    "history caught up: samples kept while the store refused them are recorded"
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            // Reopen next time: a file replaced or remounted read-write comes back on its own.
+            let msg = chain(&e);
+            *store = None;
+            Err(msg)
+        }
+    }
 }
 
 /// `[retention]` as the store takes it.
@@ -234,6 +264,8 @@ pub fn maintain_loop(shared_cfg: Arc<RwLock<Config>>, control: Receiver<()>) {
                 warn!(error = %chain(&e), "retention and downsampling failed; trying again later")
             }
         }
+        // Compaction decoded and re-encoded blocks of samples: give what it freed back.
+        crate::process::release_free_memory();
         match control.recv_timeout(cfg.record.maintain_every.max(Duration::from_secs(1))) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,

@@ -74,6 +74,10 @@ pub struct DaemonHealth {
     pub store_errors_total: u64,
     /// The history file plus its WAL, bytes (updated after every sample).
     pub store_bytes: u64,
+    /// Samples taken but not yet in the store (it refused them: a full disk), kept in memory.
+    pub store_backlog_samples: u64,
+    /// Samples dropped because the backlog reached its cap: lost from history.
+    pub store_backlog_dropped_total: u64,
     /// Whether the last configuration reload (SIGHUP) was accepted; the daemon sets it at start.
     pub config_last_reload_successful: bool,
     /// When the configuration was last loaded (at start, or a SIGHUP accepted), milliseconds
@@ -151,6 +155,16 @@ fn health_series(s: &mut writer::Series, h: &DaemonHealth) {
         );
     }
     s.add("memwarden_store_errors_total", &[], h.store_errors_total);
+    s.add(
+        "memwarden_store_backlog_samples",
+        &[],
+        h.store_backlog_samples,
+    );
+    s.add(
+        "memwarden_store_backlog_dropped_total",
+        &[],
+        h.store_backlog_dropped_total,
+    );
     s.add("memwarden_store_bytes", &[], h.store_bytes);
     s.add(
         "memwarden_config_last_reload_successful",

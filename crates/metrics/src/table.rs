@@ -239,6 +239,10 @@ pub static METRICS: &[MetricDef] = &[
         "How long the last sample took."),
     def("memwarden_store_errors_total", Counter, "", &[],
         "Failed writes to the history store."),
+    def("memwarden_store_backlog_samples", Gauge, "", &[],
+        "Samples the store refused (a full disk) kept in memory, appended oldest first when it takes them again."),
+    def("memwarden_store_backlog_dropped_total", Counter, "", &[],
+        "Samples dropped from that backlog at its cap (16 MiB): lost from history."),
     def("memwarden_store_bytes", Gauge, "bytes", &[],
         "Size of the history store on disk: the SQLite file plus its WAL, as stat gives them after the last sample."),
     // Prometheus's own names (prometheus_config_last_reload_*), so that the same alert reads both.

@@ -210,20 +210,20 @@ impl Store {
 
     /// Append one sample; it is committed when this returns `Ok`. On `Err` nothing was written.
     pub fn append(&mut self, sample: &Sample) -> Result<(), Error> {
-        const DOING: &str = "append a sample";
-        self.writable(DOING)?;
-        let json = serde_json::to_vec(sample).map_err(|e| self.decode_err(DOING, "sample", e))?;
-        let blob = codec::compress_row(&json).map_err(|e| self.decode_err(DOING, "sample", e))?;
+        let row = Row::encode(sample).map_err(|why| self.decode_err(APPEND, "sample", why))?;
+        self.append_row(&row)
+    }
+
+    /// Append a sample encoded earlier (kept while the store could not take it); committed
+    /// when this returns `Ok`. On `Err` nothing was written.
+    pub fn append_row(&mut self, row: &Row) -> Result<(), Error> {
+        self.writable(APPEND)?;
         self.conn
             .execute(
                 "INSERT INTO recent (ts, fmt, data) VALUES (?1, ?2, ?3)",
-                params![
-                    ms_to_sql(sample.taken_at_unix_ms),
-                    codec::FORMAT_ZSTD_JSON,
-                    blob
-                ],
+                params![ms_to_sql(row.taken_at_unix_ms), row.fmt, row.blob],
             )
-            .map_err(sql(&self.path, DOING))?;
+            .map_err(sql(&self.path, APPEND))?;
         Ok(())
     }
 
@@ -262,6 +262,35 @@ impl Store {
             what: what.to_owned(),
             why: why.to_string(),
         }
+    }
+}
+
+const APPEND: &str = "append a sample";
+
+/// One sample as the store keeps it (compressed JSON), encoded without a store: a recorder
+/// can hold rows the store could not take (a full disk) and append them when it can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub taken_at_unix_ms: u64,
+    fmt: i64,
+    blob: Vec<u8>,
+}
+
+impl Row {
+    /// `sample` encoded; an error (in words) only if it cannot be serialized or compressed.
+    pub fn encode(sample: &Sample) -> Result<Row, String> {
+        let json = serde_json::to_vec(sample).map_err(|e| e.to_string())?;
+        let blob = codec::compress_row(&json).map_err(|e| e.to_string())?;
+        Ok(Row {
+            taken_at_unix_ms: sample.taken_at_unix_ms,
+            fmt: codec::FORMAT_ZSTD_JSON,
+            blob,
+        })
+    }
+
+    /// Bytes this row holds in memory.
+    pub fn bytes(&self) -> usize {
+        self.blob.len() + std::mem::size_of::<Row>()
     }
 }
 

@@ -189,6 +189,8 @@ pub fn health() -> DaemonHealth {
         resident_bytes: 18 << 20,
         store_errors_total: 0,
         store_bytes: 5 << 20,
+        store_backlog_samples: 3,
+        store_backlog_dropped_total: 1,
         config_last_reload_successful: true,
         config_last_reload_success_unix_ms: 1_795_426_000_000,
         balloon_enabled: true,
