@@ -55,6 +55,8 @@ pub fn run(
 ) {
     let mut store: Option<Store> = None;
     let mut backlog = Backlog::new(backlog::DEFAULT_CAP_BYTES);
+    // The last sample's failure, while samples fail: logged when it starts or changes.
+    let mut failing: Option<String> = None;
     let mut balloon = BalloonRunner::new(&cfg);
     let mut last_pss: Option<Instant> = None;
     let mut next = Instant::now();
@@ -93,7 +95,20 @@ pub fn run(
                 last_cycle = balloon.run(&cfg, &sample, &mut collector, store.as_mut());
                 published = Some(Arc::new(sample));
             }
-            Err(e) => error!(error = %chain(&e), "sample failed"),
+            Err(e) => {
+                // Once per different failure, not every sample (samples_total and
+                // sample_errors_total on /metrics count each).
+                let why = chain(&e);
+                if failing.as_ref() != Some(&why) {
+                    error!(error = %why, "sample failed; trying again every interval");
+                }
+                failing = Some(why);
+            }
+        }
+        if published.is_some() {
+            if let Some(was) = failing.take() {
+                info!(was = %was, "sampling recovered");
+            }
         }
         let stored = StoreHealth {
             error: store_error,
