@@ -119,20 +119,12 @@ fn gzip(body: &[u8]) -> Option<Vec<u8>> {
     enc.finish().ok()
 }
 
-/// One VM as the page and API consumers want it: the figures and diagnoses derived now.
-#[derive(Serialize)]
-struct VmView {
-    name: String,
-    figures: vm::VmFigures,
-    findings: Vec<vm::Finding>,
-}
-
 #[derive(Serialize)]
 struct LatestView<'a> {
     taken_at_unix_ms: u64,
     accounting: accounting::HostAccounting,
     ksm: ksm::KsmReport,
-    vms: Vec<VmView>,
+    vms: Vec<vm::VmReport<'a>>,
     sample: &'a Sample,
 }
 
@@ -142,15 +134,7 @@ async fn latest(State(st): State<AppState>) -> Result<Response, ApiError> {
         taken_at_unix_ms: sample.taken_at_unix_ms,
         accounting: accounting::analyse(&sample.host),
         ksm: ksm::report(&sample.host),
-        vms: sample
-            .vms
-            .iter()
-            .map(|v| VmView {
-                name: v.name.clone(),
-                figures: vm::figures(v),
-                findings: vm::diagnose(v),
-            })
-            .collect(),
+        vms: sample.vms.iter().map(vm::VmReport::new).collect(),
         sample: &sample,
     };
     Ok(Json(view).into_response())

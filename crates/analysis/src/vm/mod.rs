@@ -151,6 +151,26 @@ pub const STALE_PERIODS: u64 = 3;
 /// Floor of the staleness threshold, seconds (a slow TCG guest may push late).
 pub const STALE_MIN_S: u64 = 10;
 
+/// One VM as every output shows it (`memwarden vms --json`, `/api/v1/latest`'s `vms`): the
+/// sample as read, flattened, its derived figures, and its diagnosis. One shape for one thing.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmReport<'a> {
+    #[serde(flatten)]
+    pub vm: &'a VmSample,
+    pub figures: VmFigures,
+    pub diagnosis: Vec<Finding>,
+}
+
+impl<'a> VmReport<'a> {
+    pub fn new(vm: &'a VmSample) -> Self {
+        VmReport {
+            vm,
+            figures: figures(vm),
+            diagnosis: diagnose(vm),
+        }
+    }
+}
+
 /// Why the VM's statistics are missing, stale or doubtful. Empty when all is well.
 pub fn diagnose(vm: &VmSample) -> Vec<Finding> {
     let mut out = Vec::new();

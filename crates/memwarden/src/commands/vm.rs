@@ -1,9 +1,8 @@
 //! VM commands: vms, dommemstat, stats-period, setmem.
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
 
-use memwarden_analysis::vm::{diagnose, figures, Finding, VmFigures};
+use memwarden_analysis::vm::{diagnose, figures, VmReport};
 use std::time::Duration;
 
 use memwarden_collector::{source, unread_vms, Collector, Config, VmSource};
@@ -76,15 +75,6 @@ impl std::fmt::Display for PartialRead {
 
 impl std::error::Error for PartialRead {}
 
-/// One VM in `memwarden vms --json`.
-#[derive(Debug, Serialize)]
-struct VmReport<'a> {
-    #[serde(flatten)]
-    vm: &'a VmSample,
-    figures: VmFigures,
-    diagnosis: Vec<Finding>,
-}
-
 pub fn vms(a: &VmsArgs) -> Result<()> {
     let cfg = Config {
         host: false,
@@ -100,14 +90,7 @@ pub fn vms(a: &VmsArgs) -> Result<()> {
     }
     let vms = &sample.vms;
     if a.json {
-        let reports: Vec<VmReport> = vms
-            .iter()
-            .map(|vm| VmReport {
-                vm,
-                figures: figures(vm),
-                diagnosis: diagnose(vm),
-            })
-            .collect();
+        let reports: Vec<VmReport> = vms.iter().map(VmReport::new).collect();
         print_json(&reports)?;
     } else if vms.is_empty() {
         let empty = match &a.hv.qmp[..] {
