@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use memwarden_analysis::{accounting, ksm, procs};
 use memwarden_model::host::HostSample;
 use memwarden_procfs::{HostReader, ReadOptions};
@@ -17,11 +17,6 @@ pub fn reader(root: Option<&Path>) -> HostReader {
     root.map_or_else(HostReader::live, HostReader::at_root)
 }
 
-/// Reads the live host, or the captured tree under `root`.
-pub fn read_host(root: Option<&Path>) -> Result<HostSample> {
-    reader(root).read_host().context("reading host memory")
-}
-
 /// Everything but meminfo: `procs` and `ksm` need processes and KSM files, not meminfo, so a
 /// broken meminfo does not stop them.
 fn read_without_meminfo(root: Option<&Path>) -> HostSample {
@@ -31,6 +26,8 @@ fn read_without_meminfo(root: Option<&Path>) -> HostSample {
 #[derive(Serialize)]
 struct HostJson<'a> {
     sample: &'a HostSample,
+    /// The host source's read and its duration, as every sample records it.
+    sources: &'a [memwarden_model::SourceHealth],
     accounting: &'a accounting::HostAccounting,
     top_processes: &'a procs::ProcTable,
     ksm: &'a ksm::KsmReport,
@@ -43,13 +40,16 @@ pub fn host(root: Option<&Path>, lang: Lang, a: &HostArgs) -> Result<()> {
              (or use --json)"
         );
     }
-    let s = read_host(root)?;
+    // Through the collector, as every sampling command: the same reader, deadline and sources.
+    let sample = super::sample::collect(root, None)?;
+    let s = sample.host;
     let acc = accounting::analyse(&s);
     let top = procs::table(&s, procs::SortBy::Pss, a.top);
     if a.json {
         let k = ksm::report(&s);
         return print_json(&HostJson {
             sample: &s,
+            sources: &sample.sources,
             accounting: &acc,
             top_processes: &top,
             ksm: &k,
