@@ -98,6 +98,11 @@ def main():
             n += 1
             r = transcript(greeting, table, has_balloon, backend=False)
             open(os.path.join(replies_dir, f"seed-qmp-{n}"), "wb").write(b"\x00" + r)
+            if n == 1:
+                # The flood (flag byte 0x01) where the client still waits: in place of the
+                # last reply (guest-stats).
+                cut = r.rstrip(b"\n").rsplit(b"\n", 1)[0] + b"\n"
+                open(os.path.join(replies_dir, "seed-qmp-flood"), "wb").write(b"\x01" + cut)
             for flags in (0, 1):
                 # One cycle, then two (the same VM a cycle later).
                 open(os.path.join(plan_dir, f"seed-qmp-{n}-{flags}"), "wb").write(

@@ -7,14 +7,27 @@
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Mutex;
 
 use memwarden_model::vm::VmSample;
 
-/// A fake QEMU: a listening socket in a private directory.
+/// A fake QEMU: a listening socket in a private directory, and one thread for the life of the
+/// process that serves its connections, one at a time, each with the script of the `serve`
+/// call that is waiting for it. Not a thread per execution: starting one (with ASan's
+/// per-thread set-up) cost more than the rest of a short conversation.
 pub struct FakeQmp {
     _dir: tempfile::TempDir,
     pub path: PathBuf,
-    listener: UnixListener,
+    /// To the serving thread: what to send on the next connection.
+    jobs: Mutex<Sender<Job>>,
+    /// From it: that connection is over (the client hung up).
+    done: Mutex<Receiver<()>>,
+}
+
+struct Job {
+    script: Vec<u8>,
+    flood: usize,
 }
 
 impl FakeQmp {
@@ -26,29 +39,47 @@ impl FakeQmp {
             .expect("a temporary directory");
         let path = dir.path().join("vm-fuzz.qmp");
         let listener = UnixListener::bind(&path).expect("bind the fake QMP socket");
+        let (jobs, job_rx) = mpsc::channel::<Job>();
+        let (done_tx, done) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("fake-qmp".into())
+            .spawn(move || {
+                for job in job_rx {
+                    if let Ok((mut conn, _)) = listener.accept() {
+                        let _ = send(&mut conn, &job.script, job.flood);
+                        let _ = conn.shutdown(std::net::Shutdown::Write);
+                        let mut sink = [0u8; 4096];
+                        while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
+                    }
+                    if done_tx.send(()).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("the fake QMP thread");
         FakeQmp {
             _dir: dir,
             path,
-            listener,
+            jobs: Mutex::new(jobs),
+            done: Mutex::new(done),
         }
     }
 
-    /// Runs `client` while a thread accepts one connection, sends `script` (then, when
-    /// `flood` is given, that many bytes with no newline), shuts its write side and reads
-    /// whatever the client sends until it hangs up. Returns what `client` returned.
+    /// Runs `client` while the serving thread accepts one connection, sends `script` (then,
+    /// when `flood` is given, that many bytes with no newline), shuts its write side and reads
+    /// whatever the client sends until it hangs up; returns what `client` returned once that
+    /// connection is over. `client` must connect exactly once, as with a thread per call.
     pub fn serve<T>(&self, script: &[u8], flood: usize, client: impl FnOnce(&Path) -> T) -> T {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let Ok((mut conn, _)) = self.listener.accept() else {
-                    return;
-                };
-                let _ = send(&mut conn, script, flood);
-                let _ = conn.shutdown(std::net::Shutdown::Write);
-                let mut sink = [0u8; 4096];
-                while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
-            });
-            client(&self.path)
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.send(Job {
+            script: script.to_vec(),
+            flood,
         })
+        .expect("the fake QMP thread is running");
+        let r = client(&self.path);
+        done.recv().expect("the fake QMP thread is running");
+        r
     }
 }
 
