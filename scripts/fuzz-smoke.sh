@@ -93,6 +93,8 @@ cargo +nightly fuzz build >/dev/null 2>&1 || cargo +nightly fuzz build
 printf '%-14s %12s %10s %8s\n' target runs execs/s seconds
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
+  # Inputs that once failed (fuzz/regressions/<target>/, kept in git) run every time.
+  [ -d "regressions/$t" ] && cp regressions/"$t"/* "corpus/$t/"
   log=$(mktemp)
   # e2e_qmp_plan starts a thread per execution (QmpBackend::list's worker): LeakSanitizer
   # reports the 32 bytes glibc allocates for a thread's TLS destructor list
@@ -103,6 +105,8 @@ for t in "${targets[@]}"; do
   if ! cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1 \
       -rss_limit_mb=512 -malloc_limit_mb=512 ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} "${leaks[@]}" \
       >"$log" 2>&1; then
+    grep -m3 -A4 -E "panicked|ERROR: libFuzzer|ERROR: AddressSanitizer" "$log" || true
+    grep -E "^stat::number_of_executed_units|^#[0-9]+" "$log" | tail -2 || true
     tail -40 "$log"
     echo "FAIL: $t crashed (input under fuzz/artifacts/$t/)"
     rm -f "$log"
