@@ -177,8 +177,13 @@ impl QmpClient {
     /// One line without its newline; never holds more than [`REPLY_CAP`] bytes of it.
     fn read_line(&mut self, what: &str) -> Result<Vec<u8>, Error> {
         let mut chunk = [0u8; 16 * 1024];
+        // Bytes before this offset hold no newline: each read is searched once, so a line
+        // flooded up to the cap costs linear time, not a search of the whole buffer per read
+        // (330 ms a flooded read under the fuzzer's sanitizer before).
+        let mut scanned = 0;
         loop {
-            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+            if let Some(i) = self.buf[scanned..].iter().position(|b| *b == b'\n') {
+                let i = scanned + i;
                 let rest = self.buf.split_off(i + 1);
                 let mut line = std::mem::replace(&mut self.buf, rest);
                 line.pop();
@@ -191,6 +196,7 @@ impl QmpClient {
                     REPLY_CAP / 1024
                 )));
             }
+            scanned = self.buf.len();
             let left = self.remaining(what)?;
             self.stream
                 .set_read_timeout(Some(left))
