@@ -74,11 +74,12 @@ pub fn open(source: &VmSource, how: &Open) -> Result<Option<Backend>, memwarden_
         } => {
             let mut b = LibvirtBackend::new(uri);
             b.transport = *transport;
+            b.monitor_passthrough = *monitor_passthrough;
+            b.timeout = how.deadline;
+            // Set up first: the connection is opened with the transport and deadline above.
             if let Some(within) = how.connect_now {
                 b.connect_by(Instant::now() + within)?;
             }
-            b.monitor_passthrough = *monitor_passthrough;
-            b.timeout = how.deadline;
             Some(Backend {
                 hv: Box::new(b),
                 name: format!("libvirt {uri}"),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use memwarden_collector::Collector;
 use memwarden_metrics::DaemonHealth;
+use memwarden_model::clock::now_unix_ms;
 use memwarden_model::Sample;
 use memwarden_store::{Row, Store};
 use tracing::{debug, error, info, warn};
@@ -42,8 +43,6 @@ pub enum Control {
     /// Finish the sample in progress (its append commits) and return.
     Stop,
 }
-
-use memwarden_model::clock::now_unix_ms;
 
 /// The recorder's loop; returns when told to stop.
 pub fn run(
@@ -145,8 +144,6 @@ pub fn run(
     }
 }
 
-/// Hands the sample and the daemon's health to the HTTP side; logs a store failure once, when it
-/// begins, and again when recording resumes.
 /// The store's side of one cycle.
 struct StoreHealth {
     error: Option<String>,
@@ -155,6 +152,8 @@ struct StoreHealth {
     dropped_total: u64,
 }
 
+/// Hands the sample and the daemon's health to the HTTP side; logs a store failure once, when it
+/// begins, and again when recording resumes.
 fn publish(shared: &RwLock<Shared>, sample: Option<Arc<Sample>>, took: Duration, st: StoreHealth) {
     let store_error = st.error;
     let cpu = health::cpu_time().as_secs_f64();
@@ -228,7 +227,6 @@ pub fn store_bytes(db: &Path) -> u64 {
     size(db) + size(Path::new(&wal))
 }
 
-/// Appends to the store, opening it first when it is not open (at start, or after it failed).
 /// Appends what the backlog holds (this sample last), opening the store when it is not open.
 fn flush(store: &mut Option<Store>, cfg: &Config, backlog: &mut Backlog) -> Result<(), String> {
     if store.is_none() {

@@ -43,13 +43,13 @@ fn rpc_and_libvirt_so_report_the_same_domain_alike() {
             .map(|s| s.available_bytes.is_some())
             .unwrap_or(false)
     });
-    assert_eq!(rpc.transport_in_use(), Some("rpc"));
+    assert_eq!(rpc.transport(), Some("rpc"));
 
     // Back to back, the per-domain call: same tags in the same order; the balloon size and
     // the guest's total exactly; what the guest reports within one 1 s stats push.
     let a = rpc.memory_stats(d.name()).expect("rpc stats");
     let b = ffi.memory_stats(d.name()).expect("libvirt.so stats");
-    assert_eq!(ffi.transport_in_use(), Some("libvirt.so"));
+    assert_eq!(ffi.transport(), Some("libvirt.so"));
     let names = |s: &BalloonStats| s.tags.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b));
     assert_eq!(tag(&a, "actual"), tag(&b, "actual"));

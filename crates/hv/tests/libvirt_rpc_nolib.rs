@@ -23,7 +23,7 @@ fn a_qemu_system_sample_never_maps_libvirt_so() {
     let vms = b.list().expect("list");
     assert!(vms.iter().any(|v| v.name == d.name()));
     b.memory_stats(d.name()).expect("stats");
-    assert_eq!(b.transport_in_use(), Some("rpc"));
+    assert_eq!(b.transport(), Some("rpc"));
     let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
     let libvirt: Vec<&str> = maps
         .lines()

@@ -149,11 +149,6 @@ impl LibvirtBackend {
         &self.uri
     }
 
-    /// The open connection's transport ("rpc" or "libvirt.so"), `None` before connecting.
-    pub fn transport_in_use(&self) -> Option<&'static str> {
-        self.conn.as_ref().map(|c| c.transport())
-    }
-
     /// The open connection, opening it (under `deadline`) when there is none.
     fn conn(&mut self, deadline: Instant) -> Result<Arc<Connect>, Error> {
         if let Some(c) = &self.conn {
@@ -401,8 +396,9 @@ impl LibvirtBackend {
 }
 
 impl Hypervisor for LibvirtBackend {
+    /// The open connection's transport ("rpc" or "libvirt.so"), `None` before connecting.
     fn transport(&self) -> Option<&'static str> {
-        self.transport_in_use()
+        self.conn.as_ref().map(|c| c.transport())
     }
 
     fn set_timeout(&mut self, timeout: Duration) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use memwarden_analysis::{leaks as leak_finder, series};
 use memwarden_daemon::config::{Config, VmSourceKind, VmsConfig};
+use memwarden_model::clock::now_unix_ms;
 use memwarden_model::units::format_bytes;
 use memwarden_model::Sample;
 use memwarden_store::Store;
@@ -55,8 +56,6 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
     }
     memwarden_daemon::serve(cfg, path)
 }
-
-use memwarden_model::clock::now_unix_ms;
 
 fn read(db: &DbArgs, default_since: Duration) -> Result<Vec<Sample>> {
     let since = db.since.unwrap_or(default_since);

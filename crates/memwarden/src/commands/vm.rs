@@ -1,10 +1,10 @@
 //! VM commands: vms, dommemstat, stats-period, setmem.
 
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
 
 use memwarden_analysis::vm::{diagnose, figures, VmReport};
-use std::time::Duration;
-
 use memwarden_collector::{source, unread_vms, Collector, Config, VmSource};
 use memwarden_hv::qmp::default_parallelism;
 use memwarden_hv::tags::LIBVIRT_TAGS;
