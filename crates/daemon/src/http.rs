@@ -201,6 +201,7 @@ async fn health(State(st): State<AppState>) -> Response {
         "last_sample_duration_seconds": s.health.last_sample_duration_seconds,
         "cpu_seconds_total": s.health.cpu_seconds_total,
         "resident_bytes": s.health.resident_bytes,
+        "sqlite_memory_bytes": s.health.sqlite_memory_bytes,
         "peak_resident_bytes": s.peak_resident_bytes,
         "store_errors_total": s.health.store_errors_total,
         "store_bytes": s.health.store_bytes,

@@ -181,6 +181,7 @@ fn publish(shared: &RwLock<Shared>, sample: Option<Arc<Sample>>, took: Duration,
     h.last_sample_duration_seconds = took.as_secs_f64();
     h.cpu_seconds_total = cpu;
     h.resident_bytes = rss;
+    h.sqlite_memory_bytes = memwarden_store::sqlite_memory_bytes();
     s.peak_resident_bytes = peak;
     s.store_error = store_error;
     if sample.is_some() {

@@ -438,6 +438,8 @@ struct Seen {
     store_bytes: u64,
     /// `process_resident_memory_bytes`: the daemon's RSS as it reports it.
     rss_bytes: u64,
+    /// `memwarden_sqlite_memory_bytes`: what SQLite holds of that RSS.
+    sqlite_bytes: u64,
     last_sample_duration_s: f64,
     /// `memwarden_source_success{source} 0`.
     sources_down: Vec<String>,
@@ -504,6 +506,7 @@ fn parse_metrics(text: &str) -> Seen {
             "memwarden_store_errors_total" => s.store_errors = value as u64,
             "memwarden_store_bytes" => s.store_bytes = value as u64,
             "process_resident_memory_bytes" => s.rss_bytes = value as u64,
+            "memwarden_sqlite_memory_bytes" => s.sqlite_bytes = value as u64,
             "memwarden_last_sample_duration_seconds" => s.last_sample_duration_s = value,
             "memwarden_source_success" if value == 0.0 => s.sources_down.push(label("source")),
             "memwarden_vm_read_status" if value == 1.0 && label("status") != "ok" => {
@@ -828,11 +831,14 @@ fn undo(
 // Reading the daemons back.
 
 /// A daemon's resident memory and open fds, from /proc.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Footprint {
     rss_kib: u64,
     hwm_kib: u64,
     fds: u64,
+    /// What the fds point at, counted by kind (`socket`, `pipe`, a file's path), so that the
+    /// end can say which fds are new rather than only how many.
+    fd_kinds: BTreeMap<String, u64>,
 }
 
 fn footprint(pid: u32) -> Footprint {
@@ -844,10 +850,51 @@ fn footprint(pid: u32) -> Footprint {
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
     };
+    let mut fd_kinds = BTreeMap::new();
+    let mut fds = 0;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        fds += 1;
+        let target = std::fs::read_link(fd.path()).map_or_else(
+            |_| "(gone)".to_string(),
+            |t| t.to_string_lossy().into_owned(),
+        );
+        // `socket:[1383829]` and `pipe:[…]`: the inode tells nothing across readings.
+        let kind = match target.split_once(":[") {
+            Some((k, _)) if k == "socket" || k == "pipe" => k.to_string(),
+            _ => target,
+        };
+        *fd_kinds.entry(kind).or_insert(0) += 1;
+    }
     Footprint {
         rss_kib: kib("VmRSS:"),
         hwm_kib: kib("VmHWM:"),
-        fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64),
+        fds,
+        fd_kinds,
+    }
+}
+
+/// The fds at `end` that were not open at `start`, and the other way round, by kind.
+fn fd_change(start: &Footprint, end: &Footprint) -> String {
+    let kinds: std::collections::BTreeSet<&String> =
+        start.fd_kinds.keys().chain(end.fd_kinds.keys()).collect();
+    let moved: Vec<String> = kinds
+        .into_iter()
+        .filter_map(|k| {
+            let (a, b) = (
+                start.fd_kinds.get(k).copied().unwrap_or(0),
+                end.fd_kinds.get(k).copied().unwrap_or(0),
+            );
+            (a != b).then(|| format!("{k} {a} -> {b}"))
+        })
+        .collect();
+    if moved.is_empty() {
+        "the same kinds and counts".into()
+    } else {
+        moved.join(", ")
     }
 }
 
@@ -1345,19 +1392,30 @@ fn print_footprint(names: [&str; 2], out: &[Outcome; 2], scrapes: &[Scrape]) {
             pct(o.at_start.fds, o.at_end.fds),
         );
         println!(
+            "  {:<8} fds changed between start and end: {}",
+            "",
+            fd_change(&o.at_start, &o.at_end)
+        );
+        println!(
             "  {:<8} RSS at each tenth of the run: {}",
             "",
-            rss_curve(scrapes, i)
+            rss_curve(scrapes, i, |x| x.rss_bytes)
+        );
+        println!(
+            "  {:<8} of which SQLite's (memwarden_sqlite_memory_bytes): {}",
+            "",
+            rss_curve(scrapes, i, |x| x.sqlite_bytes)
         );
     }
 }
 
-/// The daemon's RSS (as it reports it) at the first scrape of each tenth of the run, MiB.
-fn rss_curve(scrapes: &[Scrape], daemon: usize) -> String {
+/// A figure the daemon reports (`bytes` of a scrape) at the first scrape of each tenth of the
+/// run, MiB.
+fn rss_curve(scrapes: &[Scrape], daemon: usize, bytes: impl Fn(&Seen) -> u64) -> String {
     let mine: Vec<(Duration, u64)> = scrapes
         .iter()
         .filter(|s| s.daemon == daemon)
-        .filter_map(|s| s.seen.as_ref().ok().map(|x| (s.t, x.rss_bytes)))
+        .filter_map(|s| s.seen.as_ref().ok().map(|x| (s.t, bytes(x))))
         .collect();
     let Some(end) = mine.last().map(|(t, _)| *t) else {
         return "no scrape".into();

@@ -71,6 +71,8 @@ pub struct DaemonHealth {
     /// The daemon's CPU time, user + system.
     pub cpu_seconds_total: f64,
     pub resident_bytes: u64,
+    /// What SQLite holds from the allocator (page caches, statements): part of `resident_bytes`.
+    pub sqlite_memory_bytes: u64,
     pub store_errors_total: u64,
     /// The history file plus its WAL, bytes (updated after every sample).
     pub store_bytes: u64,
@@ -199,6 +201,7 @@ fn health_series(s: &mut writer::Series, h: &DaemonHealth) {
     }
     s.add("process_cpu_seconds_total", &[], h.cpu_seconds_total);
     s.add("process_resident_memory_bytes", &[], h.resident_bytes);
+    s.add("memwarden_sqlite_memory_bytes", &[], h.sqlite_memory_bytes);
 }
 
 #[cfg(test)]

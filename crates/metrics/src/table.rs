@@ -264,6 +264,8 @@ pub static METRICS: &[MetricDef] = &[
         "CPU time (user and system) the memwarden daemon has used."),
     def("process_resident_memory_bytes", Gauge, "bytes", &[],
         "The memwarden daemon's resident memory."),
+    def("memwarden_sqlite_memory_bytes", Gauge, "bytes", &[],
+        "Memory SQLite holds in the daemon (page caches, statements): part of its resident memory."),
 ];
 
 /// The declared family named `name` (its text-format sample name).

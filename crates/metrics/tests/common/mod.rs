@@ -187,6 +187,7 @@ pub fn health() -> DaemonHealth {
         last_sample_duration_seconds: 0.2,
         cpu_seconds_total: 3.5,
         resident_bytes: 18 << 20,
+        sqlite_memory_bytes: 300 << 10,
         store_errors_total: 0,
         store_bytes: 5 << 20,
         store_backlog_samples: 3,
