@@ -8,4 +8,5 @@ pub mod overcommit;
 pub mod procs;
 pub mod series;
 
+pub mod view;
 pub mod vm;

@@ -11,11 +11,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use memwarden_analysis::{accounting, ksm, leaks, series, vm};
+use memwarden_analysis::view::View;
+use memwarden_analysis::{leaks, series};
 use memwarden_metrics::Format;
 use memwarden_model::Sample;
 use memwarden_store::Store;
-use serde::Serialize;
 
 use crate::query::{accepts_gzip, series_filter, since_ms, RangeQuery};
 use memwarden_model::clock::now_unix_ms;
@@ -53,7 +53,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn latest_sample(st: &AppState) -> Result<Arc<Sample>, ApiError> {
+fn latest_view(st: &AppState) -> Result<Arc<View>, ApiError> {
     st.shared
         .read()
         .unwrap_or_else(|p| p.into_inner())
@@ -73,14 +73,14 @@ async fn page() -> Html<&'static str> {
 
 async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let (sample, health) = {
+    let (view, health) = {
         let s = st.shared.read().unwrap_or_else(|p| p.into_inner());
         (s.latest.clone(), s.health.clone())
     };
-    let Some(sample) = sample else {
+    let Some(view) = view else {
         return ApiError(StatusCode::SERVICE_UNAVAILABLE, "no sample yet".into()).into_response();
     };
-    let body = memwarden_metrics::render(&sample, &health, format);
+    let body = memwarden_metrics::render(&view, &health, format);
     let accept = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok());
@@ -119,25 +119,8 @@ fn gzip(body: &[u8]) -> Option<Vec<u8>> {
     enc.finish().ok()
 }
 
-#[derive(Serialize)]
-struct LatestView<'a> {
-    taken_at_unix_ms: u64,
-    accounting: accounting::HostAccounting,
-    ksm: ksm::KsmReport,
-    vms: Vec<vm::VmReport<'a>>,
-    sample: &'a Sample,
-}
-
 async fn latest(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let sample = latest_sample(&st)?;
-    let view = LatestView {
-        taken_at_unix_ms: sample.taken_at_unix_ms,
-        accounting: accounting::analyse(&sample.host),
-        ksm: ksm::report(&sample.host),
-        vms: sample.vms.iter().map(vm::VmReport::new).collect(),
-        sample: &sample,
-    };
-    Ok(Json(view).into_response())
+    Ok(Json(&*latest_view(&st)?).into_response())
 }
 
 fn since_now(q: &RangeQuery, default: Duration, max: Duration) -> Result<u64, ApiError> {
@@ -208,7 +191,7 @@ async fn health(State(st): State<AppState>) -> Response {
         "store_backlog_samples": s.health.store_backlog_samples,
         "store_backlog_dropped_total": s.health.store_backlog_dropped_total,
         "store_error": s.store_error,
-        "sources": s.latest.as_ref().map(|l| l.sources.clone()).unwrap_or_default(),
+        "sources": s.latest.as_ref().map(|l| l.sample().sources.clone()).unwrap_or_default(),
         "balloon": balloon_json(&s),
         "http": st.server.view(),
     }))

@@ -8,10 +8,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use memwarden_analysis::view::View;
 use memwarden_collector::Collector;
 use memwarden_metrics::DaemonHealth;
 use memwarden_model::clock::now_unix_ms;
-use memwarden_model::Sample;
 use memwarden_store::{Row, Store};
 use tracing::{debug, error, info, warn};
 
@@ -23,10 +23,10 @@ use crate::health;
 use crate::report::chain;
 use crate::watchdog::Heartbeat;
 
-/// What the recorder publishes: the latest sample and the daemon's health.
+/// What the recorder publishes: the latest sample's view and the daemon's health.
 #[derive(Debug, Default)]
 pub struct Shared {
-    pub latest: Option<Arc<Sample>>,
+    pub latest: Option<Arc<View>>,
     pub health: DaemonHealth,
     /// The store's last error, in plain words (`None` while appends succeed).
     pub store_error: Option<String>,
@@ -92,7 +92,13 @@ pub fn run(
                 changes::log(&changed);
                 changes::record(store.as_mut(), sample.taken_at_unix_ms, &changed);
                 last_cycle = balloon.run(&cfg, &sample, &mut collector, store.as_mut());
-                published = Some(Arc::new(sample));
+                // The view of the sample before carries the slow-cadence figures this one lacks.
+                let previous = shared
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .latest
+                    .clone();
+                published = Some(Arc::new(View::new(Arc::new(sample), previous.as_deref())));
             }
             Err(e) => {
                 // Once per different failure, not every sample (samples_total and
@@ -154,7 +160,7 @@ struct StoreHealth {
 
 /// Hands the sample and the daemon's health to the HTTP side; logs a store failure once, when it
 /// begins, and again when recording resumes.
-fn publish(shared: &RwLock<Shared>, sample: Option<Arc<Sample>>, took: Duration, st: StoreHealth) {
+fn publish(shared: &RwLock<Shared>, view: Option<Arc<View>>, took: Duration, st: StoreHealth) {
     let store_error = st.error;
     let cpu = health::cpu_time().as_secs_f64();
     let (rss, peak) = health::resident_bytes();
@@ -167,10 +173,10 @@ fn publish(shared: &RwLock<Shared>, sample: Option<Arc<Sample>>, took: Duration,
         _ => {}
     }
     let h = &mut s.health;
-    match &sample {
-        Some(sample) => {
+    match &view {
+        Some(view) => {
             h.samples_total += 1;
-            h.last_sample_unix_ms = sample.taken_at_unix_ms;
+            h.last_sample_unix_ms = view.sample().taken_at_unix_ms;
         }
         None => h.sample_errors_total += 1,
     }
@@ -184,8 +190,8 @@ fn publish(shared: &RwLock<Shared>, sample: Option<Arc<Sample>>, took: Duration,
     h.sqlite_memory_bytes = memwarden_store::sqlite_memory_bytes();
     s.peak_resident_bytes = peak;
     s.store_error = store_error;
-    if sample.is_some() {
-        s.latest = sample;
+    if view.is_some() {
+        s.latest = view;
     }
 }
 

@@ -319,3 +319,61 @@ fn libvirt_and_qmp_together_are_refused() {
     );
     assert!(!err.contains("[vms] connect"), "{code:?}: {err}");
 }
+
+/// Between two readings of the costly files (PSS every 60 s here, samples every 300 ms), the
+/// API and /metrics read one view: the identities that need PSS and vmallocinfo are judged
+/// with the last readings, whose age the API states, and /metrics gives the same verdict.
+#[test]
+fn between_pss_readings_the_api_and_metrics_judge_identities_alike() {
+    let cfg = format!("{HOST_ONLY}[record]\npss_every = \"60s\"\n");
+    let mut d = Serve::start_with_config(Path::new(BIN), &cfg, &[]);
+    d.wait_samples(4, T);
+    // Both read from one sample: the API's time is the one /metrics gives.
+    let (latest, metrics) = serve_support::wait_for("/api and /metrics from one sample", T, || {
+        let latest = serve_support::get(d.port, "/api/v1/latest").json();
+        let metrics = serve_support::get(d.port, "/metrics").text();
+        let at = latest["taken_at_unix_ms"].as_u64()? as f64 / 1e3;
+        let same = metric(d.port, "memwarden_sample_timestamp_seconds").is_some()
+            && metrics.lines().any(|l| {
+                l.strip_prefix("memwarden_sample_timestamp_seconds ")
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    == Some(at)
+            });
+        same.then_some((latest, metrics))
+    });
+    let processes = latest["sample"]["host"]["processes"]
+        .as_array()
+        .expect("processes");
+    assert!(
+        processes.iter().all(|p| p["smaps"].is_null()),
+        "a light sample: no PSS read"
+    );
+    let carried = &latest["carried"];
+    assert!(carried["age_s"].is_u64(), "{carried}");
+    assert!(
+        carried["identities"]
+            .as_array()
+            .is_some_and(|i| i.len() >= 2),
+        "{carried}"
+    );
+    let identities = latest["accounting"]["identities"]
+        .as_array()
+        .expect("identities");
+    for name in ["vmalloc", "mapped ≈ PSS"] {
+        let id = identities
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("no identity {name}"));
+        let verdict = id["verdict"].as_str().expect("verdict");
+        assert_ne!(verdict, "not_applicable", "{name}: {id}");
+        let slug = if name == "vmalloc" {
+            "vmalloc"
+        } else {
+            "mapped_pss"
+        };
+        let series = format!(
+            "memwarden_host_identity_verdict{{identity=\"{slug}\",verdict=\"{verdict}\"}} 1"
+        );
+        assert!(metrics.contains(&series), "/metrics lacks {series}");
+    }
+}

@@ -1,13 +1,15 @@
 //! Host series: meminfo (every line), the accounting (identities, decompositions, black hole),
-//! KSM, PSI and hugetlb pools, all derived from the [`HostSample`] at scrape time.
+//! KSM, PSI and hugetlb pools, all read from the sample's [`View`] (derived once per sample).
 
-use memwarden_analysis::accounting::{self, Verdict};
-use memwarden_analysis::ksm;
+use memwarden_analysis::accounting::{HostAccounting, Verdict};
+use memwarden_analysis::ksm::KsmReport;
+use memwarden_analysis::view::View;
 use memwarden_model::host::{HostSample, MeminfoUnit, PsiLine};
 
 use crate::writer::Series;
 
-pub(crate) fn write(s: &mut Series, h: &HostSample) {
+pub(crate) fn write(s: &mut Series, view: &View) {
+    let h = &view.sample().host;
     for e in &h.meminfo.entries {
         let name = match e.unit {
             MeminfoUnit::Bytes => "memwarden_host_meminfo_bytes",
@@ -18,9 +20,9 @@ pub(crate) fn write(s: &mut Series, h: &HostSample) {
     if let Some(k) = &h.kernel_release {
         s.add("memwarden_host_info", &[k], 1u64);
     }
-    accounting_series(s, h);
+    accounting_series(s, &view.accounting);
     consumer_series(s, h);
-    ksm_series(s, h);
+    ksm_series(s, h, &view.ksm);
     if let Some(p) = &h.psi {
         psi_series(s, "some", &p.some);
         if let Some(full) = &p.full {
@@ -82,8 +84,7 @@ fn verdict(v: Verdict) -> &'static str {
     }
 }
 
-fn accounting_series(s: &mut Series, h: &HostSample) {
-    let a = accounting::analyse(h);
+fn accounting_series(s: &mut Series, a: &HostAccounting) {
     for id in &a.identities {
         let name = slug(id.name);
         s.add_opt(
@@ -159,8 +160,7 @@ fn consumer_series(s: &mut Series, h: &HostSample) {
     }
 }
 
-fn ksm_series(s: &mut Series, h: &HostSample) {
-    let r = ksm::report(h);
+fn ksm_series(s: &mut Series, h: &HostSample, r: &KsmReport) {
     if let Some(k) = &h.ksm {
         s.add_opt("memwarden_host_ksm_run", &[], k.run);
         s.add_opt("memwarden_host_ksm_pages_shared", &[], k.pages_shared);

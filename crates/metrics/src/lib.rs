@@ -1,8 +1,8 @@
-//! memwarden's Prometheus exposition: one [`render`] of a [`Sample`] and the daemon's own
+//! memwarden's Prometheus exposition: one [`render`] of a sample's [`View`] and the daemon's own
 //! health, in the text format 0.0.4 or OpenMetrics 1.0.0, every family declared in [`METRICS`].
 //!
-//! Nothing is stored between scrapes: each series is derived from the Sample by the analyses
-//! (`memwarden_analysis`) at render time, so a better analysis shows on the next scrape. The
+//! Nothing is derived here: the view (built once per sample by the daemon's recorder) holds the
+//! analyses, so a scrape only writes, and `/metrics` shows what the API and the page show. The
 //! daemon owns the counters in [`DaemonHealth`]; they never reset on scrape.
 
 mod host;
@@ -12,6 +12,7 @@ mod writer;
 
 use std::collections::HashSet;
 
+use memwarden_analysis::view::View;
 use memwarden_model::Sample;
 
 pub use table::{lookup, MetricDef, MetricType, METRICS};
@@ -96,19 +97,20 @@ pub struct DaemonHealth {
     pub balloon_guest_harm_total: Vec<(String, String, u64)>,
 }
 
-/// Writes every series of `sample` and `health` in `format`.
-pub fn render(sample: &Sample, health: &DaemonHealth, format: Format) -> String {
+/// Writes every series of `view` (a sample and what was derived from it) and `health` in
+/// `format`.
+pub fn render(view: &View, health: &DaemonHealth, format: Format) -> String {
     let mut s = writer::Series::new();
-    host::write(&mut s, &sample.host);
+    host::write(&mut s, view);
     // A VM listed twice (two backends reaching one QEMU) would write every series twice and
     // make Prometheus reject the scrape; the first row is the one kept.
     let mut seen = HashSet::new();
-    for v in &sample.vms {
-        if seen.insert((v.name.as_str(), v.uuid.as_deref())) {
-            vm::write(&mut s, v);
+    for v in view.vms() {
+        if seen.insert((v.vm.name.as_str(), v.vm.uuid.as_deref())) {
+            vm::write(&mut s, &v);
         }
     }
-    sample_series(&mut s, sample);
+    sample_series(&mut s, view.sample());
     health_series(&mut s, health);
     s.write(format)
 }

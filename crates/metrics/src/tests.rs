@@ -50,7 +50,7 @@ fn a_vm_name_with_quotes_backslashes_and_newlines_stays_on_its_lines() {
     let mut sample = Sample::default();
     sample.vms.push(odd_vm());
     for format in [Format::Prometheus, Format::OpenMetrics] {
-        let text = render(&sample, &DaemonHealth::default(), format);
+        let text = render(&View::of(sample.clone()), &DaemonHealth::default(), format);
         let escaped = r#"domain="evil\"name\\with\nnewline""#;
         let info = text
             .lines()
@@ -74,7 +74,11 @@ fn a_vm_listed_twice_is_written_once() {
     let mut sample = Sample::default();
     sample.vms.push(odd_vm());
     sample.vms.push(odd_vm());
-    let text = render(&sample, &DaemonHealth::default(), Format::Prometheus);
+    let text = render(
+        &View::of(sample.clone()),
+        &DaemonHealth::default(),
+        Format::Prometheus,
+    );
     assert_eq!(text.matches("memwarden_vm_info{").count(), 1);
 }
 
@@ -98,7 +102,11 @@ fn unknown_balloon_tags_are_shown_and_unset_ones_are_not() {
         vms: vec![vm],
         ..Sample::default()
     };
-    let text = render(&sample, &DaemonHealth::default(), Format::Prometheus);
+    let text = render(
+        &View::of(sample.clone()),
+        &DaemonHealth::default(),
+        Format::Prometheus,
+    );
     assert!(text.contains(
         "memwarden_vm_balloon_unknown_stat{domain=\"a\",uuid=\"u-1\",stat=\"stat-new\"} 42\n"
     ));
@@ -145,7 +153,7 @@ fn daemon_counters_are_written_as_given() {
         balloon_actions_total: vec![("a".into(), "shrink".into(), 3)],
         ..DaemonHealth::default()
     };
-    let text = render(&Sample::default(), &h, Format::Prometheus);
+    let text = render(&View::of(Sample::default()), &h, Format::Prometheus);
     for want in [
         "memwarden_samples_total 12\n",
         "memwarden_sample_errors_total 1\n",
@@ -163,7 +171,7 @@ fn a_refused_reload_is_0_and_keeps_the_last_success_time() {
         config_last_reload_success_unix_ms: 1_795_426_000_500,
         ..DaemonHealth::default()
     };
-    let text = render(&Sample::default(), &h, Format::Prometheus);
+    let text = render(&View::of(Sample::default()), &h, Format::Prometheus);
     for want in [
         "memwarden_config_last_reload_successful 0\n",
         "memwarden_config_last_reload_success_timestamp_seconds 1795426000.5\n",
@@ -175,7 +183,7 @@ fn a_refused_reload_is_0_and_keeps_the_last_success_time() {
         config_last_reload_successful: true,
         ..h
     };
-    let text = render(&Sample::default(), &ok, Format::OpenMetrics);
+    let text = render(&View::of(Sample::default()), &ok, Format::OpenMetrics);
     assert!(text.contains("memwarden_config_last_reload_successful 1\n"));
     assert!(
         text.contains("# UNIT memwarden_config_last_reload_success_timestamp_seconds seconds\n")
@@ -186,7 +194,7 @@ fn a_refused_reload_is_0_and_keeps_the_last_success_time() {
 fn consumers_are_gauges_and_absent_when_the_host_has_none() {
     use memwarden_model::host::{DmaBufSource, DmaBufs, Sockstat, SockstatEntry, ZramMmStat};
     let text = render(
-        &Sample::default(),
+        &View::of(Sample::default()),
         &DaemonHealth::default(),
         Format::Prometheus,
     );
@@ -216,7 +224,11 @@ fn consumers_are_gauges_and_absent_when_the_host_has_none() {
         [("system", 8192)],
         false,
     ));
-    let text = render(&sample, &DaemonHealth::default(), Format::Prometheus);
+    let text = render(
+        &View::of(sample.clone()),
+        &DaemonHealth::default(),
+        Format::Prometheus,
+    );
     for line in [
         "memwarden_host_zram_mem_used_bytes{device=\"zram0\"} 16777216\n",
         "memwarden_host_socket_buffers_bytes{protocol=\"TCP\"} 12288\n",

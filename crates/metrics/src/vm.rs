@@ -2,12 +2,13 @@
 //! in PromQL rather than copied onto every series), the read outcome, every balloon statistic
 //! and the figures `memwarden_analysis::vm` derives.
 
-use memwarden_analysis::vm::{self as analysis, FindingKind};
+use memwarden_analysis::vm::{FindingKind, VmFigures, VmReport};
 use memwarden_model::vm::{ReadStatus, TagUnit, VmBackend, VmSample, VmState};
 
 use crate::writer::Series;
 
-pub(crate) fn write(s: &mut Series, vm: &VmSample) {
+pub(crate) fn write(s: &mut Series, r: &VmReport) {
+    let vm = r.vm;
     let uuid = vm.uuid.as_deref().unwrap_or("");
     let l = [vm.name.as_str(), uuid];
     let nova = vm.config.nova.as_ref();
@@ -42,7 +43,7 @@ pub(crate) fn write(s: &mut Series, vm: &VmSample) {
         &l,
         vm.read.duration_ms as f64 / 1e3,
     );
-    for f in analysis::diagnose(vm) {
+    for f in &r.diagnosis {
         // Two findings of one kind are one series (the writer keeps the first).
         s.add(
             "memwarden_vm_diagnosis",
@@ -58,7 +59,7 @@ pub(crate) fn write(s: &mut Series, vm: &VmSample) {
         vm.device.stats_period_s,
     );
     balloon(s, vm, &l);
-    derived(s, vm, &l);
+    derived(s, &r.figures, &l);
 }
 
 fn balloon(s: &mut Series, vm: &VmSample, l: &[&str; 2]) {
@@ -127,8 +128,7 @@ fn balloon(s: &mut Series, vm: &VmSample, l: &[&str; 2]) {
     }
 }
 
-fn derived(s: &mut Series, vm: &VmSample, l: &[&str; 2]) {
-    let f = analysis::figures(vm);
+fn derived(s: &mut Series, f: &VmFigures, l: &[&str; 2]) {
     for (name, v) in [
         ("memwarden_vm_guest_used_bytes", f.guest_used_bytes),
         (

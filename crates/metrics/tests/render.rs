@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use memwarden_analysis::view::View;
 use memwarden_metrics::{lookup, render, Format, MetricType, METRICS};
 use memwarden_model::vm::VmSample;
 use memwarden_model::Sample;
@@ -96,7 +97,7 @@ fn samples(text: &str) -> impl Iterator<Item = &str> {
 
 #[test]
 fn promtool_accepts_the_text_format() {
-    let text = render(&sample(), &common::health(), Format::Prometheus);
+    let text = render(&View::of(sample()), &common::health(), Format::Prometheus);
     let child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -146,7 +147,7 @@ fn the_reference_openmetrics_parser_reads_it_back() {
         "no python3-prometheus-client: scripts/setup.sh --test installs it"
     );
     let s = sample();
-    let text = render(&s, &common::health(), Format::OpenMetrics);
+    let text = render(&View::of(s.clone()), &common::health(), Format::OpenMetrics);
     let mut child = Command::new("/usr/bin/python3")
         .args(["-c", PARSE_OM])
         .stdin(Stdio::piped())
@@ -173,7 +174,7 @@ fn the_reference_openmetrics_parser_reads_it_back() {
 
 #[test]
 fn openmetrics_is_well_formed() {
-    let text = render(&sample(), &common::health(), Format::OpenMetrics);
+    let text = render(&View::of(sample()), &common::health(), Format::OpenMetrics);
     assert!(text.ends_with("\n# EOF\n"), "ends with # EOF");
     assert_eq!(text.matches("# EOF").count(), 1);
     let mut families_seen = HashSet::new();
@@ -223,7 +224,7 @@ fn openmetrics_is_well_formed() {
 #[test]
 fn every_declared_family_is_rendered_and_nothing_else() {
     for format in [Format::Prometheus, Format::OpenMetrics] {
-        let text = render(&sample(), &common::health(), format);
+        let text = render(&View::of(sample()), &common::health(), format);
         let mut rendered = HashSet::new();
         for line in samples(&text) {
             let (name, labels) = series_of(line);
@@ -251,7 +252,7 @@ fn every_declared_family_is_rendered_and_nothing_else() {
 #[test]
 fn no_series_is_written_twice() {
     for format in [Format::Prometheus, Format::OpenMetrics] {
-        let text = render(&sample(), &common::health(), format);
+        let text = render(&View::of(sample()), &common::health(), format);
         let mut seen = HashSet::new();
         for line in samples(&text) {
             assert!(seen.insert(series_of(line)), "duplicate series {line}");
@@ -262,7 +263,7 @@ fn no_series_is_written_twice() {
 #[test]
 fn the_figures_are_the_analyses_figures() {
     let s = sample();
-    let text = render(&s, &common::health(), Format::Prometheus);
+    let text = render(&View::of(s.clone()), &common::health(), Format::Prometheus);
     let vm = &s.vms[0];
     let f = memwarden_analysis::vm::figures(vm);
     let line = format!(

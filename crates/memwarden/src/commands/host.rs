@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::Result;
+use memwarden_analysis::view::View;
 use memwarden_analysis::{accounting, ksm, procs};
 use memwarden_model::host::HostSample;
 use memwarden_procfs::{HostReader, ReadOptions};
@@ -41,21 +42,19 @@ pub fn host(root: Option<&Path>, lang: Lang, a: &HostArgs) -> Result<()> {
         );
     }
     // Through the collector, as every sampling command: the same reader, deadline and sources.
-    let sample = super::sample::collect(root, None)?;
-    let s = sample.host;
-    let acc = accounting::analyse(&s);
-    let top = procs::table(&s, procs::SortBy::Pss, a.top);
+    let view = View::of(super::sample::collect(root, None)?);
+    let s = &view.sample().host;
+    let top = procs::table(s, procs::SortBy::Pss, a.top);
     if a.json {
-        let k = ksm::report(&s);
         return print_json(&HostJson {
-            sample: &s,
-            sources: &sample.sources,
-            accounting: &acc,
+            sample: s,
+            sources: &view.sample().sources,
+            accounting: &view.accounting,
             top_processes: &top,
-            ksm: &k,
+            ksm: &view.ksm,
         });
     }
-    print(&render::host::render(&s, &acc, &top))
+    print(&render::host::render(s, &view.accounting, &top))
 }
 
 pub fn procs(root: Option<&Path>, a: &ProcsArgs) -> Result<()> {

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use memwarden_analysis::vm::{diagnose, figures, VmReport};
+use memwarden_analysis::view::View;
+use memwarden_analysis::vm::VmReport;
 use memwarden_collector::{source, unread_vms, Collector, Config, VmSource};
 use memwarden_hv::qmp::default_parallelism;
 use memwarden_hv::tags::LIBVIRT_TAGS;
@@ -84,13 +85,14 @@ pub fn vms(a: &VmsArgs) -> Result<()> {
         parallelism: a.hv.parallelism.unwrap_or_else(default_parallelism),
     };
     let mut collector = Collector::new(cfg, HostReader::live())?;
-    let sample = collector.collect()?;
+    let view = View::of(collector.collect()?);
+    let sample = view.sample();
     if let Some(why) = sample.degraded.first() {
         bail!("{why}");
     }
     let vms = &sample.vms;
     if a.json {
-        let reports: Vec<VmReport> = vms.iter().map(VmReport::new).collect();
+        let reports: Vec<VmReport> = view.vms().collect();
         print_json(&reports)?;
     } else if vms.is_empty() {
         let empty = match &a.hv.qmp[..] {
@@ -99,9 +101,9 @@ pub fn vms(a: &VmsArgs) -> Result<()> {
         };
         print(&empty)?;
     } else {
-        print(&format!("{}\n", vm_table(vms)))?;
+        print(&format!("{}\n", vm_table(&view)))?;
     }
-    let unread = unread_vms(&sample);
+    let unread = unread_vms(sample);
     if unread > 0 {
         return Err(PartialRead {
             unread,
@@ -126,7 +128,7 @@ fn levers(vm: &VmSample) -> String {
     )
 }
 
-fn vm_table(vms: &[VmSample]) -> comfy_table::Table {
+fn vm_table(view: &View) -> comfy_table::Table {
     let mut t = render::table(
         &[
             "NAME",
@@ -146,9 +148,12 @@ fn vm_table(vms: &[VmSample]) -> comfy_table::Table {
         &[2, 3, 4, 5, 6, 7, 8, 9, 10],
     );
     let b = |v: Option<u64>| v.map(format_bytes).unwrap_or_else(|| "-".into());
-    for vm in vms {
-        let f = figures(vm);
-        let d = diagnose(vm);
+    for VmReport {
+        vm,
+        figures: f,
+        diagnosis: d,
+    } in view.vms()
+    {
         let diag = if d.is_empty() {
             "ok".to_string()
         } else {
