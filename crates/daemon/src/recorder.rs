@@ -76,7 +76,7 @@ pub fn run(
                     last_pss = Some(started);
                 }
                 ksm.step(&cfg.ksm, &sample);
-                memwarden_store::redact(&mut sample, cfg.record.keep_cmdlines);
+                sample.redact(cfg.record.keep_cmdlines);
                 for d in &sample.degraded {
                     debug!(what = %d, "sample degraded");
                 }

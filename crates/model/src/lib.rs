@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod host;
+pub mod redact;
 pub mod units;
 pub mod vm;
 
@@ -27,6 +28,9 @@ pub struct Sample {
     /// Each source of this sample (host, libvirt, QMP) with its success and duration.
     #[serde(default)]
     pub sources: Vec<SourceHealth>,
+    /// What was taken out of this sample before it was kept ([`Sample::redact`]).
+    #[serde(default)]
+    pub redaction: redact::Redaction,
 }
 
 /// One source of a sample, as node_exporter's `scrape_collector_success`/`_duration_seconds`.

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use memwarden_store::{redact, Retention, Store};
+use memwarden_store::{Retention, Store};
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -29,7 +29,7 @@ fn main() {
     let mut json_bytes = 0usize;
     for i in 0..n {
         let mut s = gen.next_sample();
-        redact(&mut s, false);
+        s.redact(false);
         json_bytes += serde_json::to_vec(&s).map(|v| v.len()).unwrap_or(0);
         let t0 = Instant::now();
         store.append(&s).expect("append");

@@ -99,19 +99,6 @@ impl Default for Retention {
     }
 }
 
-/// Privacy: drop every process's command line (arguments can hold passwords and tokens) unless
-/// `keep_cmdlines`; the process name (`comm`) stays. The daemon calls this before
-/// [`Store::append`]; the store keeps whatever it is given.
-pub fn redact(sample: &mut Sample, keep_cmdlines: bool) {
-    if keep_cmdlines {
-        return;
-    }
-    let vm_procs = sample.vms.iter_mut().filter_map(|v| v.host.as_mut());
-    for p in sample.host.processes.iter_mut().chain(vm_procs) {
-        p.cmdline.clear();
-    }
-}
-
 /// A handle's page cache, KiB (SQLite's negative form of `cache_size`).
 const PAGE_CACHE_PRAGMA: &str = "PRAGMA cache_size = -256;";
 

@@ -176,6 +176,7 @@ pub fn sample(fixture: &str, vms: usize) -> Sample {
                 transport: Some("rpc".into()),
             },
         ],
+        redaction: Default::default(),
     }
 }
 

@@ -71,6 +71,7 @@ impl Generator {
                 vms,
                 degraded: Vec::new(),
                 sources: Vec::new(),
+                redaction: Default::default(),
             },
             rng: Rng::new(seed),
         }
