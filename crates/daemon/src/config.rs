@@ -20,6 +20,24 @@ pub const DEFAULT_DB: &str = "/var/lib/memwarden/history.db";
 /// 9848: no exporter on Prometheus's default-port allocation list uses it.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9848";
 
+/// What a command's flags set (ripgrep's low-level arguments): `None`, empty or `false` leaves
+/// the configuration file's value, or the default. [`Config::resolve`] lays them over the file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Flags {
+    pub listen: Option<SocketAddr>,
+    pub db: Option<PathBuf>,
+    pub interval: Option<Duration>,
+    pub deadline: Option<Duration>,
+    /// A libvirt URI: the VM source becomes libvirt at this URI.
+    pub connect: Option<String>,
+    /// QMP sockets: the VM source becomes QMP.
+    pub qmp: Vec<String>,
+    pub no_vms: bool,
+    pub monitor_passthrough: bool,
+    pub parallelism: Option<usize>,
+    pub web_config_file: Option<PathBuf>,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -322,6 +340,75 @@ impl Config {
         Ok((Config::parse(&text, &path)?, Some(path)))
     }
 
+    /// The configuration a command runs with, resolved once: the file (`explicit`, else
+    /// [`DEFAULT_PATH`] when present), then `LIBVIRT_DEFAULT_URI` when no file was read, then
+    /// `flags` over both. Every command (serve, vms, sample, balance, ksm, dommemstat, setmem,
+    /// stats-period) goes through here, so a host configured once is read the same way by all.
+    /// The VM source is validated; `serve` validates the rest (intervals mean nothing to a
+    /// one-look command).
+    pub fn resolve(
+        explicit: Option<&Path>,
+        flags: &Flags,
+    ) -> anyhow::Result<(Config, Option<PathBuf>)> {
+        let (mut cfg, path) = Config::load(explicit)?;
+        if path.is_none() {
+            if let Some(uri) = std::env::var("LIBVIRT_DEFAULT_URI")
+                .ok()
+                .filter(|u| !u.is_empty())
+            {
+                cfg.vms.connect = uri;
+            }
+        }
+        cfg.apply(flags);
+        cfg.vms.validate().with_context(|| match &path {
+            Some(p) => format!("configuration {} with the command's flags", p.display()),
+            None => "the command's flags".to_string(),
+        })?;
+        Ok((cfg, path))
+    }
+
+    fn apply(&mut self, f: &Flags) {
+        if let Some(l) = f.listen {
+            self.listen = l;
+        }
+        if let Some(d) = &f.db {
+            self.db = d.clone();
+        }
+        if let Some(i) = f.interval {
+            self.interval = i;
+            // A short --interval brings the deadline down with it: a sample ends before the next.
+            if self.deadline >= i {
+                self.deadline = i / 2;
+            }
+        }
+        if let Some(d) = f.deadline {
+            self.deadline = d;
+        }
+        // A VM flag replaces the file's choice of source whole.
+        if let Some(c) = &f.connect {
+            self.vms.source = VmSourceKind::Libvirt;
+            self.vms.connect = c.clone();
+            self.vms.qmp.clear();
+            self.vms.transport = TransportChoice::Auto;
+        }
+        if !f.qmp.is_empty() {
+            self.vms.source = VmSourceKind::Qmp;
+            self.vms.qmp = f.qmp.clone();
+            self.vms.connect = VmsConfig::default().connect;
+            self.vms.transport = TransportChoice::Auto;
+        }
+        if f.no_vms {
+            self.vms.source = VmSourceKind::None;
+        }
+        self.vms.monitor_passthrough |= f.monitor_passthrough;
+        if let Some(p) = f.parallelism {
+            self.vms.parallelism = Some(p);
+        }
+        if let Some(w) = &f.web_config_file {
+            self.http.web_config_file = Some(w.clone());
+        }
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.interval < Duration::from_millis(100) {
             bail!("interval {:?} is below 100ms", self.interval);
@@ -479,5 +566,42 @@ mod tests {
         let e = Config::parse("interval = \"1s\"\ndeadline = \"2s\"\n", Path::new("c"))
             .expect_err("refused");
         assert!(format!("{e:#}").contains("deadline"), "{e:#}");
+    }
+
+    #[test]
+    fn flags_lay_over_the_file_and_a_vm_flag_replaces_its_source_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("m.toml");
+        std::fs::write(
+            &file,
+            "interval = \"10s\"\ndeadline = \"3s\"\n[vms]\nsource = \"qmp\"\nqmp = [\"/run/q/*.qmp\"]\n",
+        )
+        .expect("write");
+        let (cfg, path) = Config::resolve(Some(&file), &Flags::default()).expect("file alone");
+        assert_eq!(path.as_deref(), Some(file.as_path()));
+        assert_eq!(cfg.vms.source, VmSourceKind::Qmp);
+        assert_eq!(cfg.deadline, Duration::from_secs(3));
+
+        let flags = Flags {
+            connect: Some("qemu+ssh://kvm01/system".into()),
+            interval: Some(Duration::from_secs(2)),
+            ..Flags::default()
+        };
+        let (cfg, _) = Config::resolve(Some(&file), &flags).expect("with flags");
+        assert_eq!(cfg.vms.source, VmSourceKind::Libvirt);
+        assert_eq!(cfg.vms.connect, "qemu+ssh://kvm01/system");
+        assert!(cfg.vms.qmp.is_empty(), "the file's qmp list goes with its source");
+        assert_eq!(cfg.interval, Duration::from_secs(2));
+        assert_eq!(cfg.deadline, Duration::from_secs(1), "brought below the interval");
+        cfg.validate().expect("valid as serve would check it");
+
+        let flags = Flags {
+            deadline: Some(Duration::from_millis(500)),
+            no_vms: true,
+            ..Flags::default()
+        };
+        let (cfg, _) = Config::resolve(Some(&file), &flags).expect("no VMs");
+        assert_eq!(cfg.vms.source, VmSourceKind::None);
+        assert_eq!(cfg.deadline, Duration::from_millis(500));
     }
 }

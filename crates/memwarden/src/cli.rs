@@ -264,21 +264,18 @@ pub struct ProcsArgs {
 /// Where VMs are found; shared by every VM command.
 #[derive(Debug, Clone, Args)]
 pub struct HvArgs {
-    /// libvirt connection URI.
-    #[arg(
-        long,
-        value_name = "URI",
-        default_value = "qemu:///system",
-        env = "LIBVIRT_DEFAULT_URI"
-    )]
-    pub connect: String,
+    /// libvirt connection URI (default: [vms] of the configuration file when there is one,
+    /// else LIBVIRT_DEFAULT_URI, else qemu:///system).
+    #[arg(long, value_name = "URI", conflicts_with = "qmp")]
+    pub connect: Option<String>,
     /// Use QMP sockets instead of libvirt (a path or a glob; repeatable).
     #[arg(long, value_name = "PATH_OR_GLOB")]
     pub qmp: Vec<String>,
     /// One VM's whole exchange (connect, greeting, every command) must finish within this;
-    /// a VM that does not is shown as "timed out" (`500ms`, `2s`).
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
-    pub deadline: std::time::Duration,
+    /// a VM that does not is shown as "timed out" (`500ms`, `2s`; default: the configuration
+    /// file's `deadline`, else 2s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub deadline: Option<std::time::Duration>,
     /// How many QMP sockets are read at once (default: cores × 4).
     #[arg(long, value_name = "N")]
     pub parallelism: Option<usize>,
@@ -290,6 +287,10 @@ pub use memwarden_model::units::parse_duration;
 pub struct VmsArgs {
     #[command(flatten)]
     pub hv: HvArgs,
+    /// Configuration file whose [vms] section says where VMs are and `deadline` how long to
+    /// wait (default /etc/memwarden/memwarden.toml when it exists); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
     /// libvirt: also read QEMU's newer balloon stats (stat-oom-kills...) through libvirt-qemu's

@@ -9,10 +9,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use memwarden_collector::{Collector, Config as CollectorConfig};
+use memwarden_collector::Collector;
 use memwarden_control::balloon::{Cycle, CycleReport, Outcome, DEFAULT_KEEP};
-use memwarden_daemon::config::Config as DaemonConfig;
-use memwarden_hv::qmp::default_parallelism;
 use memwarden_model::units::{format_bytes, format_signed_bytes, parse_size, MIB};
 use memwarden_model::Sample;
 use memwarden_policy::{reclaim, Direction, History, Plan, ReclaimPlan};
@@ -20,24 +18,14 @@ use memwarden_procfs::HostReader;
 use memwarden_store::Store;
 use serde::Serialize;
 
-use super::vm::vm_source;
 use super::{print, print_json};
 use crate::cli::BalanceArgs;
 use crate::render::table;
 
 pub fn balance(a: &BalanceArgs) -> Result<()> {
-    let (cfg, _) = DaemonConfig::load(a.config.as_deref())?;
-    let policy = cfg.balloon;
-    let mut collector = Collector::new(
-        CollectorConfig {
-            host: true,
-            full: false,
-            vms: vm_source(&a.hv, false),
-            deadline: a.hv.deadline,
-            parallelism: a.hv.parallelism.unwrap_or_else(default_parallelism),
-        },
-        HostReader::live(),
-    )?;
+    let vms = super::settings::vms(&a.hv, a.config.as_deref(), false)?;
+    let policy = vms.config.balloon.clone();
+    let mut collector = Collector::new(vms.collector(true, false), HostReader::live())?;
     let mut sample = collector.collect()?;
     if let Some(why) = sample.degraded.first() {
         bail!("{why}");

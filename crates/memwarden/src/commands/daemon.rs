@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use memwarden_analysis::{leaks as leak_finder, series};
-use memwarden_daemon::config::{Config, VmSourceKind, VmsConfig};
 use memwarden_model::clock::now_unix_ms;
 use memwarden_model::units::format_bytes;
 use memwarden_model::Sample;
@@ -23,37 +22,7 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let (mut cfg, path) = Config::load(a.config.as_deref())?;
-    if let Some(l) = a.listen {
-        cfg.listen = l;
-    }
-    if let Some(d) = &a.db {
-        cfg.db = d.clone();
-    }
-    if let Some(i) = a.interval {
-        cfg.interval = i;
-        // A short --interval brings the deadline down with it: a sample ends before the next.
-        if cfg.deadline >= i {
-            cfg.deadline = i / 2;
-        }
-    }
-    // A VM flag replaces the file's choice of source whole (clap refuses both flags at once).
-    if let Some(c) = &a.connect {
-        cfg.vms.source = VmSourceKind::Libvirt;
-        cfg.vms.connect = c.clone();
-        cfg.vms.qmp.clear();
-    }
-    if !a.qmp.is_empty() {
-        cfg.vms.source = VmSourceKind::Qmp;
-        cfg.vms.qmp = a.qmp.clone();
-        cfg.vms.connect = VmsConfig::default().connect;
-    }
-    if a.no_vms {
-        cfg.vms.source = VmSourceKind::None;
-    }
-    if let Some(w) = &a.web_config_file {
-        cfg.http.web_config_file = Some(w.clone());
-    }
+    let (cfg, path) = super::settings::serve(a)?;
     memwarden_daemon::serve(cfg, path)
 }
 

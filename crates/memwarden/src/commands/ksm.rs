@@ -7,9 +7,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use memwarden_analysis::ksm::{self, KsmReport, KsmVm, KsmdCpuUse};
-use memwarden_collector::{Collector, Config};
+use memwarden_collector::Collector;
 use memwarden_control::ksm::{apply, KnobResult, Outcome};
-use memwarden_hv::qmp::default_parallelism;
 use memwarden_model::host::HostSample;
 use memwarden_model::units::{format_bytes, format_signed_bytes};
 use memwarden_model::Sample;
@@ -18,7 +17,7 @@ use memwarden_procfs::{HostReader, ReadOptions};
 use serde::Serialize;
 
 use super::host::reader;
-use super::vm::vm_source;
+
 use super::{print, print_json};
 use crate::cli::KsmArgs;
 
@@ -108,12 +107,9 @@ pub fn ksm(root: Option<&Path>, a: &KsmArgs) -> Result<()> {
 
 /// The VMs and their QEMU processes; a hypervisor that cannot be read is a note, not an error.
 fn read_vms(a: &KsmArgs, sample: &mut Sample, notes: &mut Vec<String>) {
-    let cfg = Config {
-        host: false,
-        full: false,
-        vms: vm_source(&a.hv, false),
-        deadline: a.hv.deadline,
-        parallelism: a.hv.parallelism.unwrap_or_else(default_parallelism),
+    let cfg = match super::settings::vms(&a.hv, a.config.as_deref(), false) {
+        Ok(v) => v.collector(false, false),
+        Err(e) => return notes.push(format!("VMs not read: {e:#} (--no-vms to skip)")),
     };
     match Collector::new(cfg, HostReader::live()).and_then(|mut c| c.collect()) {
         Ok(s) => {

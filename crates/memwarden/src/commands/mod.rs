@@ -7,6 +7,7 @@ mod host;
 mod ksm;
 mod plan;
 mod sample;
+mod settings;
 mod vm;
 
 use std::io::Write;

@@ -6,25 +6,21 @@
 use std::path::Path;
 
 use anyhow::Result;
-use memwarden_collector::{Collector, Config, VmSource};
+use memwarden_collector::{Collector, Config};
 use memwarden_model::Sample;
 
 use super::host::reader;
 use super::print_json;
-use super::vm::vm_source;
+use super::settings;
 use crate::cli::{HvArgs, SampleArgs};
 
 /// Reads the host (required) and, unless `hv` is `None`, every VM, through the shared
 /// collector. A hypervisor that cannot be reached degrades the sample; it does not fail it.
 pub fn collect(root: Option<&Path>, hv: Option<&HvArgs>) -> Result<Sample> {
-    let mut cfg = Config {
-        vms: hv.map_or(VmSource::None, |h| vm_source(h, false)),
-        ..Config::default()
+    let cfg = match hv {
+        Some(h) => settings::vms(h, None, false)?.collector(true, true),
+        None => Config::default(),
     };
-    if let Some(h) = hv {
-        cfg.deadline = h.deadline;
-        cfg.parallelism = h.parallelism.unwrap_or(cfg.parallelism);
-    }
     Ok(Collector::new(cfg, reader(root))?.collect()?)
 }
 

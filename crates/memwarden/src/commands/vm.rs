@@ -6,42 +6,28 @@ use anyhow::{bail, Context, Result};
 
 use memwarden_analysis::view::View;
 use memwarden_analysis::vm::VmReport;
-use memwarden_collector::{source, unread_vms, Collector, Config, VmSource};
-use memwarden_hv::qmp::default_parallelism;
+use memwarden_collector::{source, unread_vms, Collector, VmSource};
 use memwarden_hv::tags::LIBVIRT_TAGS;
 use memwarden_hv::{Hypervisor, Scope};
 use memwarden_model::units::{format_bytes, parse_size, KIB};
 use memwarden_model::vm::{BalloonStats, ReadStatus, VmSample, VmState};
 use memwarden_procfs::HostReader;
 
+use super::settings;
 use super::{print, print_json};
 use crate::cli::{DommemstatArgs, HvArgs, SetmemArgs, StatsPeriodArgs, VmsArgs};
 use crate::render;
-
-/// The VM source the hypervisor flags name.
-pub(crate) fn vm_source(hv: &HvArgs, passthrough: bool) -> VmSource {
-    if hv.qmp.is_empty() {
-        VmSource::Libvirt {
-            uri: hv.connect.clone(),
-            monitor_passthrough: passthrough,
-            transport: memwarden_hv::Transport::Auto,
-        }
-    } else {
-        VmSource::Qmp {
-            patterns: hv.qmp.clone(),
-        }
-    }
-}
 
 /// A hypervisor for one action (dommemstat, setmem, stats-period), opened by the same factory
 /// as the collector's. An action is one exchange a person waits for, not one VM among many in
 /// a sample: its deadline is at least [`ACTION_DEADLINE_FLOOR`], and libvirt is connected at
 /// once so that an unreachable libvirtd is the first thing said.
 pub(crate) fn backend(hv: &HvArgs) -> Result<Box<dyn Hypervisor + Send>> {
-    let source = vm_source(hv, false);
+    let vms = settings::vms(hv, None, false)?;
+    let source = vms.source.clone();
     let how = source::Open {
-        deadline: hv.deadline.max(ACTION_DEADLINE_FLOOR),
-        parallelism: hv.parallelism.unwrap_or_else(default_parallelism),
+        deadline: vms.deadline.max(ACTION_DEADLINE_FLOOR),
+        parallelism: vms.parallelism,
         reader: HostReader::live(),
         connect_now: Some(Duration::from_secs(10)),
     };
@@ -51,7 +37,7 @@ pub(crate) fn backend(hv: &HvArgs) -> Result<Box<dyn Hypervisor + Send>> {
     })?;
     opened
         .map(|b| b.hv)
-        .context("no VM source given (--connect or --qmp)")
+        .with_context(|| format!("{}: give --connect or --qmp", settings::describe(&vms)))
 }
 
 /// The least time an action (setmem, dommemstat, stats-period) is given.
@@ -77,14 +63,8 @@ impl std::fmt::Display for PartialRead {
 impl std::error::Error for PartialRead {}
 
 pub fn vms(a: &VmsArgs) -> Result<()> {
-    let cfg = Config {
-        host: false,
-        full: a.pss,
-        vms: vm_source(&a.hv, a.monitor_passthrough),
-        deadline: a.hv.deadline,
-        parallelism: a.hv.parallelism.unwrap_or_else(default_parallelism),
-    };
-    let mut collector = Collector::new(cfg, HostReader::live())?;
+    let source = settings::vms(&a.hv, a.config.as_deref(), a.monitor_passthrough)?;
+    let mut collector = Collector::new(source.collector(false, a.pss), HostReader::live())?;
     let view = View::of(collector.collect()?);
     let sample = view.sample();
     if let Some(why) = sample.degraded.first() {
@@ -95,9 +75,12 @@ pub fn vms(a: &VmsArgs) -> Result<()> {
         let reports: Vec<VmReport> = view.vms().collect();
         print_json(&reports)?;
     } else if vms.is_empty() {
-        let empty = match &a.hv.qmp[..] {
-            [] => format!("no running VMs at {}\n", a.hv.connect),
-            p => format!("no QMP socket matches {}\n", p.join(" ")),
+        let empty = match source.source {
+            VmSource::Qmp { .. } => {
+                format!("no QMP socket matches {}\n", settings::describe(&source))
+            }
+            VmSource::None => format!("{}: give --connect or --qmp\n", settings::describe(&source)),
+            _ => format!("no running VMs at {}\n", settings::describe(&source)),
         };
         print(&empty)?;
     } else {
