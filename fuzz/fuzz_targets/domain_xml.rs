@@ -4,7 +4,7 @@
 //! (its `Overflow` error refuses the rest); a balloon has a period exactly when present.
 
 use libfuzzer_sys::fuzz_target;
-use memwarden_hv::domain_xml;
+use memwarden_libvirt::domain_xml;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(xml) = std::str::from_utf8(data) else {

@@ -11,10 +11,11 @@
 //! event watch's decoder. Never a panic.
 
 use libfuzzer_sys::fuzz_target;
-use memwarden_hv::libvirt_rpc::events;
-use memwarden_hv::libvirt_rpc::proto::{self, remote};
-use memwarden_hv::libvirt_rpc::{classify, wire, Reply};
-use memwarden_hv::{domain_xml, libvirt, tags};
+use memwarden_libvirt::rpc::events;
+use memwarden_libvirt::rpc::proto::{self, remote};
+use memwarden_libvirt::rpc::{classify, wire, Reply};
+use memwarden_hv::{libvirt, tags};
+use memwarden_libvirt::domain_xml;
 use memwarden_model::units::KIB;
 use memwarden_model::vm::VmSample;
 

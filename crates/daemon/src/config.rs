@@ -590,9 +590,16 @@ mod tests {
         let (cfg, _) = Config::resolve(Some(&file), &flags).expect("with flags");
         assert_eq!(cfg.vms.source, VmSourceKind::Libvirt);
         assert_eq!(cfg.vms.connect, "qemu+ssh://kvm01/system");
-        assert!(cfg.vms.qmp.is_empty(), "the file's qmp list goes with its source");
+        assert!(
+            cfg.vms.qmp.is_empty(),
+            "the file's qmp list goes with its source"
+        );
         assert_eq!(cfg.interval, Duration::from_secs(2));
-        assert_eq!(cfg.deadline, Duration::from_secs(1), "brought below the interval");
+        assert_eq!(
+            cfg.deadline,
+            Duration::from_secs(1),
+            "brought below the interval"
+        );
         cfg.validate().expect("valid as serve would check it");
 
         let flags = Flags {

@@ -9,12 +9,8 @@
 //! Every exchange runs under a deadline (QMP: one per VM session; libvirt: calls on threads of
 //! their own, and the built-in RPC client's own socket deadline), so no call blocks past it.
 
-pub mod domain_xml;
 pub mod host;
 pub mod libvirt;
-mod libvirt_conn;
-mod libvirt_ffi;
-pub mod libvirt_rpc;
 pub mod qmp;
 pub mod tags;
 
@@ -23,7 +19,8 @@ use std::path::PathBuf;
 use memwarden_model::vm::{BalloonStats, ReadStatus, VmSample};
 
 pub use libvirt::LibvirtBackend;
-pub use libvirt_conn::{LvError, Param, Transport};
+/// How the libvirt backend reaches libvirt (memwarden-libvirt's RPC client or libvirt.so).
+pub use memwarden_libvirt::Transport;
 pub use qmp::QmpBackend;
 
 /// Where a change applies, as libvirt's `--live` / `--config`.
@@ -76,7 +73,7 @@ pub enum Error {
         op: &'static str,
         domain: Option<String>,
         #[source]
-        source: crate::libvirt_conn::LvError,
+        source: memwarden_libvirt::LvError,
     },
     /// Opening the connection failed: libvirtd is down, restarting, or the URI is wrong.
     #[error("cannot reach libvirt at {uri} (is libvirtd running?): {reason}")]
@@ -146,7 +143,7 @@ fn on(d: &Option<String>) -> String {
 impl Error {
     /// The VM (or its QEMU process) went away while we were reading it: skip, do not fail.
     pub fn is_gone(&self) -> bool {
-        use crate::libvirt_conn::sys;
+        use memwarden_libvirt::sys;
         match self {
             Error::Libvirt { source, .. } => {
                 [sys::VIR_ERR_NO_DOMAIN, sys::VIR_ERR_OPERATION_INVALID].contains(&source.code())

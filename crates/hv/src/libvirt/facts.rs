@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use memwarden_model::units::KIB;
 use memwarden_model::vm::{BalloonDevice, NovaInstance, VmConfig};
 
-use crate::domain_xml;
+use memwarden_libvirt::domain_xml;
 
 /// How long a domain's XML facts are trusted before they are read again.
 pub const XML_REFRESH: Duration = Duration::from_secs(60);

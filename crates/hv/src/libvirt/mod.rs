@@ -1,4 +1,4 @@
-//! The libvirt backend (through [`crate::libvirt_conn`]: libvirt's RPC protocol on the local
+//! The libvirt backend (through [`memwarden_libvirt`]: libvirt's RPC protocol on the local
 //! daemon's socket for `qemu:///system`, libvirt's C API loaded at run time for other URIs): one
 //! bulk `virConnectGetAllDomainStats` call for all
 //! running domains, per-domain `virDomainMemoryStats` for `dommemstat`, and optionally the newer
@@ -16,7 +16,7 @@
 //!   by the timeout instead), and a connection that fails is dropped and opened again on the
 //!   next sample (libvirtd restarts).
 //!
-//! The domain XML (parsed by [`crate::domain_xml`]) is read once per domain (again when its id changes or after
+//! The domain XML (parsed by [`memwarden_libvirt::domain_xml`]) is read once per domain (again when its id changes or after
 //! [`XML_REFRESH`]); the QEMU pid comes from libvirt's pid file.
 
 use std::collections::HashMap;
@@ -31,10 +31,11 @@ use memwarden_model::vm::{
     BalloonStats, ExtraStats, ReadStatus, StatTag, VmBackend, VmEvent, VmRead, VmSample,
 };
 
-use crate::libvirt_conn::{self, sys, Connect, Domain, LvError, Transport};
-use crate::libvirt_rpc::events::{self, EventWatch};
+use memwarden_libvirt::rpc::events::{self, EventWatch};
+use memwarden_libvirt::{self as libvirt_conn, sys, Connect, Domain, LvError, Transport};
 
-use crate::{domain_xml, now_unix_ms, now_unix_s, tags, Error, Hypervisor, Scope};
+use crate::{now_unix_ms, now_unix_s, tags, Error, Hypervisor, Scope};
+use memwarden_libvirt::domain_xml;
 
 mod facts;
 mod records;

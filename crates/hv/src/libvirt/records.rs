@@ -7,9 +7,9 @@ use serde_json::Value;
 use memwarden_model::units::KIB;
 use memwarden_model::vm::{ExtraStats, StatTag, TagUnit, VmSample, VmState};
 
-use crate::libvirt_conn::{self, sys, Domain, Param};
 use crate::qmp::parse_guest_stats;
 use crate::tags;
+use memwarden_libvirt::{self as libvirt_conn, sys, Domain, Param};
 
 /// One domain from the bulk call: libvirt-form tags (bulk order), max memory, state, and
 /// whether libvirt skipped its statistics because another job holds the domain.

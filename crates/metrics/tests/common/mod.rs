@@ -6,7 +6,8 @@
 
 use std::path::PathBuf;
 
-use memwarden_hv::{domain_xml, tags};
+use memwarden_hv::tags;
+use memwarden_libvirt::domain_xml;
 use memwarden_metrics::DaemonHealth;
 use memwarden_model::host::{HostSample, KsmdCpu, ProcKsm, ProcessMem, SmapsRollup};
 use memwarden_model::vm::{

@@ -4,7 +4,7 @@
 //! Why: loading libvirt.so.0 maps ~55 libraries (libcrypto, gnutls, glib, libxml2, ...) and
 //! more than doubles the daemon's resident memory; the dozen calls memwarden makes need none
 //! of them. Other URIs (`qemu+ssh://`, `qemu+tls://`, `test:///`) keep the loaded library
-//! ([`crate::libvirt_ffi`]); [`crate::libvirt_conn`] picks one per URI.
+//! ([`crate::ffi`]); [`crate::conn`] picks one per URI.
 //!
 //! - **Channels.** A [`Connect`] holds a few *channels*, each a socket with its own libvirt
 //!   connection (auth, `CONNECT_OPEN`). A call takes an idle channel, or opens one, and has it
@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::libvirt_conn::{sys, LvError};
+use crate::conn::{sys, LvError};
 use proto::DomRef;
 use wire::{kind, status, Header, WireError};
 use xdr::XResult;

@@ -1,6 +1,6 @@
 //! libvirt's C functions, looked up in `libvirt.so.0` (and `libvirt-qemu.so.0`) when the first
 //! connection through the library is opened (URIs the built-in RPC client,
-//! [`crate::libvirt_rpc`], does not serve), not linked at build time.
+//! [`crate::rpc`], does not serve), not linked at build time.
 //!
 //! Why not link (as the `virt` crate does): libvirt.so.0 pulls in ~55 shared libraries, and the
 //! dynamic loader's relocations for them cost every memwarden command ~7 ms before `main`,

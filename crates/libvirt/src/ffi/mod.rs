@@ -18,7 +18,7 @@ use std::os::raw::{c_char, c_int, c_uint};
 
 use api::{api, Api, ConnPtr, DomPtr, MemoryStat};
 
-pub use crate::libvirt_conn::{LvError, Param};
+pub use crate::conn::{LvError, Param};
 
 /// `virTypedParameterType` (libvirt's headers; stable ABI).
 mod tp {
@@ -33,7 +33,7 @@ mod tp {
 
 /// libvirt could not be loaded at all.
 fn unloadable(why: String) -> LvError {
-    LvError::new(crate::libvirt_conn::sys::VIR_ERR_NO_CONNECT, 0, why)
+    LvError::new(crate::conn::sys::VIR_ERR_NO_CONNECT, 0, why)
 }
 
 /// The calling thread's last libvirt error (libvirt keeps it per thread).
@@ -377,7 +377,7 @@ pub fn all_domain_stats(conn: &Connect, stats: u32, flags: u32) -> R<Vec<Record>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::libvirt_conn::sys;
+    use crate::conn::sys;
 
     /// Every declared function exists in the installed libvirt (scripts/setup.sh installs it):
     /// a misspelt or private symbol fails here, not at a user's first libvirt call.

@@ -2,13 +2,13 @@
 //! decoder tests (`crates/hv/tests/data/libvirt-rpc/`): starts a lab domain, sends each call
 //! on a fresh connection and writes each reply packet (length word excluded) to a file.
 //!
-//! `MEMWARDEN_LAB_DIR=/work/lab-shared cargo run -p memwarden-hv --example rpc_capture [DIR]`
+//! `MEMWARDEN_LAB_DIR=/work/lab-shared cargo run -p memwarden-libvirt --example rpc_capture [DIR]`
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use memwarden_hv::libvirt_rpc::{proto, wire, Connect};
 use memwarden_lab::{Domain, DomainOpts, Lab, URI};
+use memwarden_libvirt::rpc::{proto, wire, Connect};
 
 fn main() {
     let out = std::env::args()
@@ -28,7 +28,7 @@ fn main() {
     )
     .expect("domain");
     std::thread::sleep(Duration::from_secs(3)); // one stats period and then some
-    let path = memwarden_hv::libvirt_rpc::socket_for(URI).expect("a local URI");
+    let path = memwarden_libvirt::rpc::socket_for(URI).expect("a local URI");
     let c = Connect::open(URI, &path, Duration::from_secs(10)).expect("connect");
     let p = wire::REMOTE_PROGRAM;
     let save = |name: &str, proc_: i32, args: &[u8]| {

@@ -1,11 +1,11 @@
 //! The built-in libvirt RPC client's decoders on replies captured from the real libvirtd 9.0
 //! (`tests/data/README.md`), and fuzzed: any bytes decode to Ok or Err, never a panic.
 
-use memwarden_hv::libvirt_rpc::{classify, proto, wire, Reply};
-use memwarden_hv::Param;
+use memwarden_libvirt::rpc::{classify, proto, wire, Reply};
+use memwarden_libvirt::Param;
 use proptest::prelude::*;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/libvirt-rpc");
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../hv/tests/data/libvirt-rpc");
 
 fn packet(name: &str) -> Vec<u8> {
     std::fs::read(format!("{DIR}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))

@@ -8,7 +8,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use memwarden_hv::libvirt_rpc::{wire, Connect};
+use memwarden_libvirt::rpc::{wire, Connect};
 
 fn read_call(s: &mut UnixStream) -> wire::Header {
     let mut w = [0u8; 4];
@@ -108,7 +108,7 @@ fn no_reply_ends_at_the_deadline() {
 #[test]
 fn a_server_error_carries_libvirts_code_and_message() {
     let p = fake("error", |s, call| {
-        let mut e = memwarden_hv::libvirt_rpc::xdr::Enc::new();
+        let mut e = memwarden_libvirt::rpc::xdr::Enc::new();
         e.i32(42)
             .i32(10)
             .opt_str(Some("Domain not found: no domain with matching name 'vm'"));

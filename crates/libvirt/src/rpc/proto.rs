@@ -5,7 +5,7 @@
 //! wrong shows up as an error on the first call, not as a silently shifted number.
 
 use super::xdr::{Dec, Enc, XResult, XdrError};
-use crate::libvirt_conn::Param;
+use crate::conn::Param;
 
 /// A domain's typed parameters from the bulk stats call, in the server's order.
 pub type Params = Vec<(String, Param)>;

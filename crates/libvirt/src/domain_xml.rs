@@ -286,7 +286,7 @@ mod tests {
 
     fn fixture(name: &str) -> DomainXml {
         let path = format!(
-            "{}/tests/data/domain-xml/{name}",
+            "{}/../hv/tests/data/domain-xml/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         let xml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -1,13 +1,13 @@
 //! One libvirt connection, whichever way it talks: libvirt's RPC protocol spoken directly on
-//! the local daemon's socket ([`crate::libvirt_rpc`], no libvirt.so in the process) or the C
-//! library loaded at run time ([`crate::libvirt_ffi`]), chosen per URI by [`Transport`].
+//! the local daemon's socket ([`crate::rpc`], no libvirt.so in the process) or the C
+//! library loaded at run time ([`crate::ffi`]), chosen per URI by [`Transport`].
 //! Both give the same [`Connect`]/[`Domain`] calls and the same [`LvError`] (libvirt's error
-//! number, domain and message), so [`crate::libvirt`] does not care which it has.
+//! number, domain and message), so a caller (`memwarden-hv`'s libvirt backend) does not care which it has.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::{libvirt_ffi as ffi, libvirt_rpc as rpc};
+use crate::{ffi, rpc};
 
 /// libvirt's constants memwarden uses (values from libvirt's headers; stable ABI).
 pub mod sys {
