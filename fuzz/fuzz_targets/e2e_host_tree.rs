@@ -1,7 +1,7 @@
 #![no_main]
 //! End to end on the host side: a mutated /proc + /sys tree → `HostReader::at_root` (as
 //! `memwarden --root DIR host` reads a captured tree) → the Sample → accounting
-//! (`accounting::analyse`), the process table and the KSM report → every renderer: the CLI's
+//! (the view: `accounting::analyse` and the KSM report), the process table → every renderer: the CLI's
 //! host report and process table (crates/memwarden/src/render, compiled in here), `host --json`
 //! and /metrics (Prometheus text or OpenMetrics, by the input's length). Never a panic
 //! (arithmetic overflow checks are on in fuzz builds), and every derived figure keeps the bound
@@ -25,8 +25,9 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use memwarden_analysis::accounting::{self, kernel};
-use memwarden_analysis::{ksm, procs};
+use memwarden_analysis::accounting::kernel;
+use memwarden_analysis::procs;
+use memwarden_analysis::view::View;
 use memwarden_metrics::{DaemonHealth, Format};
 use memwarden_model::Sample;
 use memwarden_procfs::HostReader;
@@ -132,10 +133,17 @@ fuzz_target!(|data: &[u8]| {
         // meminfo is required; what else the CLI does then is print the error.
         return;
     };
-    let acc = accounting::analyse(&host);
+    // The one view every output reads, as the daemon and the CLI build it.
+    let view = View::of(Sample {
+        taken_at_unix_ms: 1_795_000_000_000,
+        host,
+        ..Sample::default()
+    });
+    let host = &view.sample().host;
+    let acc = &view.accounting;
     let total = host.meminfo.get_or_zero("MemTotal");
 
-    for p in kernel::terms(&host).parts {
+    for p in kernel::terms(host).parts {
         assert!(
             p.bytes <= total,
             "kernel term {} is {} > MemTotal {total}",
@@ -182,36 +190,32 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let top = procs::table(&host, procs::SortBy::Pss, 20);
+    let top = procs::table(host, procs::SortBy::Pss, 20);
     for r in &top.rows {
         assert!(top.total_pss_bytes >= r.pss_bytes && top.total_rss_bytes >= r.rss_bytes);
         assert!(top.total_uss_bytes >= r.uss_bytes && top.total_swap_bytes >= r.swap_bytes);
     }
     assert!(top.unreadable <= top.total_processes);
-    let k = ksm::report(&host);
+    let k = &view.ksm;
 
     // The CLI: `host`, `procs`, `host --json`.
-    let text = render::host::render(&host, &acc, &top);
+    let text = render::host::render(host, acc, &top);
     assert!(text.starts_with("Host memory: MemTotal"), "{text}");
     let mut out = String::new();
     let _ = write!(
         out,
         "{}\n{}",
         render::procs::process_table(&top, true),
-        render::host::process_errors(&host)
+        render::host::process_errors(host)
     );
-    serde_json::to_string(&(&host, &acc, &top, &k)).expect("host --json serializes");
+    serde_json::to_string(&(host, acc, &top, k)).expect("host --json serializes");
+    serde_json::to_string(&view).expect("/api/v1/latest serializes");
 
     // /metrics.
-    let sample = Sample {
-        taken_at_unix_ms: 1_795_000_000_000,
-        host,
-        ..Sample::default()
-    };
     // One format an execution (the input's length picks it): they share all but the framing.
     let format = [Format::Prometheus, Format::OpenMetrics][data.len() % 2];
     {
-        let body = memwarden_metrics::render(&sample, &DaemonHealth::default(), format);
+        let body = memwarden_metrics::render(&view, &DaemonHealth::default(), format);
         for line in body
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
