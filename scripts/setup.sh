@@ -10,14 +10,15 @@
 #           a Prometheus server scrapes `memwarden serve` (also over TLS: openssl makes the test's
 #           certificate, curl is the TLS client); chromium + chromium-driver load its page;
 #           prometheus-node-exporter and prometheus-libvirt-exporter are the peers the scrape_cost
-#           bench compares /metrics against; systemd's systemd-analyze verifies the unit
+#           bench compares /metrics against; systemd's systemd-analyze verifies the unit;
+#           openssh-server: a test reaches the lab's libvirtd over qemu+ssh:// on a loopback sshd
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(libvirt0)
 if [ "${1:-}" = --test ]; then
   pkgs+=(busybox-static cpio smem time python3 gcc libc6-dev xz-utils zstd
          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 prometheus python3-prometheus-client
-         chromium chromium-driver prometheus-node-exporter prometheus-libvirt-exporter systemd openssl curl)
+         chromium chromium-driver prometheus-node-exporter prometheus-libvirt-exporter systemd openssl curl openssh-server)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -84,7 +84,8 @@ pub struct VmsConfig {
     /// QMP sockets read at once (default: cores × 4).
     pub parallelism: Option<usize>,
     /// How libvirt is reached (source = "libvirt"): `auto` (memwarden's own RPC client for
-    /// the local `qemu:///system` and `qemu:///session`, libvirt.so for other URIs), `rpc`
+    /// `qemu:///system`, `qemu:///session` and `qemu+ssh://` through `virt-ssh-helper`,
+    /// libvirt.so for other URIs), `rpc`
     /// (the RPC client only: other URIs are an error) or `library` (libvirt.so always).
     pub transport: TransportChoice,
 }

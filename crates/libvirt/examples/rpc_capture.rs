@@ -29,7 +29,12 @@ fn main() {
     .expect("domain");
     std::thread::sleep(Duration::from_secs(3)); // one stats period and then some
     let path = memwarden_libvirt::rpc::socket_for(URI).expect("a local URI");
-    let c = Connect::open(URI, &path, Duration::from_secs(10)).expect("connect");
+    let c = Connect::open(
+        URI,
+        &memwarden_libvirt::rpc::Endpoint::Socket(path),
+        Duration::from_secs(10),
+    )
+    .expect("connect");
     let p = wire::REMOTE_PROGRAM;
     let save = |name: &str, proc_: i32, args: &[u8]| {
         let packet = c.raw_call(p, proc_, args).expect(name);

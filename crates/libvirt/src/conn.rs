@@ -86,7 +86,8 @@ pub enum Param {
 /// How a backend reaches libvirt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transport {
-    /// The built-in RPC client for local URIs it serves, libvirt.so for the rest.
+    /// The built-in RPC client for the URIs it serves (local sockets, `qemu+ssh://`),
+    /// libvirt.so for the rest.
     #[default]
     Auto,
     /// The built-in RPC client only (an error for URIs it does not serve).
@@ -138,19 +139,23 @@ impl Connect {
     /// Opens `uri` the way `transport` says; `timeout` bounds each RPC exchange (the FFI path
     /// has no such bound of its own: callers wait for it on another thread).
     pub fn open(uri: &str, transport: Transport, timeout: Duration) -> R<Connect> {
-        let socket = match transport {
+        let endpoint = match transport {
             Transport::Ffi => None,
-            Transport::Auto => rpc::socket_for(uri),
-            Transport::Rpc => Some(rpc::socket_for(uri).ok_or_else(|| {
+            Transport::Auto => rpc::Endpoint::for_uri(uri),
+            Transport::Rpc => Some(rpc::Endpoint::for_uri(uri).ok_or_else(|| {
                 LvError::new(
                     sys::VIR_ERR_NO_CONNECT,
                     0,
-                    format!("{uri} is not a local URI the built-in libvirt client serves"),
+                    format!(
+                        "{uri} is not a URI the built-in libvirt client serves (qemu:///system, \
+                         qemu:///session, qemu+ssh://[user@]host[:port]/system with at most \
+                         keyfile= and no_verify=)"
+                    ),
                 )
             })?),
         };
-        if let Some(path) = socket {
-            return rpc::Connect::open(uri, &path, timeout).map(Connect::Rpc);
+        if let Some(at) = endpoint {
+            return rpc::Connect::open(uri, &at, timeout).map(Connect::Rpc);
         }
         let keepalive = event_loop();
         let c = ffi::Connect::open(uri)?;

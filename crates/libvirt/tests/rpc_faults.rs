@@ -8,7 +8,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use memwarden_libvirt::rpc::{wire, Connect};
+use memwarden_libvirt::rpc::{wire, Connect, Endpoint};
 
 fn read_call(s: &mut UnixStream) -> wire::Header {
     let mut w = [0u8; 4];
@@ -51,7 +51,8 @@ fn fake(
 }
 
 fn lookup_error(path: PathBuf, timeout: Duration) -> String {
-    let c = Connect::open("qemu:///system", &path, timeout).expect("open");
+    let c =
+        Connect::open("qemu:///system", &Endpoint::Socket(path.clone()), timeout).expect("open");
     let t = Instant::now();
     let e = c.lookup_domain_by_name("vm").expect_err("must fail");
     assert!(
@@ -126,7 +127,12 @@ fn a_server_error_carries_libvirts_code_and_message() {
         };
         s.write_all(&reply(&h, &e.buf)).expect("reply");
     });
-    let c = Connect::open("qemu:///system", &p, Duration::from_secs(5)).expect("open");
+    let c = Connect::open(
+        "qemu:///system",
+        &Endpoint::Socket(p.clone()),
+        Duration::from_secs(5),
+    )
+    .expect("open");
     let e = c.lookup_domain_by_name("vm").expect_err("no such domain");
     assert_eq!((e.code(), e.domain()), (42, 10));
     assert!(e.message().contains("no domain with matching name"), "{e}");

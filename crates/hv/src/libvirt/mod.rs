@@ -334,6 +334,15 @@ impl LibvirtBackend {
     }
 
     fn pid_of(&self, name: &str) -> Option<u32> {
+        // A remote daemon's QEMU (qemu+ssh://host/...) runs on that host: a pid file here, if
+        // any, is another process's.
+        let remote = self
+            .uri
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.starts_with('/'));
+        if remote {
+            return None;
+        }
         std::fs::read_to_string(self.pid_dir.join(format!("{name}.pid")))
             .ok()?
             .trim()

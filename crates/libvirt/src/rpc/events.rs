@@ -12,7 +12,6 @@
 //! Bounds: a drain reads what is already there (it never waits for more), at most
 //! [`DRAIN_MAX`] packets, each under the sample's deadline and libvirt's message cap.
 
-use std::path::Path;
 use std::time::Instant;
 
 use memwarden_model::vm::VmEventKind;
@@ -158,9 +157,9 @@ pub struct Drained {
 }
 
 impl EventWatch {
-    /// Opens a channel to `path` for `uri` and registers for the two events, before `deadline`.
-    pub fn open(uri: &str, path: &Path, deadline: Instant) -> R<EventWatch> {
-        let mut ch = Channel::open(path, uri, deadline)?;
+    /// Opens a channel to `at` for `uri` and registers for the two events, before `deadline`.
+    pub fn open(uri: &str, at: &super::Endpoint, deadline: Instant) -> R<EventWatch> {
+        let mut ch = Channel::open(at, uri, deadline)?;
         for id in [EVENT_ID_LIFECYCLE, EVENT_ID_REBOOT] {
             ch.call(
                 wire::REMOTE_PROGRAM,

@@ -1,9 +1,11 @@
 //! libvirt without libvirt.so: its RPC protocol spoken directly over the daemon's local UNIX
-//! socket, for `qemu:///system` (and `qemu:///session` when its daemon is already running).
+//! socket, for `qemu:///system` (and `qemu:///session` when its daemon is already running), and
+//! over ssh for `qemu+ssh://` ([`endpoint`]).
 //!
 //! Why: loading libvirt.so.0 maps ~55 libraries (libcrypto, gnutls, glib, libxml2, ...) and
 //! more than doubles the daemon's resident memory; the dozen calls memwarden makes need none
-//! of them. Other URIs (`qemu+ssh://`, `qemu+tls://`, `test:///`) keep the loaded library
+//! of them. Other URIs (`qemu+tls://`, `test:///`, ssh URIs with parameters it does not
+//! implement) keep the loaded library
 //! ([`crate::ffi`]); [`crate::conn`] picks one per URI.
 //!
 //! - **Channels.** A [`Connect`] holds a few *channels*, each a socket with its own libvirt
@@ -21,18 +23,21 @@
 //! - **Caps.** A reply larger than libvirt's `VIR_NET_MESSAGE_MAX` (32 MiB) is refused before
 //!   it is read; strings and arrays are held to the `.x` files' limits ([`xdr`]).
 
+pub mod endpoint;
 pub mod events;
 pub mod proto;
 pub mod wire;
 pub mod xdr;
 
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::conn::{sys, LvError};
+pub use endpoint::Endpoint;
 use proto::DomRef;
 use wire::{kind, status, Header, WireError};
 use xdr::XResult;
@@ -43,6 +48,9 @@ type R<T> = Result<T, LvError>;
 const FROM_RPC: i32 = 7;
 /// Idle channels kept for reuse; more are closed when their call ends.
 const IDLE_MAX: usize = 2;
+/// How long a failed ssh channel waits for ssh to exit, and how much of its stderr is kept.
+const SSH_EXIT_WAIT: Duration = Duration::from_millis(500);
+const SSH_STDERR_CAP: u64 = 2048;
 /// How long a closing channel waits for `CONNECT_CLOSE`'s reply.
 const CLOSE_WAIT: Duration = Duration::from_millis(200);
 
@@ -152,24 +160,45 @@ pub fn classify<'a>(packet: &'a [u8], want: &Header) -> Result<Reply<'a>, WireEr
 #[derive(Debug)]
 struct Channel {
     sock: UnixStream,
+    /// The ssh process a remote channel runs through; killed with the channel.
+    child: Option<Child>,
     serial: u32,
     /// Set when an exchange did not end cleanly: the stream's position is unknown.
     broken: bool,
 }
 
 impl Channel {
-    fn open(path: &Path, uri: &str, deadline: Instant) -> R<Channel> {
-        let sock = UnixStream::connect(path).map_err(|e| {
-            rpc_error(
-                sys::VIR_ERR_SYSTEM_ERROR,
-                format!("Failed to connect socket to '{}': {e}", path.display()),
-            )
-        })?;
+    fn open(at: &Endpoint, uri: &str, deadline: Instant) -> R<Channel> {
+        let dialed = at
+            .dial(deadline.saturating_duration_since(Instant::now()))
+            .map_err(|e| {
+                rpc_error(
+                    sys::VIR_ERR_SYSTEM_ERROR,
+                    match at {
+                        Endpoint::Socket(p) => {
+                            format!("Failed to connect socket to '{}': {e}", p.display())
+                        }
+                        Endpoint::Ssh(_) => format!("Failed to start {}: {e}", at.describe()),
+                    },
+                )
+            })?;
         let mut ch = Channel {
-            sock,
+            sock: dialed.sock,
+            child: dialed.child,
             serial: 0,
             broken: false,
         };
+        match ch.handshake(at, uri, deadline) {
+            Ok(()) => Ok(ch),
+            Err(e) => Err(ch.ssh_said(e)),
+        }
+    }
+
+    /// Authentication and `CONNECT_OPEN`.
+    fn handshake(&mut self, at: &Endpoint, uri: &str, deadline: Instant) -> R<()> {
+        let ch = self;
+        let uri = at.open_uri(uri);
+        let path = at.describe();
         // As libvirt's client: ask which authentication the socket wants. libvirtd answers
         // "none" to root on the read-write socket even when polkit is configured.
         let types = ch.call(
@@ -191,20 +220,16 @@ impl Channel {
                 if complete == 0 {
                     return Err(rpc_error(
                         sys::VIR_ERR_AUTH_FAILED,
-                        format!(
-                            "polkit did not authorise this process on {}",
-                            path.display()
-                        ),
+                        format!("polkit did not authorise this process on {path}"),
                     ));
                 }
             } else {
                 return Err(rpc_error(
                     sys::VIR_ERR_AUTH_FAILED,
                     format!(
-                        "{} asks for authentication types {types:?} (1 = SASL), which memwarden's \
-                         built-in client does not speak; run as root or give a URI with \
-                         parameters (e.g. {uri}?mode=legacy) to use libvirt.so",
-                        path.display()
+                        "{path} asks for authentication types {types:?} (1 = SASL), which \
+                         memwarden's built-in client does not speak; run as root or give a URI \
+                         with parameters (e.g. {uri}?mode=legacy) to use libvirt.so"
                     ),
                 ));
             }
@@ -215,8 +240,35 @@ impl Channel {
             &proto::open_args(uri),
             deadline,
             proto::void,
-        )?;
-        Ok(ch)
+        )
+    }
+
+    /// `e` with what ssh printed before it exited (`Permission denied (publickey).`, `Host
+    /// key verification failed.`, `virt-ssh-helper: not found`): the cause, where the protocol
+    /// only saw the stream close.
+    fn ssh_said(&mut self, e: LvError) -> LvError {
+        use std::io::Read as _;
+        let Some(child) = self.child.as_mut() else {
+            return e;
+        };
+        self.broken = true;
+        let until = Instant::now() + SSH_EXIT_WAIT;
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut said = String::new();
+        if let Some(err) = child.stderr.as_mut() {
+            let _ = err.take(SSH_STDERR_CAP).read_to_string(&mut said);
+        }
+        let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
+        if said.is_empty() {
+            return e;
+        }
+        LvError::new(
+            e.code(),
+            e.domain(),
+            format!("ssh: {said}; {}", e.message()),
+        )
     }
 
     /// Sends one call and returns its reply's packet (length word excluded).
@@ -302,13 +354,18 @@ impl Drop for Channel {
                 proto::void,
             );
         }
+        if let Some(mut child) = self.child.take() {
+            // Reaped here, not left a zombie; SIGKILL after the goodbye, which ssh has sent on.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 #[derive(Debug)]
 struct Inner {
     uri: String,
-    path: PathBuf,
+    endpoint: Endpoint,
     timeout_ms: AtomicU64,
     idle: Mutex<Vec<Channel>>,
 }
@@ -327,7 +384,7 @@ impl Inner {
         let idle = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
         let mut ch = match idle {
             Some(ch) => ch,
-            None => Channel::open(&self.path, &self.uri, deadline)?,
+            None => Channel::open(&self.endpoint, &self.uri, deadline)?,
         };
         let r = ch.call(prog, proc_, args, deadline, decode);
         if !ch.broken {
@@ -341,28 +398,28 @@ impl Inner {
     }
 }
 
-/// A connection to the local libvirt daemon over its RPC protocol.
+/// A connection to a libvirt daemon over its RPC protocol (local socket or ssh).
 #[derive(Debug, Clone)]
 pub struct Connect {
     inner: Arc<Inner>,
 }
 
 impl Connect {
-    /// Connects to `path` and opens `uri` on it, within `timeout`.
-    pub fn open(uri: &str, path: &Path, timeout: Duration) -> R<Connect> {
-        let ch = Channel::open(path, uri, Instant::now() + timeout)?;
+    /// Connects to `endpoint` and opens `uri` on it, within `timeout`.
+    pub fn open(uri: &str, endpoint: &Endpoint, timeout: Duration) -> R<Connect> {
+        let ch = Channel::open(endpoint, uri, Instant::now() + timeout)?;
         Ok(Connect {
             inner: Arc::new(Inner {
                 uri: uri.to_string(),
-                path: path.to_path_buf(),
+                endpoint: endpoint.clone(),
                 timeout_ms: AtomicU64::new(timeout.as_millis().try_into().unwrap_or(u64::MAX)),
                 idle: Mutex::new(vec![ch]),
             }),
         })
     }
 
-    pub fn socket(&self) -> &Path {
-        &self.inner.path
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.inner.endpoint
     }
 
     /// Every later exchange must finish within `timeout`.
@@ -392,14 +449,14 @@ impl Connect {
     pub fn raw_call(&self, prog: u32, proc_: i32, args: &[u8]) -> R<Vec<u8>> {
         let deadline =
             Instant::now() + Duration::from_millis(self.inner.timeout_ms.load(Ordering::Relaxed));
-        let mut ch = Channel::open(&self.inner.path, &self.inner.uri, deadline)?;
+        let mut ch = Channel::open(&self.inner.endpoint, &self.inner.uri, deadline)?;
         ch.serial += 1;
         ch.exchange(&Header::call(prog, proc_, ch.serial), args, deadline)
     }
 
     /// A channel of its own registered for every domain's lifecycle and reboot events.
     pub fn watch_events(&self, deadline: Instant) -> R<events::EventWatch> {
-        events::EventWatch::open(&self.inner.uri, &self.inner.path, deadline)
+        events::EventWatch::open(&self.inner.uri, &self.inner.endpoint, deadline)
     }
 
     pub fn lookup_domain_by_name(&self, name: &str) -> R<Domain> {
