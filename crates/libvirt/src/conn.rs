@@ -33,6 +33,63 @@ pub mod sys {
     pub const VIR_DOMAIN_SHUTOFF: u32 = 5;
     pub const VIR_DOMAIN_CRASHED: u32 = 6;
     pub const VIR_DOMAIN_PMSUSPENDED: u32 = 7;
+
+    /// `virTypedParameterType`: the kind of a typed parameter's value (bulk stats).
+    pub const VIR_TYPED_PARAM_INT: i32 = 1;
+    pub const VIR_TYPED_PARAM_UINT: i32 = 2;
+    pub const VIR_TYPED_PARAM_LLONG: i32 = 3;
+    pub const VIR_TYPED_PARAM_ULLONG: i32 = 4;
+    pub const VIR_TYPED_PARAM_DOUBLE: i32 = 5;
+    pub const VIR_TYPED_PARAM_BOOLEAN: i32 = 6;
+    pub const VIR_TYPED_PARAM_STRING: i32 = 7;
+
+    /// Every constant above by its C name, for the test that checks them against libvirt's
+    /// installed headers.
+    #[cfg(test)]
+    pub(crate) const ALL: &[(&str, i64)] = &[
+        ("VIR_ERR_NO_CONNECT", VIR_ERR_NO_CONNECT as i64),
+        ("VIR_ERR_SYSTEM_ERROR", VIR_ERR_SYSTEM_ERROR as i64),
+        ("VIR_ERR_RPC", VIR_ERR_RPC as i64),
+        ("VIR_ERR_NO_DOMAIN", VIR_ERR_NO_DOMAIN as i64),
+        ("VIR_ERR_AUTH_FAILED", VIR_ERR_AUTH_FAILED as i64),
+        (
+            "VIR_ERR_OPERATION_INVALID",
+            VIR_ERR_OPERATION_INVALID as i64,
+        ),
+        (
+            "VIR_ERR_OPERATION_TIMEOUT",
+            VIR_ERR_OPERATION_TIMEOUT as i64,
+        ),
+        ("VIR_DOMAIN_STATS_STATE", VIR_DOMAIN_STATS_STATE as i64),
+        ("VIR_DOMAIN_STATS_BALLOON", VIR_DOMAIN_STATS_BALLOON as i64),
+        (
+            "VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE",
+            VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE as i64,
+        ),
+        (
+            "VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT",
+            VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT as i64,
+        ),
+        (
+            "VIR_CONNECT_LIST_DOMAINS_ACTIVE",
+            VIR_CONNECT_LIST_DOMAINS_ACTIVE as i64,
+        ),
+        ("VIR_DOMAIN_AFFECT_LIVE", VIR_DOMAIN_AFFECT_LIVE as i64),
+        ("VIR_DOMAIN_AFFECT_CONFIG", VIR_DOMAIN_AFFECT_CONFIG as i64),
+        ("VIR_DOMAIN_RUNNING", VIR_DOMAIN_RUNNING as i64),
+        ("VIR_DOMAIN_PAUSED", VIR_DOMAIN_PAUSED as i64),
+        ("VIR_DOMAIN_SHUTDOWN", VIR_DOMAIN_SHUTDOWN as i64),
+        ("VIR_DOMAIN_SHUTOFF", VIR_DOMAIN_SHUTOFF as i64),
+        ("VIR_DOMAIN_CRASHED", VIR_DOMAIN_CRASHED as i64),
+        ("VIR_DOMAIN_PMSUSPENDED", VIR_DOMAIN_PMSUSPENDED as i64),
+        ("VIR_TYPED_PARAM_INT", VIR_TYPED_PARAM_INT as i64),
+        ("VIR_TYPED_PARAM_UINT", VIR_TYPED_PARAM_UINT as i64),
+        ("VIR_TYPED_PARAM_LLONG", VIR_TYPED_PARAM_LLONG as i64),
+        ("VIR_TYPED_PARAM_ULLONG", VIR_TYPED_PARAM_ULLONG as i64),
+        ("VIR_TYPED_PARAM_DOUBLE", VIR_TYPED_PARAM_DOUBLE as i64),
+        ("VIR_TYPED_PARAM_BOOLEAN", VIR_TYPED_PARAM_BOOLEAN as i64),
+        ("VIR_TYPED_PARAM_STRING", VIR_TYPED_PARAM_STRING as i64),
+    ];
 }
 
 /// A libvirt error: its number (`virErrorNumber`), domain and message.
@@ -292,5 +349,51 @@ impl Domain {
     /// A QMP command through libvirt-qemu's monitor passthrough; the raw reply.
     pub fn qemu_monitor_command(&self, cmd: &str, flags: u32) -> R<String> {
         both!(self, d => d.qemu_monitor_command(cmd, flags))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sys;
+
+    /// `NAME = value` in libvirt's installed headers (libvirt-dev), where value is a number,
+    /// `1 << N` (in parentheses or not) or another such name.
+    fn header_value(headers: &str, name: &str) -> i64 {
+        let line = headers
+            .lines()
+            .find_map(|l| {
+                let (lhs, rhs) = l.split_once('=')?;
+                (lhs.trim() == name).then_some(rhs)
+            })
+            .unwrap_or_else(|| panic!("{name} is not in libvirt's headers"));
+        let expr = line
+            .split([',', '/'])
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .trim();
+        if let Some((one, shift)) = expr.split_once("<<") {
+            let one: i64 = one.trim().parse().expect("a number before <<");
+            return one << shift.trim().parse::<u32>().expect("a shift");
+        }
+        expr.parse().unwrap_or_else(|_| header_value(headers, expr))
+    }
+
+    #[test]
+    fn constants_match_libvirts_headers() {
+        let dir = std::path::Path::new("/usr/include/libvirt");
+        let headers: String = ["virterror.h", "libvirt-domain.h", "libvirt-common.h"]
+            .iter()
+            .map(|f| {
+                std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| {
+                    panic!("{}/{f}: {e} (apt-get install libvirt-dev)", dir.display())
+                })
+            })
+            .collect();
+        for (name, ours) in sys::ALL {
+            assert_eq!(header_value(&headers, name), *ours, "{name}");
+        }
     }
 }

@@ -21,19 +21,11 @@ use api::{api, Api, ConnPtr, DomPtr, MemoryStat};
 pub use crate::conn::{LvError, Param};
 
 /// `virTypedParameterType` (libvirt's headers; stable ABI).
-mod tp {
-    pub const INT: i32 = 1;
-    pub const UINT: i32 = 2;
-    pub const LLONG: i32 = 3;
-    pub const ULLONG: i32 = 4;
-    pub const DOUBLE: i32 = 5;
-    pub const BOOLEAN: i32 = 6;
-    pub const STRING: i32 = 7;
-}
+use crate::conn::sys;
 
 /// libvirt could not be loaded at all.
 fn unloadable(why: String) -> LvError {
-    LvError::new(crate::conn::sys::VIR_ERR_NO_CONNECT, 0, why)
+    LvError::new(sys::VIR_ERR_NO_CONNECT, 0, why)
 }
 
 /// The calling thread's last libvirt error (libvirt keeps it per thread).
@@ -351,13 +343,13 @@ pub fn all_domain_stats(conn: &Connect, stats: u32, flags: u32) -> R<Vec<Record>
             // SAFETY: the union member read matches type_.
             let value = unsafe {
                 match p.type_ {
-                    tp::INT => Param::Int(p.value.i.into()),
-                    tp::UINT => Param::Uint(p.value.ui.into()),
-                    tp::LLONG => Param::Int(p.value.l),
-                    tp::ULLONG => Param::Uint(p.value.ul),
-                    tp::DOUBLE => Param::Double(p.value.d),
-                    tp::BOOLEAN => Param::Bool(p.value.b != 0),
-                    tp::STRING if !p.value.s.is_null() => {
+                    sys::VIR_TYPED_PARAM_INT => Param::Int(p.value.i.into()),
+                    sys::VIR_TYPED_PARAM_UINT => Param::Uint(p.value.ui.into()),
+                    sys::VIR_TYPED_PARAM_LLONG => Param::Int(p.value.l),
+                    sys::VIR_TYPED_PARAM_ULLONG => Param::Uint(p.value.ul),
+                    sys::VIR_TYPED_PARAM_DOUBLE => Param::Double(p.value.d),
+                    sys::VIR_TYPED_PARAM_BOOLEAN => Param::Bool(p.value.b != 0),
+                    sys::VIR_TYPED_PARAM_STRING if !p.value.s.is_null() => {
                         Param::Str(CStr::from_ptr(p.value.s).to_string_lossy().into_owned())
                     }
                     _ => continue,

@@ -5,7 +5,7 @@
 //! wrong shows up as an error on the first call, not as a silently shifted number.
 
 use super::xdr::{Dec, Enc, XResult, XdrError};
-use crate::conn::Param;
+use crate::conn::{sys, Param};
 
 /// A domain's typed parameters from the bulk stats call, in the server's order.
 pub type Params = Vec<(String, Param)>;
@@ -248,13 +248,13 @@ pub fn list_all_domains(body: &[u8]) -> XResult<Vec<DomRef>> {
 fn typed_param(d: &mut Dec<'_>) -> XResult<(String, Param)> {
     let field = d.string(STRING_MAX, "parameter name")?;
     let value = match d.i32("parameter type")? {
-        1 => Param::Int(i64::from(d.i32("int parameter")?)),
-        2 => Param::Uint(u64::from(d.u32("uint parameter")?)),
-        3 => Param::Int(d.i64("llong parameter")?),
-        4 => Param::Uint(d.u64("ullong parameter")?),
-        5 => Param::Double(d.f64("double parameter")?),
-        6 => Param::Bool(d.i32("boolean parameter")? != 0),
-        7 => Param::Str(d.string(STRING_MAX, "string parameter")?),
+        sys::VIR_TYPED_PARAM_INT => Param::Int(i64::from(d.i32("int parameter")?)),
+        sys::VIR_TYPED_PARAM_UINT => Param::Uint(u64::from(d.u32("uint parameter")?)),
+        sys::VIR_TYPED_PARAM_LLONG => Param::Int(d.i64("llong parameter")?),
+        sys::VIR_TYPED_PARAM_ULLONG => Param::Uint(d.u64("ullong parameter")?),
+        sys::VIR_TYPED_PARAM_DOUBLE => Param::Double(d.f64("double parameter")?),
+        sys::VIR_TYPED_PARAM_BOOLEAN => Param::Bool(d.i32("boolean parameter")? != 0),
+        sys::VIR_TYPED_PARAM_STRING => Param::Str(d.string(STRING_MAX, "string parameter")?),
         // An unknown arm has an unknown size: nothing after it can be read.
         t => {
             return Err(XdrError(format!(
