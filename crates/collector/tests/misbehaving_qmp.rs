@@ -119,6 +119,11 @@ fn a_socket_with_nothing_listening_is_unreachable() {
         "{:?}",
         s.vms[0].read
     );
+    let reason = s.vms[0].read.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("nothing listens on this socket") && reason.contains("stale socket"),
+        "the operator is told the file is stale: {reason}"
+    );
 }
 
 fn anyhow_chain(e: &dyn std::error::Error) -> Vec<String> {

@@ -248,7 +248,19 @@ fn reason(status: ReadStatus, e: &Error, budget: Duration) -> String {
             "not answering: nothing complete within {} ms (a wedged QEMU main loop, or another client holds the monitor)",
             budget.as_millis()
         ),
-        ReadStatus::Unreachable => "unreachable: cannot connect to its QMP socket".to_string(),
+        ReadStatus::Unreachable => match e {
+            // A socket file nobody listens on: the QEMU that made it exited (killed, crashed)
+            // and left the file behind; QEMU does not remove it on SIGKILL.
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused => {
+                "unreachable: nothing listens on this socket (its QEMU exited and left the \
+                 file: start the VM, or remove the stale socket)"
+                    .to_string()
+            }
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                "unreachable: not allowed to connect (run as root or as QEMU's user)".to_string()
+            }
+            _ => "unreachable: cannot connect to its QMP socket".to_string(),
+        },
         ReadStatus::ProtocolError => "does not speak QMP as QEMU does".to_string(),
         ReadStatus::Gone => "gone: QEMU closed the connection (exited, or refused us)".to_string(),
         ReadStatus::Busy | ReadStatus::Ok => String::new(),
