@@ -45,8 +45,11 @@ fn a_sigstopped_qemu_does_not_hold_the_other_domains() -> memwarden_lab::Result<
         ..Default::default()
     };
     let _two = lab.multi_guest()?;
-    let frozen_dom = Domain::start(&lab, opts("frz"))?;
-    let live_dom = Domain::start(&lab, opts("live"))?;
+    let (frozen_dom, live_dom) = memwarden_lab::both(
+        || Domain::start(&lab, opts("frz")),
+        || Domain::start(&lab, opts("live")),
+    );
+    let (frozen_dom, live_dom) = (frozen_dom?, live_dom?);
     let mut c = libvirt_collector();
     let row =
         |s: &memwarden_model::Sample, name: &str| s.vms.iter().find(|v| v.name == name).cloned();

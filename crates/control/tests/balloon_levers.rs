@@ -66,13 +66,18 @@ fn mib(b: u64) -> u64 {
 fn free_page_reporting_returns_freed_memory_and_the_controller_takes_from_the_other_guest() {
     let lab = Lab::new().expect("lab");
     let _two = lab.multi_guest().expect("multi-guest lock");
-    let fpr = balloon_lab::domain(&lab, "lever-fpr", "freePageReporting='on'");
-    let plain = balloon_lab::domain(&lab, "lever-plain", "");
+    let (fpr, plain) = memwarden_lab::both(
+        || balloon_lab::domain(&lab, "lever-fpr", "freePageReporting='on'"),
+        || balloon_lab::domain(&lab, "lever-plain", ""),
+    );
 
-    // (1) The lever itself: the same fill and drop in each guest.
+    // (1) The lever itself: the same fill and drop in each guest (side by side: each QEMU's
+    // RSS is its own).
     let window = Duration::from_secs(8);
-    let f = fill_and_drop(&fpr, window);
-    let p = fill_and_drop(&plain, window);
+    let (f, p) = memwarden_lab::both(
+        || fill_and_drop(&fpr, window),
+        || fill_and_drop(&plain, window),
+    );
     for (what, x) in [("freePageReporting='on'", &f), ("without it", &p)] {
         eprintln!(
             "{what}: QEMU RSS {} → {} → {} MiB ({:.1} s after the drop)",

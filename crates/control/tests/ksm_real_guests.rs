@@ -32,7 +32,8 @@ fn the_tuner_turns_ksm_on_and_identical_guests_merge() {
         .expect("guest boots")
     };
     let _two = lab.multi_guest().expect("multi-guest lock");
-    let guests = [boot("ksm-a"), boot("ksm-b")];
+    let (a, b) = memwarden_lab::both(|| boot("ksm-a"), || boot("ksm-b"));
+    let guests = [a, b];
     let guard = common::Restore::new();
     assert_eq!(
         guard.original.value(memwarden_policy::ksm::Knob::Run),

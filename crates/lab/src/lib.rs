@@ -253,6 +253,20 @@ pub(crate) fn keep_run_dirs() -> bool {
     std::env::var("MEMWARDEN_LAB_KEEP").is_ok_and(|v| v == "1")
 }
 
+/// Runs `a` and `b` at once and returns both results: for a test with two guests, so that they
+/// boot (or fill) side by side, each TCG guest on a host core of its own, rather than one after
+/// the other. A panic in either is raised again here, with its own message.
+pub fn both<A, B: Send>(a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, B) {
+    std::thread::scope(|s| {
+        let second = s.spawn(b);
+        let first = a();
+        let second = second
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (first, second)
+    })
+}
+
 /// Polls `f` every 500 ms until it holds; panics naming `what` after `timeout`. For tests that
 /// wait on a guest (a stats push, a balloon reaching its target).
 pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {

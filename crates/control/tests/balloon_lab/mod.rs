@@ -28,7 +28,7 @@ use memwarden_analysis::vm::figures;
 use memwarden_analysis::vm::target::check_target;
 use memwarden_collector::{Collector, Config as CollectorConfig, VmSource};
 use memwarden_control::balloon::{self, Cycle};
-use memwarden_lab::{Domain, DomainOpts, GuestOpts, Lab, MultiGuest, QemuGuest, URI};
+use memwarden_lab::{both, Domain, DomainOpts, GuestOpts, Lab, MultiGuest, QemuGuest, URI};
 use memwarden_model::units::MIB;
 use memwarden_policy::{Controller, Direction};
 use memwarden_procfs::HostReader;
@@ -228,22 +228,35 @@ pub fn qemu_guest(lab: &Lab, name: &str, balloon_opts: &str) -> QemuGuest {
     .expect("lab guest")
 }
 
-/// Touches 200 MiB in each guest and frees it, then waits for fresh balloon stats.
+/// Touches 200 MiB in each guest and frees it (the guests side by side), then waits for fresh
+/// balloon stats.
 pub fn warm(guests: &[&dyn Guest]) {
-    for g in guests {
-        g.console_timeout("fill 200", Duration::from_secs(120))
-            .expect("fill");
-        g.console("drop").expect("drop");
-    }
+    std::thread::scope(|s| {
+        let warming: Vec<_> = guests
+            .iter()
+            .map(|g| {
+                s.spawn(move || {
+                    g.console_timeout("fill 200", Duration::from_secs(120))
+                        .expect("fill");
+                    g.console("drop").expect("drop");
+                })
+            })
+            .collect();
+        for w in warming {
+            w.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        }
+    });
     std::thread::sleep(Duration::from_secs(3));
 }
 
-/// The two libvirt guests, booted and warmed, and the lab's multi-guest lock, to be held while
-/// they run.
+/// The two libvirt guests, booted and warmed side by side, and the lab's multi-guest lock, to
+/// be held while they run.
 pub fn guests(lab: &Lab, tag: &str) -> (Domain, Domain, MultiGuest) {
     let two = lab.multi_guest().expect("multi-guest lock");
-    let a = domain(lab, &format!("{tag}-a"), "");
-    let b = domain(lab, &format!("{tag}-b"), "");
+    let (a, b) = both(
+        || domain(lab, &format!("{tag}-a"), ""),
+        || domain(lab, &format!("{tag}-b"), ""),
+    );
     warm(&[&a, &b]);
     (a, b, two)
 }
@@ -251,8 +264,10 @@ pub fn guests(lab: &Lab, tag: &str) -> (Domain, Domain, MultiGuest) {
 /// The same under plain QEMU, and the backend that reads them over QMP.
 pub fn qemu_guests(lab: &Lab, tag: &str) -> (QemuGuest, QemuGuest, MultiGuest, Backend) {
     let two = lab.multi_guest().expect("multi-guest lock");
-    let a = qemu_guest(lab, &format!("{tag}-a"), "");
-    let b = qemu_guest(lab, &format!("{tag}-b"), "");
+    let (a, b) = both(
+        || qemu_guest(lab, &format!("{tag}-a"), ""),
+        || qemu_guest(lab, &format!("{tag}-b"), ""),
+    );
     warm(&[&a, &b]);
     let qmp = [&a, &b]
         .iter()

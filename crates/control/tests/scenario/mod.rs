@@ -236,21 +236,30 @@ pub fn run(
     tag: &str,
 ) -> Vec<GuestOutcome> {
     let _two = lab.multi_guest().expect("multi-guest lock");
-    let guests: Vec<QemuGuest> = s
-        .guests
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            let mut opts = Vec::new();
-            if g.free_page_reporting {
-                opts.push("free-page-reporting=on");
-            }
-            if g.deflate_on_oom {
-                opts.push("deflate-on-oom=on");
-            }
-            qemu_guest(lab, &format!("{tag}{i}"), &opts.join(","))
-        })
-        .collect();
+    // Booted side by side, each TCG guest on a host core of its own.
+    let guests: Vec<QemuGuest> = std::thread::scope(|sc| {
+        let booting: Vec<_> = s
+            .guests
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                sc.spawn(move || {
+                    let mut opts = Vec::new();
+                    if g.free_page_reporting {
+                        opts.push("free-page-reporting=on");
+                    }
+                    if g.deflate_on_oom {
+                        opts.push("deflate-on-oom=on");
+                    }
+                    qemu_guest(lab, &format!("{tag}{i}"), &opts.join(","))
+                })
+            })
+            .collect();
+        booting
+            .into_iter()
+            .map(|b| b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     let names: Vec<String> = guests.iter().map(|g| g.name()).collect();
     let baseline: Vec<Option<f64>> = guests.iter().map(time_job).collect();
     let backend = Backend::Qmp(
