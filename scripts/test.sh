@@ -15,6 +15,9 @@ else
 fi
 # Unit, fixture, live and lab (real QEMU guests, real libvirtd) tests. nextest when present
 # (one process per test, one closing summary), else cargo test.
+# Three lab guests at once: a test with two guests beside one with one (.config/nextest.toml
+# schedules them so; the guests mostly wait, and 2 cores carry three).
+export MEMWARDEN_LAB_SLOTS=${MEMWARDEN_LAB_SLOTS:-3}
 if cargo nextest --version >/dev/null 2>&1; then
   cargo test --workspace --locked --doc
   cargo nextest run --workspace --locked --no-fail-fast
