@@ -32,7 +32,9 @@ fn the_controller_keeps_its_promises_on_drawn_scenarios() {
     for seed in seeds {
         let s = scenario::generate(seed);
         eprintln!("scenario {s}");
+        let t = std::time::Instant::now();
         let outs = scenario::run(&lab, &s, Box::new(balloon_lab::memwarden()), "scn");
+        eprintln!("  ran in {:.0} s", t.elapsed().as_secs_f64());
         for o in &outs {
             eprintln!("  {}", scenario::describe(o));
         }
