@@ -11,7 +11,7 @@
 
 use std::io;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -99,14 +99,6 @@ impl Endpoint {
                 s.host,
                 s.port.map(|p| format!(":{p}")).unwrap_or_default()
             ),
-        }
-    }
-
-    /// The local socket, when there is one.
-    pub fn socket(&self) -> Option<&Path> {
-        match self {
-            Endpoint::Socket(p) => Some(p),
-            Endpoint::Ssh(_) => None,
         }
     }
 }
@@ -231,7 +223,7 @@ mod tests {
         assert_eq!(s.host, "kvm01");
         assert_eq!(s.user.as_deref(), Some("root"));
         assert_eq!(s.port, Some(2222));
-        assert_eq!(s.keyfile.as_deref(), Some(Path::new("/k/id")));
+        assert_eq!(s.keyfile.as_deref(), Some(std::path::Path::new("/k/id")));
         assert!(s.no_verify);
         assert_eq!(s.remote_uri, "qemu:///system");
         let a = s.args(Duration::from_millis(300));

@@ -418,10 +418,6 @@ impl Connect {
         })
     }
 
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.inner.endpoint
-    }
-
     /// Every later exchange must finish within `timeout`.
     pub fn set_timeout(&self, timeout: Duration) {
         let ms = timeout.as_millis().try_into().unwrap_or(u64::MAX);
