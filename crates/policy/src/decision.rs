@@ -57,9 +57,12 @@ pub struct Exposure {
     pub margin_bytes: u64,
     pub burst_seen_bytes: u64,
     pub deflate_on_oom: bool,
-    /// QEMU's RSS this cycle (the controller remembers the lowest it has seen).
+    /// QEMU's RSS this cycle, and the guest's use (the controller remembers the lowest RSS
+    /// beyond the use it has seen).
     #[serde(default)]
     pub host_rss_bytes: Option<u64>,
+    #[serde(default)]
+    pub guest_used_bytes: Option<u64>,
     /// Ballooned below its maximum without deflate-on-oom: an allocation above `headroom_bytes`
     /// faster than one cycle meets the guest's OOM killer, not the balloon.
     pub exposed: bool,
@@ -154,9 +157,12 @@ pub struct Measured {
     pub guest_rise_bytes: Option<u64>,
     /// Seconds between the shrink and this measurement.
     pub after_s: u64,
-    /// QEMU RSS when measured: the efficiency holds while the QEMU holds no more than this.
+    /// QEMU RSS and the guest's use when measured: the efficiency holds while QEMU holds no
+    /// more beyond the guest's use than it did then.
     #[serde(default)]
     pub rss_bytes: u64,
+    #[serde(default)]
+    pub guest_used_bytes: Option<u64>,
     /// Why the guest's own activity leaves the gain unknown; `None` when conclusive.
     #[serde(default)]
     pub inconclusive: Option<String>,

@@ -83,6 +83,7 @@ pub fn measure(vm: &VmSample, state: &State, cfg: &Config, now: u64) -> Option<M
         guest_rise_bytes: rise,
         after_s,
         rss_bytes: rss,
+        guest_used_bytes: f.guest_used_bytes,
         too_little: inconclusive.is_none() && low < share,
         fruitless: inconclusive.is_none() && high < share / 2.0,
         inconclusive,

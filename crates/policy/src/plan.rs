@@ -26,7 +26,7 @@ use crate::history::{key_of, History};
 use crate::host::{host_view, HostLevel};
 use crate::measure::measure;
 use crate::rank::{order, Candidate};
-use crate::state::State;
+use crate::state::{spare, State};
 
 /// One cycle: see the module documentation.
 pub fn plan(sample: &Sample, history: &History, cfg: &Config, state: &State) -> Plan {
@@ -223,6 +223,7 @@ fn exposure(v: &GuestView, actions: &[Action]) -> Exposure {
         burst_seen_bytes: v.burst_seen_bytes,
         deflate_on_oom: v.deflate_on_oom,
         host_rss_bytes: v.host_rss_bytes,
+        guest_used_bytes: Some(v.used_bytes),
         exposed: after < v.max_bytes && !v.deflate_on_oom,
     }
 }
@@ -388,7 +389,7 @@ fn worth_taking<'a>(
         .find(|m| m.vm == v.name && m.uuid == v.uuid && m.inconclusive.is_none());
     let belief = just
         .map(Measured::efficiency)
-        .or_else(|| record.and_then(|r| r.belief(cfg, rss, now)));
+        .or_else(|| record.and_then(|r| r.belief(cfg, rss, Some(v.used_bytes), now)));
     let host_idle = v.host_idle_bytes.unwrap_or(0);
     let resident = v.resident_idle_bytes(cfg).unwrap_or(0);
     let share = cfg.min_host_gain_share;
@@ -450,17 +451,15 @@ fn worth_taking<'a>(
             None => true,
             Some(r) => {
                 r.probing()
-                    && rss.is_some_and(|x| {
-                        x <= r.measured_at_rss_bytes.unwrap_or(0) + cfg.min_change_bytes
-                    })
+                    && rss.is_some_and(|x| !r.grew_since_measured(cfg, x, Some(v.used_bytes)))
             }
         };
-    // What QEMU gained since its lowest RSS the guest touched: the balloon reaches that
-    // much without a probe (a touch-and-free is taken back at once).
+    // What QEMU gained beyond the guest's use since its lowest the guest touched and freed:
+    // the balloon reaches that much without a probe (a touch-and-free is taken back at once).
     let touched = record
-        .and_then(|r| r.rss_low_bytes)
+        .and_then(|r| r.spare_low_bytes)
         .zip(rss)
-        .map_or(0, |(low, now)| now.saturating_sub(low))
+        .map_or(0, |(low, rss)| spare(rss, v.used_bytes).saturating_sub(low))
         .min(host_idle);
     let probe = cfg.probe_bytes.max(cfg.min_change_bytes);
     let probing = probing && touched < probe;

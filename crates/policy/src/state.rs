@@ -40,6 +40,10 @@ pub struct VmRecord {
     /// QEMU RSS when that was measured.
     #[serde(default)]
     pub measured_at_rss_bytes: Option<u64>,
+    /// The guest's use when that was measured (absent in state written before 0.1.2: then the
+    /// belief holds while QEMU's RSS alone has not grown).
+    #[serde(default)]
+    pub measured_at_used_bytes: Option<u64>,
     /// When that was measured (the belief expires `belief_ttl_s` later).
     #[serde(default)]
     pub measured_at_unix_ms: Option<u64>,
@@ -50,10 +54,12 @@ pub struct VmRecord {
     /// The largest rise in guest use between two statistics updates seen so far, bytes.
     #[serde(default)]
     pub largest_burst_bytes: u64,
-    /// The lowest QEMU RSS seen: what QEMU holds above it the guest has touched since, so a
-    /// balloon reaches it (no probe needed for that much).
+    /// The lowest QEMU RSS beyond the guest's use seen ([`spare`]): what QEMU holds beyond
+    /// the use above it the guest has touched and freed (or cached) since, so a balloon
+    /// reaches it (no probe needed for that much). Measured beyond the use, not as RSS alone:
+    /// RSS that rose with the use holds pages the guest is using, which no balloon takes.
     #[serde(default)]
-    pub rss_low_bytes: Option<u64>,
+    pub spare_low_bytes: Option<u64>,
     /// Extra margin earned by harm, bytes.
     #[serde(default)]
     pub harm_margin_bytes: u64,
@@ -67,17 +73,35 @@ pub struct VmRecord {
 }
 
 impl VmRecord {
-    /// The measured efficiency, while it is still believed: not expired, and QEMU has not grown
-    /// since (a QEMU that grew holds pages the guest touched since: what the last shrink gave
-    /// says nothing about those).
-    pub fn belief(&self, cfg: &Config, rss_now: Option<u64>, now_unix_ms: u64) -> Option<f64> {
+    /// The measured efficiency, while it is still believed: not expired, and QEMU holds no more
+    /// beyond the guest's use than it did then (QEMU that grew beyond the use holds pages the
+    /// guest touched and freed since: what the last shrink gave says nothing about those; QEMU
+    /// that grew with the use holds pages the guest is using, which changes nothing: seed
+    /// 1796644295597144565, a guest shrunk into its own allocation because its RSS grew).
+    pub fn belief(
+        &self,
+        cfg: &Config,
+        rss_now: Option<u64>,
+        used_now: Option<u64>,
+        now_unix_ms: u64,
+    ) -> Option<f64> {
         let eff = self.measured_efficiency?;
         let at = self.measured_at_unix_ms.unwrap_or(0);
         if now_unix_ms.saturating_sub(at) / 1000 >= self.ttl_s(cfg) {
             return None;
         }
-        let then = self.measured_at_rss_bytes.unwrap_or(0);
-        (rss_now? <= then.saturating_add(cfg.min_change_bytes)).then_some(eff)
+        (!self.grew_since_measured(cfg, rss_now?, used_now)).then_some(eff)
+    }
+
+    /// Whether QEMU holds more (by the minimum change) beyond the guest's use than when the
+    /// last shrink was measured; by RSS alone where the use then or now is unknown.
+    pub fn grew_since_measured(&self, cfg: &Config, rss_now: u64, used_now: Option<u64>) -> bool {
+        let rss_then = self.measured_at_rss_bytes.unwrap_or(0);
+        let (now, then) = match (used_now, self.measured_at_used_bytes) {
+            (Some(u_now), Some(u_then)) => (spare(rss_now, u_now), spare(rss_then, u_then)),
+            _ => (rss_now, rss_then),
+        };
+        now > then.saturating_add(cfg.min_change_bytes)
     }
 
     /// How long the last measurement is believed.
@@ -91,6 +115,12 @@ impl VmRecord {
     pub fn probing(&self) -> bool {
         self.fruitless_probes > 0
     }
+}
+
+/// QEMU's RSS beyond the guest's use: guest memory QEMU backs that the guest holds free or as
+/// cache, plus QEMU's own.
+pub fn spare(rss_bytes: u64, used_bytes: u64) -> u64 {
+    rss_bytes.saturating_sub(used_bytes)
 }
 
 /// The controller's memory of every VM, keyed by UUID (else `name:NAME`, as History).
@@ -123,6 +153,7 @@ impl State {
                 };
                 r.measured_efficiency = Some(m.efficiency());
                 r.measured_at_rss_bytes = Some(m.rss_bytes);
+                r.measured_at_used_bytes = m.guest_used_bytes;
                 r.measured_at_unix_ms = Some(now_unix_ms);
             }
         }
@@ -132,8 +163,9 @@ impl State {
                 .entry(key_of(e.uuid.as_deref(), &e.vm))
                 .or_default();
             r.largest_burst_bytes = r.largest_burst_bytes.max(e.burst_seen_bytes);
-            if let Some(rss) = e.host_rss_bytes {
-                r.rss_low_bytes = Some(r.rss_low_bytes.map_or(rss, |l| l.min(rss)));
+            if let (Some(rss), Some(used)) = (e.host_rss_bytes, e.guest_used_bytes) {
+                let now = spare(rss, used);
+                r.spare_low_bytes = Some(r.spare_low_bytes.map_or(now, |l| l.min(now)));
             }
         }
         for h in &plan.harm {
@@ -149,7 +181,7 @@ impl State {
             // What the controller believed led to this: start over.
             r.measured_efficiency = None;
             r.pending = None;
-            r.rss_low_bytes = None;
+            r.spare_low_bytes = None;
         }
         for a in &plan.actions {
             let r = next

@@ -115,3 +115,20 @@ pub fn trusted(sample: &Sample) -> crate::state::State {
     }
     st
 }
+
+/// `vm`'s action in `p` (the test fails, printing the plan, when it has none).
+pub fn action<'a>(p: &'a crate::decision::Plan, vm: &str) -> &'a crate::decision::Action {
+    p.actions
+        .iter()
+        .find(|a| a.vm == vm)
+        .unwrap_or_else(|| panic!("no action for {vm}: {:#?}", p.lines()))
+}
+
+/// Why `vm` was left alone in `p` (the test fails, printing the plan, when it was not).
+pub fn skip_reason<'a>(p: &'a crate::decision::Plan, vm: &str) -> &'a str {
+    p.skipped
+        .iter()
+        .find(|s| s.vm == vm)
+        .map(|s| s.reason.as_str())
+        .unwrap_or_else(|| panic!("no skip for {vm}: {:#?}", p.lines()))
+}

@@ -4,7 +4,7 @@
 use memwarden_model::units::MIB;
 use memwarden_model::vm::{VmSample, VmState};
 
-use super::fixtures::{guest, host_with, with_rss, READ_AT_S};
+use super::fixtures::{action, guest, host_with, skip_reason, with_rss, READ_AT_S};
 use crate::config::Config;
 use crate::decision::HarmKind;
 use crate::decision::{Direction, Plan};
@@ -501,6 +501,65 @@ fn a_guest_whose_qemu_is_growing_is_not_shrunk() {
     let p = cycle(&growing, READ_AT_S * 1000, &h, &State::default());
     assert!(
         p.actions.iter().any(|a| a.direction == Direction::Shrink),
+        "{:#?}",
+        p.lines()
+    );
+}
+
+/// Seed 1796644295597144565 of the drawn scenarios: a guest whose last shrink gave the host too
+/// little began an allocation; its QEMU's RSS rose with it, and the controller took that rise
+/// for memory the guest had touched and freed: it shrank the guest 5 s into its allocation,
+/// measured nothing gained, and undid it (three direction changes for one episode). RSS that
+/// rose with the use holds pages the guest is using: the belief holds. Once the guest frees
+/// them, QEMU holds them beyond its use, and they are taken without a probe.
+#[test]
+fn qemu_growing_with_the_guest_use_keeps_the_belief_and_a_free_lifts_it() {
+    let cfg = Config::default();
+    let t0 = 1_000_000;
+    // 512 MiB, 440 usable (48 MiB used), QEMU at 300 MiB: its last shrink gave 10%, undone.
+    let idle = with_rss(guest("a", 512, 480, 408), 300);
+    let mut st = State::default();
+    st.vms.insert(
+        "uuid-a".into(),
+        crate::state::VmRecord {
+            last_action_unix_ms: Some(t0),
+            last_direction: Some(Direction::Grow),
+            measured_efficiency: Some(0.1),
+            measured_at_rss_bytes: Some(300 * MIB),
+            measured_at_used_bytes: Some(48 * MIB),
+            measured_at_unix_ms: Some(t0),
+            fruitless_probes: 1,
+            spare_low_bytes: Some(252 * MIB),
+            ..Default::default()
+        },
+    );
+    let was_held = cycle(&idle, t0 + 26_000, &History::default(), &st);
+    assert!(
+        skip_reason(&was_held, "a").contains("its last shrink"),
+        "{:#?}",
+        was_held.lines()
+    );
+    // It allocates 100 MiB: QEMU's RSS rises by as much.
+    let filled = after(&idle, 480, 308, 400);
+    let p = cycle(&filled, t0 + 26_000, &History::default(), &st);
+    assert!(
+        p.actions.iter().all(|a| a.direction != Direction::Shrink),
+        "{:#?}",
+        p.lines()
+    );
+    assert!(
+        skip_reason(&p, "a").contains("its last shrink"),
+        "{:#?}",
+        p.lines()
+    );
+    // It frees them: QEMU keeps them, beyond the guest's use now.
+    let freed = after(&idle, 480, 408, 400);
+    let p = cycle(&freed, t0 + 40_000, &History::default(), &st);
+    let a = action(&p, "a");
+    assert_eq!(a.direction, Direction::Shrink, "{:#?}", p.lines());
+    assert!(!a.reason.contains("a probe"), "{}", a.reason);
+    assert!(
+        a.from_bytes - a.target_bytes > cfg.probe_bytes,
         "{:#?}",
         p.lines()
     );

@@ -4,7 +4,7 @@
 
 use memwarden_model::units::MIB;
 
-use super::fixtures::{guest, host_with, trusted, with_rss};
+use super::fixtures::{action, guest, host_with, skip_reason, trusted, with_rss};
 use crate::config::Config;
 use crate::decision::{Action, Direction, Plan};
 use crate::history::History;
@@ -22,21 +22,6 @@ fn mib(x: f64) -> u64 {
 fn run(avail_mib: u64, vms: Vec<memwarden_model::vm::VmSample>, cfg: &Config) -> Plan {
     let s = host_with(100_000, avail_mib, vms);
     plan(&s, &History::default(), cfg, &trusted(&s))
-}
-
-fn action<'a>(p: &'a Plan, vm: &str) -> &'a Action {
-    p.actions
-        .iter()
-        .find(|a| a.vm == vm)
-        .unwrap_or_else(|| panic!("no action for {vm}: {:#?}", p.lines()))
-}
-
-fn skip_reason<'a>(p: &'a Plan, vm: &str) -> &'a str {
-    p.skipped
-        .iter()
-        .find(|s| s.vm == vm)
-        .map(|s| s.reason.as_str())
-        .unwrap_or_else(|| panic!("no skip for {vm}: {:#?}", p.lines()))
 }
 
 /// A shrink step of 10 % of the maximum, so that one guest cannot cover the need alone.
