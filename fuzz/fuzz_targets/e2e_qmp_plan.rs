@@ -25,7 +25,7 @@ use libfuzzer_sys::fuzz_target;
 use memwarden_collector::{Collector, Config as CollectorConfig, VmSource};
 use memwarden_model::host::HostSample;
 use memwarden_model::Sample;
-use memwarden_policy::{plan, Config, Direction, HarmKind, History, Plan, State};
+use memwarden_policy::{plan, Config, Direction, HarmKind, History, Plan, State, View};
 use memwarden_procfs::HostReader;
 
 #[path = "common/mod.rs"]
@@ -170,15 +170,16 @@ fuzz_target!(|data: &[u8]| {
         enabled: true,
         ..Config::default()
     };
-    let s1 = cycle(w, host, script1, T0_MS);
-    let p1 = plan(&s1, &History::default(), &cfg, &State::default());
-    check_plan(&s1, &p1);
+    let v1 = View::of(cycle(w, host, script1, T0_MS));
+    let s1 = v1.sample();
+    let p1 = plan(&v1, &History::default(), &cfg, &State::default());
+    check_plan(s1, &p1);
     if script2.is_empty() {
         return;
     }
     let state = State::default().after(&p1, T0_MS);
-    let history = History::from_samples(std::slice::from_ref(&s1));
-    let s2 = cycle(w, host, script2, T0_MS + 10_000);
-    let p2 = plan(&s2, &history, &cfg, &state);
-    check_plan(&s2, &p2);
+    let history = History::from_samples(std::slice::from_ref(s1));
+    let v2 = View::of(cycle(w, host, script2, T0_MS + 10_000));
+    let p2 = plan(&v2, &history, &cfg, &state);
+    check_plan(v2.sample(), &p2);
 });

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use memwarden_hv::{Hypervisor, Scope};
-use memwarden_model::Sample;
-use memwarden_policy::{Action, Controller, History, Plan, State};
+
+use memwarden_policy::{Action, Controller, History, Plan, State, View};
 use serde::Serialize;
 
 /// What became of one action.
@@ -135,10 +135,11 @@ impl Cycle {
         self.state = state;
     }
 
-    /// Plans on `sample` and, unless `hv` is `None` (a dry run), applies the plan. The sample
+    /// Plans on `view` and, unless `hv` is `None` (a dry run), applies the plan. The sample
     /// joins the history after planning: the plan compares it with what came before.
-    pub fn step(&mut self, sample: &Sample, hv: Option<&mut dyn Hypervisor>) -> CycleReport {
-        let plan = self.controller.plan(sample, &self.history, &self.state);
+    pub fn step(&mut self, view: &View, hv: Option<&mut dyn Hypervisor>) -> CycleReport {
+        let sample = view.sample();
+        let plan = self.controller.plan(view, &self.history, &self.state);
         let dry_run = hv.is_none();
         let applied = hv.map(|hv| apply(&plan, hv)).unwrap_or_default();
         // Only what was done is remembered: a refused action (or any, on a dry run) must not

@@ -136,7 +136,7 @@ fn free_page_reporting_returns_freed_memory_and_the_controller_takes_from_the_ot
     // free memory, and ballooning it really frees that on the host.
     let cfg = memwarden_policy::Config::default();
     let want = 100 * MIB;
-    let r = reclaim(&sample, &cfg, want);
+    let r = reclaim(&memwarden_policy::View::of(sample.clone()), &cfg, want);
     eprintln!("reclaim {}: {}", mib(want), r.summary);
     for part in &r.parts {
         eprintln!("  {}: {}", part.vm, part.reason);

@@ -181,7 +181,10 @@ fn stale_and_paused_vms_are_left_alone() {
         let mut s = collector.collect().expect("sample");
         s.vms.retain(|v| v.name == d.name());
         assert_eq!(s.vms.len(), 1);
-        let r = cycle.step(&s, collector.hypervisor().map(|h| h as _));
+        let r = cycle.step(
+            &memwarden_policy::View::of(s),
+            collector.hypervisor().map(|h| h as _),
+        );
         (
             r.plan.actions.is_empty(),
             r.plan.skipped.iter().any(|k| k.reason.contains(want)),
@@ -235,8 +238,9 @@ fn a_vm_that_stops_answering_is_left_alone_and_the_other_is_still_controlled() {
     let mut step = || {
         let mut s = collector.collect().expect("sample");
         s.vms.retain(|v| v.name == an || v.name == bn);
-        let r = cycle.step(&s, collector.hypervisor().map(|h| h as _));
-        (s, r)
+        let view = memwarden_policy::View::of(s);
+        let r = cycle.step(&view, collector.hypervisor().map(|h| h as _));
+        (view.sample().clone(), r)
     };
     let acted_on = |r: &memwarden_control::balloon::CycleReport, vm: &str| {
         r.plan.actions.iter().any(|x| x.vm == vm)

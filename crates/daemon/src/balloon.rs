@@ -18,7 +18,7 @@ use memwarden_collector::Collector;
 use memwarden_control::balloon::{Cycle, CycleReport, Outcome};
 use memwarden_model::units::format_bytes;
 use memwarden_model::Sample;
-use memwarden_policy::{Direction, State};
+use memwarden_policy::{Direction, State, View};
 use memwarden_store::Store;
 use tracing::{debug, info, warn};
 
@@ -80,15 +80,16 @@ impl BalloonRunner {
         self.cycle.set_controller(Box::new(cfg.balloon.clone()));
     }
 
-    /// One cycle on `sample` when the controller is on, as JSON (for the audit file, the
+    /// One cycle on `view` when the controller is on, as JSON (for the audit file, the
     /// store and /api/v1/balloon, serialised once); `None` when it is off.
     pub fn run(
         &mut self,
         cfg: &Config,
-        sample: &Sample,
+        view: &View,
         collector: &mut Collector,
         store: Option<&mut Store>,
     ) -> Option<serde_json::Value> {
+        let sample = view.sample();
         let on = cfg.balloon.enabled;
         if on != self.was_enabled {
             info!(
@@ -125,7 +126,7 @@ impl BalloonRunner {
                 self.stored_state = Some(State::default());
             }
         }
-        let report = self.cycle.step(sample, hv);
+        let report = self.cycle.step(view, hv);
         self.count(&report);
         self.fast_poll = fast_poll(&report, sample);
         let data = serde_json::to_value(&report).unwrap_or_default();

@@ -95,14 +95,15 @@ pub fn run(
                 let changed = watch.observe(&sample);
                 changes::log(&changed);
                 changes::record(store.as_mut(), sample.taken_at_unix_ms, &changed);
-                last_cycle = balloon.run(&cfg, &sample, &mut collector, store.as_mut());
                 // The view of the sample before carries the slow-cadence figures this one lacks.
                 let previous = shared
                     .read()
                     .unwrap_or_else(|p| p.into_inner())
                     .latest
                     .clone();
-                published = Some(Arc::new(View::new(Arc::new(sample), previous.as_deref())));
+                let view = Arc::new(View::new(Arc::new(sample), previous.as_deref()));
+                last_cycle = balloon.run(&cfg, &view, &mut collector, store.as_mut());
+                published = Some(view);
             }
             Err(e) => {
                 // Once per different failure, not every sample (samples_total and

@@ -3,9 +3,9 @@
 //! and what shrinking it would really give the host.
 
 use memwarden_analysis::vm::target::floor;
-use memwarden_analysis::vm::{checks, diagnose, figures, FindingKind};
+use memwarden_analysis::vm::{checks, FindingKind, VmReport};
 use memwarden_model::units::format_bytes;
-use memwarden_model::vm::{ReadStatus, VmSample, VmState};
+use memwarden_model::vm::{ReadStatus, VmState};
 
 use crate::config::Config;
 use crate::history::{GuestRates, History};
@@ -133,18 +133,20 @@ pub fn margin_for(
 }
 
 /// Judges `vm` with no memory of it: see [`judge_with`].
-pub fn judge(vm: &VmSample, history: &History, cfg: &Config) -> Result<GuestView, String> {
+pub fn judge(vm: &VmReport, history: &History, cfg: &Config) -> Result<GuestView, String> {
     judge_with(vm, history, cfg, None)
 }
 
-/// Judges `vm`: a view to act on, or why it is left alone. `record` is what the controller
-/// remembers of it (its bursts and harm raise its floor).
+/// Judges `vm` by the figures and findings of the sample's view: a view to act on, or why it
+/// is left alone. `record` is what the controller remembers of it (its bursts and harm raise
+/// its floor).
 pub fn judge_with(
-    vm: &VmSample,
+    report: &VmReport,
     history: &History,
     cfg: &Config,
     record: Option<&VmRecord>,
 ) -> Result<GuestView, String> {
+    let vm = report.vm;
     if cfg.is_manual(&vm.name) {
         return Err("listed in `manual`: its balloon is set by hand".into());
     }
@@ -159,7 +161,7 @@ pub fn judge_with(
         }
         other => return Err(format!("not running ({other:?})")),
     }
-    let f = figures(vm);
+    let f = &report.figures;
     if vm.config.hugepages || f.host_hugetlb_bytes.is_some_and(|h| h > 0) {
         return Err(
             "hugepage-backed: ballooned pages stay reserved in the hugetlbfs pool, the host \
@@ -171,10 +173,9 @@ pub fn judge_with(
         return Err("memory locked (<locked/>): the host cannot take its pages back".into());
     }
     // The most basic cause first (polling off explains numbers that no longer add up).
-    let findings = diagnose(vm);
     if let Some(d) = DOUBT
         .iter()
-        .find_map(|k| findings.iter().find(|d| d.kind == *k))
+        .find_map(|k| report.diagnosis.iter().find(|d| d.kind == *k))
     {
         return Err(d.text.clone());
     }
@@ -303,11 +304,12 @@ fn pressure(v: &GuestView, cfg: &Config) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::fixtures::{guest, host_sample, READ_AT_S, RESERVED_MIB};
+    use crate::tests::fixtures::{guest, host_sample, judge_vm, READ_AT_S, RESERVED_MIB};
     use memwarden_model::units::MIB;
+    use memwarden_model::vm::VmSample;
 
     fn judged(vm: &VmSample) -> Result<GuestView, String> {
-        judge(vm, &History::default(), &Config::default())
+        judge_vm(vm, &History::default(), &Config::default(), None)
     }
 
     #[test]
@@ -348,14 +350,16 @@ mod tests {
         now.read_at_unix_s += 10;
         now.balloon.major_faults = Some(5000);
         let h = History::from_samples(&[host_sample(0, vec![before])]);
-        let v = judge(&now, &h, &Config::default()).expect("eligible");
+        let v = judge_vm(&now, &h, &Config::default(), None).expect("eligible");
         assert_eq!(v.pressure.as_deref(), Some("500 major faults/s"));
         // The same faults with plenty of room are file reads.
         let mut roomy = now.clone();
         roomy.balloon.usable_bytes = Some(800 * MIB);
         roomy.balloon.unused_bytes = Some(800 * MIB);
         assert_eq!(
-            judge(&roomy, &h, &Config::default()).expect("ok").pressure,
+            judge_vm(&roomy, &h, &Config::default(), None)
+                .expect("ok")
+                .pressure,
             None
         );
     }
@@ -388,7 +392,7 @@ mod tests {
         let cfg = Config::default();
         // Without a past, 90 of 488 MiB (18%) is no pressure.
         assert_eq!(judged(&now).expect("eligible").pressure, None);
-        let v = judge(&now, &h, &cfg).expect("eligible");
+        let v = judge_vm(&now, &h, &cfg, None).expect("eligible");
         assert_eq!(v.rates.used_bytes_per_s, Some(10.0 * MIB as f64));
         assert_eq!(v.rates.cycle_s, Some(2.0));
         assert_eq!(v.projected_fill_bytes, 50 * MIB);
@@ -402,7 +406,7 @@ mod tests {
             guest_fill_lookahead_cycles: 0.0,
             ..Config::default()
         };
-        let v0 = judge(&now, &h, &now_only).expect("eligible");
+        let v0 = judge_vm(&now, &h, &now_only, None).expect("eligible");
         assert_eq!(
             v0.projected_fill_bytes,
             10 * MIB,
@@ -417,14 +421,14 @@ mod tests {
         // have shown in both intervals.
         let g = guest("burst", 1024, 512, 0);
         let h = past(&g, [300, 300]);
-        let v = judge(&at(&g, 200, 0), &h, &Config::default()).expect("eligible");
+        let v = judge_vm(&at(&g, 200, 0), &h, &Config::default(), None).expect("eligible");
         assert_eq!(v.rates.used_bytes_per_s, Some(0.0));
         assert_eq!(v.projected_fill_bytes, 0);
         assert_eq!(v.pressure, None);
         // Two updates only: no sustained rate to tell.
         let short =
             History::from_samples(&[host_sample((READ_AT_S - 2) * 1000, vec![at(&g, 300, 2)])]);
-        let v = judge(&at(&g, 200, 0), &short, &Config::default()).expect("eligible");
+        let v = judge_vm(&at(&g, 200, 0), &short, &Config::default(), None).expect("eligible");
         assert_eq!(v.rates.used_bytes_per_s, None);
     }
 
@@ -434,12 +438,12 @@ mod tests {
         let filling = past(&g, [840, 820]);
         let now = at(&g, 800, 0);
         let still = judged(&now).expect("eligible").idle_bytes;
-        let v = judge(&now, &filling, &Config::default()).expect("eligible");
+        let v = judge_vm(&now, &filling, &Config::default(), None).expect("eligible");
         assert_eq!(v.projected_fill_bytes, 50 * MIB);
         assert_eq!(still - v.idle_bytes, (50.0 / 0.75 * MIB as f64) as u64 + 1);
         // Use falling: nothing projected, nothing taken off.
         let freeing = past(&g, [760, 780]);
-        let v = judge(&now, &freeing, &Config::default()).expect("eligible");
+        let v = judge_vm(&now, &freeing, &Config::default(), None).expect("eligible");
         assert_eq!(v.projected_fill_bytes, 0);
         assert_eq!(v.idle_bytes, still);
     }
@@ -545,7 +549,7 @@ mod tests {
             manual: vec!["vm".into()],
             ..Config::default()
         };
-        let why = judge(&base, &History::default(), &cfg).expect_err("manual");
+        let why = judge_vm(&base, &History::default(), &cfg, None).expect_err("manual");
         assert!(why.contains("manual"), "{why}");
     }
 

@@ -1,6 +1,6 @@
 //! memwarden's balloon policy: which guests to grow or shrink, by how much, and why — a pure
-//! function of one [`Sample`], its recent [`History`], a [`Config`] and the controller's
-//! [`State`]. Applying a [`Plan`] (the actuator, through the `Hypervisor` trait), the
+//! function of one sample's [`View`] (the figures every output shows), its recent [`History`],
+//! a [`Config`] and the controller's [`State`]. Applying a [`Plan`] (the actuator, through the `Hypervisor` trait), the
 //! `memwarden balance` command and the daemon are thin layers on top.
 //!
 //! - [`plan`]: one cycle of the controller (see [`plan`](mod@plan) for its three passes);
@@ -33,8 +33,7 @@ pub use plan::plan;
 pub use reclaim::{reclaim, ReclaimPlan};
 pub use state::State;
 
-#[cfg(doc)]
-use memwarden_model::Sample;
+pub use memwarden_analysis::view::View;
 
 /// A balloon controller: memwarden's policy or one of the oracles, so that a comparison can run
 /// them all on the same samples.
@@ -42,15 +41,15 @@ pub trait Controller {
     /// A short name for tables (`memwarden`, `mom`, `proxmox`).
     fn name(&self) -> &'static str;
     /// One cycle.
-    fn plan(&self, sample: &memwarden_model::Sample, history: &History, state: &State) -> Plan;
+    fn plan(&self, view: &View, history: &History, state: &State) -> Plan;
 }
 
 impl Controller for Config {
     fn name(&self) -> &'static str {
         "memwarden"
     }
-    fn plan(&self, sample: &memwarden_model::Sample, history: &History, state: &State) -> Plan {
-        plan(sample, history, self, state)
+    fn plan(&self, view: &View, history: &History, state: &State) -> Plan {
+        plan(view, history, self, state)
     }
 }
 

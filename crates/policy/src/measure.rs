@@ -8,9 +8,8 @@
 //! grew (the guest touched memory the snapshots do not show): an inconclusive measurement is no
 //! belief at all, neither good nor bad, and the next shrink is judged as if none was made.
 
-use memwarden_analysis::vm::figures;
+use memwarden_analysis::vm::VmReport;
 use memwarden_model::units::format_bytes;
-use memwarden_model::vm::VmSample;
 
 use crate::config::Config;
 use crate::decision::Measured;
@@ -22,13 +21,14 @@ use crate::state::State;
 const RSS_NOISE_SHARE_OF_MIN_CHANGE: f64 = 0.25;
 
 /// The RSS drop since a pending shrink, once it has had `settle_s` to happen.
-pub fn measure(vm: &VmSample, state: &State, cfg: &Config, now: u64) -> Option<Measured> {
+pub fn measure(r: &VmReport, state: &State, cfg: &Config, now: u64) -> Option<Measured> {
+    let vm = r.vm;
     let pending = state.get(&key_of(vm.uuid.as_deref(), &vm.name))?.pending?;
     let after_s = now.saturating_sub(pending.at_unix_ms) / 1000;
     if after_s < cfg.settle_s {
         return None;
     }
-    let f = figures(vm);
+    let f = &r.figures;
     let rss = f.host_rss_bytes?;
     let drop = (i128::from(pending.rss_before_bytes) - i128::from(rss))
         .clamp(i64::MIN.into(), i64::MAX.into()) as i64;

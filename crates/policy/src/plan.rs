@@ -1,5 +1,5 @@
-//! `plan`: one cycle of the balloon controller, as a pure function of the sample, its recent
-//! history, the configuration and the controller's state.
+//! `plan`: one cycle of the balloon controller, as a pure function of the sample's view, its
+//! recent history, the configuration and the controller's state.
 //!
 //! Three passes, in order of urgency:
 //! 1. grow every guest under pressure, at once (up to the high watermark, within the grow step
@@ -12,11 +12,11 @@
 
 use std::collections::BTreeSet;
 
-use memwarden_analysis::vm::figures;
+use memwarden_analysis::view::View;
 use memwarden_analysis::vm::target::check_target;
+use memwarden_analysis::vm::VmReport;
 use memwarden_model::units::{format_bytes, format_signed_bytes};
 use memwarden_model::vm::VmSample;
-use memwarden_model::Sample;
 
 use crate::config::Config;
 use crate::decision::{Action, Direction, Exposure, Harm, HarmKind, Measured, Plan, Skip};
@@ -29,9 +29,9 @@ use crate::rank::{order, Candidate};
 use crate::state::{spare, State};
 
 /// One cycle: see the module documentation.
-pub fn plan(sample: &Sample, history: &History, cfg: &Config, state: &State) -> Plan {
-    let now = sample.taken_at_unix_ms;
-    let host = host_view(sample, cfg);
+pub fn plan(view: &View, history: &History, cfg: &Config, state: &State) -> Plan {
+    let now = view.sample().taken_at_unix_ms;
+    let host = host_view(view.sample(), cfg);
     let mut p = Plan {
         taken_at_unix_ms: now,
         actions: Vec::new(),
@@ -43,20 +43,21 @@ pub fn plan(sample: &Sample, history: &History, cfg: &Config, state: &State) -> 
         exposure: Vec::new(),
     };
     let mut views: Vec<(&VmSample, GuestView)> = Vec::new();
-    for vm in &sample.vms {
+    for r in view.vms() {
+        let vm = r.vm;
         if let Some(h) = detect(vm, history, cfg, state, now) {
-            answer_harm(&mut p, vm, &h);
+            answer_harm(&mut p, &r, &h);
             p.harm.push(h);
             continue;
         }
-        if let Some(m) = measure(vm, state, cfg, now) {
+        if let Some(m) = measure(&r, state, cfg, now) {
             p.measured.push(m);
         }
         let record = state.get(&key_of(vm.uuid.as_deref(), &vm.name));
-        match judge_with(vm, history, cfg, record) {
+        match judge_with(&r, history, cfg, record) {
             Ok(v) => views.push((vm, v)),
             Err(reason) => match stale_after_restart(vm, record) {
-                Some(total) => refresh_after_restart(&mut p, vm, total),
+                Some(total) => refresh_after_restart(&mut p, &r, total),
                 None => p.skipped.push(skip(vm, reason)),
             },
         }
@@ -82,7 +83,8 @@ pub fn plan(sample: &Sample, history: &History, cfg: &Config, state: &State) -> 
 
 /// A harmed guest gets all its memory back at once (the grow step does not apply), whatever
 /// the host's state: the guest comes first.
-fn answer_harm(p: &mut Plan, vm: &VmSample, h: &Harm) {
+fn answer_harm(p: &mut Plan, r: &VmReport, h: &Harm) {
+    let vm = r.vm;
     let (Some(actual), Some(max)) = (h.actual_bytes, h.max_bytes) else {
         p.skipped.push(skip(
             vm,
@@ -108,7 +110,7 @@ fn answer_harm(p: &mut Plan, vm: &VmSample, h: &Harm) {
         ));
         return;
     }
-    let f = figures(vm);
+    let f = &r.figures;
     p.actions.push(Action {
         vm: vm.name.clone(),
         uuid: vm.uuid.clone(),
@@ -138,11 +140,12 @@ fn answer_harm(p: &mut Plan, vm: &VmSample, h: &Harm) {
 /// A target one page short of the guest's maximum: its balloon driver inflates that page and
 /// reports its size, which puts QEMU's stale `actual` right (see [`stale_after_restart`]). A
 /// growth as far as the figures memwarden holds can tell.
-fn refresh_after_restart(p: &mut Plan, vm: &VmSample, total: u64) {
+fn refresh_after_restart(p: &mut Plan, r: &VmReport, total: u64) {
+    let vm = r.vm;
     let (Some(actual), Some(max)) = (vm.balloon.actual_bytes, vm.max_memory_bytes) else {
         return;
     };
-    let f = figures(vm);
+    let f = &r.figures;
     let target = max - BALLOON_PAGE_BYTES;
     p.actions.push(Action {
         vm: vm.name.clone(),

@@ -79,9 +79,8 @@ pub fn order(a: &GuestView, b: &GuestView) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest::judge;
     use crate::history::History;
-    use crate::tests::fixtures::guest;
+    use crate::tests::fixtures::{guest, judge_vm};
     use memwarden_model::units::MIB;
 
     fn view(name: &str, usable_mib: u64, share: u32, fpr: bool) -> GuestView {
@@ -89,7 +88,7 @@ mod tests {
         vm.device.free_page_reporting = Some(fpr);
         let mut cfg = Config::default();
         cfg.shares.insert(name.into(), share);
-        judge(&vm, &History::default(), &cfg).expect("eligible")
+        judge_vm(&vm, &History::default(), &cfg, None).expect("eligible")
     }
 
     #[test]

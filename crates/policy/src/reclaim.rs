@@ -4,9 +4,9 @@
 //! done safely and how much could. No step limit applies to the total; the controller would
 //! take it over several cycles, and `cycles` says how many.
 
+use memwarden_analysis::view::View;
 use memwarden_analysis::vm::target::check_target;
 use memwarden_model::units::format_bytes;
-use memwarden_model::Sample;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -45,12 +45,13 @@ pub struct ReclaimPlan {
 
 /// Which guests would give `want_bytes` of host memory, safely. Uses no history: guests
 /// under pressure by their usable share are left out (rates need the daemon's history).
-pub fn reclaim(sample: &Sample, cfg: &Config, want_bytes: u64) -> ReclaimPlan {
+pub fn reclaim(view: &View, cfg: &Config, want_bytes: u64) -> ReclaimPlan {
     let history = History::default();
     let mut skipped = Vec::new();
     let mut views = Vec::new();
-    for vm in &sample.vms {
-        match judge(vm, &history, cfg) {
+    for r in view.vms() {
+        let vm = r.vm;
+        match judge(&r, &history, cfg) {
             Ok(v) => views.push((vm, v)),
             Err(reason) => skipped.push(Skip {
                 vm: vm.name.clone(),
@@ -175,7 +176,7 @@ mod tests {
                 with_rss(guest("c", 2048, 2048, 1900), 180),
             ],
         );
-        let r = reclaim(&s, &Config::default(), GIB);
+        let r = reclaim(&View::of(s), &Config::default(), GIB);
         assert!(r.feasible, "{}", r.summary);
         assert_eq!(r.parts[0].vm, "a");
         assert_eq!(
@@ -188,7 +189,7 @@ mod tests {
     #[test]
     fn too_much_says_how_much_could_be_had() {
         let s = host_sample(0, vec![guest("a", 2048, 2048, 1800)]);
-        let r = reclaim(&s, &Config::default(), 64 * GIB);
+        let r = reclaim(&View::of(s), &Config::default(), 64 * GIB);
         assert!(!r.feasible);
         assert!(r.host_gain_bytes > 0 && r.host_gain_bytes < 2048 * MIB);
         assert!(r.summary.contains("at most"), "{}", r.summary);

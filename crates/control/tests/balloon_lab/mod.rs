@@ -443,7 +443,9 @@ fn control_loop(
         // Only this run's guests: other tests' domains share the libvirtd.
         sample.vms.retain(|v| names.contains(&v.name));
         let at_s = t0.elapsed().as_secs_f64();
-        let report = cycle.step(&sample, collector.hypervisor().map(|h| h as _));
+        let view = memwarden_policy::View::of(sample);
+        let report = cycle.step(&view, collector.hypervisor().map(|h| h as _));
+        let sample = view.sample();
         let mut o = out.lock().expect("lock");
         for vm in &sample.vms {
             let f = figures(vm);

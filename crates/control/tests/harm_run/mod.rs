@@ -64,10 +64,11 @@ impl Run {
         let mut sample = self.collector.collect().expect("sample");
         sample.vms.retain(|v| v.name == self.name);
         let at = self.s();
+        let view = memwarden_policy::View::of(sample);
         let report = self
             .cycle
-            .step(&sample, self.collector.hypervisor().map(|h| h as _));
-        let vm = sample.vms.first().cloned();
+            .step(&view, self.collector.hypervisor().map(|h| h as _));
+        let vm = view.sample().vms.first().cloned();
         let b = vm.as_ref().map(|v| v.balloon.clone()).unwrap_or_default();
         let mib = |x: Option<u64>| x.map_or("-".into(), |x| format!("{}", x / MIB));
         let mut line = format!(

@@ -483,7 +483,9 @@ fn control_loop(
         if let Ok(mut sample) = collector.collect() {
             sample.vms.retain(|v| names.contains(&v.name));
             let at = t0.elapsed().as_secs_f64();
-            let report = cycle.step(&sample, collector.hypervisor().map(|h| h as _));
+            let view = memwarden_policy::View::of(sample);
+            let report = cycle.step(&view, collector.hypervisor().map(|h| h as _));
+            let sample = view.sample();
             let mut s = sh.lock().expect("lock");
             for vm in &sample.vms {
                 let f = figures(vm);

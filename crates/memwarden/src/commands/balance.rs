@@ -13,7 +13,7 @@ use memwarden_collector::Collector;
 use memwarden_control::balloon::{Cycle, CycleReport, Outcome, DEFAULT_KEEP};
 use memwarden_model::units::{format_bytes, format_signed_bytes, parse_size, MIB};
 use memwarden_model::Sample;
-use memwarden_policy::{reclaim, Direction, History, Plan, ReclaimPlan};
+use memwarden_policy::{reclaim, Direction, History, Plan, ReclaimPlan, View};
 use memwarden_procfs::HostReader;
 use memwarden_store::Store;
 use serde::Serialize;
@@ -40,16 +40,18 @@ pub fn balance(a: &BalanceArgs) -> Result<()> {
         }
         sample.vms.retain(|v| a.vms.contains(&v.name));
     }
+    let view = View::of(sample);
+    let sample = view.sample();
     if let Some(size) = &a.reclaim {
         let want = parse_size(size, MIB).with_context(|| format!("--reclaim {size}"))?;
-        let r = reclaim(&sample, &policy, want);
+        let r = reclaim(&view, &policy, want);
         return if a.json {
             print_json(&r)
         } else {
             print(&reclaim_text(&r))
         };
     }
-    let (history, history_note) = recent_history(&a.db, &sample);
+    let (history, history_note) = recent_history(&a.db, sample);
     let mut cycle = Cycle::with_history(Box::new(policy), history);
     // The daemon's controller state (hysteresis, beliefs, harm), so that a one-off cycle
     // decides as the daemon would.
@@ -60,7 +62,7 @@ pub fn balance(a: &BalanceArgs) -> Result<()> {
         cycle.restore_state(st);
     }
     let report = cycle.step(
-        &sample,
+        &view,
         if a.apply {
             Some(
                 collector

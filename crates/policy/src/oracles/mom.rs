@@ -59,8 +59,9 @@ impl Controller for MomRules {
     fn name(&self) -> &'static str {
         "mom"
     }
-    fn plan(&self, sample: &Sample, history: &History, _state: &State) -> Plan {
-        plan(sample, history, self)
+    /// MOM reads the raw statistics, not memwarden's view of them.
+    fn plan(&self, view: &crate::View, history: &History, _state: &State) -> Plan {
+        plan(view.sample(), history, self)
     }
 }
 

@@ -5,11 +5,10 @@
 use memwarden_model::units::MIB;
 use memwarden_model::vm::{VmEvent, VmEventKind, VmSample};
 
-use super::fixtures::{guest, host_with, with_rss, READ_AT_S};
+use super::fixtures::{guest, host_with, plan_of, with_rss, READ_AT_S};
 use crate::config::Config;
 use crate::decision::HarmKind;
 use crate::history::History;
-use crate::plan::plan;
 use crate::state::State;
 
 fn event(kind: VmEventKind, detail: &str) -> VmEvent {
@@ -42,7 +41,7 @@ fn run(samples: &[(u64, VmSample)]) -> (Vec<Vec<HarmKind>>, State) {
         let mut vm = vm.clone();
         vm.read_at_unix_s = READ_AT_S + dt;
         let s = host_with(at, 2000, vec![vm]);
-        let p = plan(&s, &h, &cfg, &st);
+        let p = plan_of(&s, &h, &cfg, &st);
         kinds.push(p.harm.iter().map(|x| x.kind).collect());
         st = st.after(&p, at);
         h.push(&s);
@@ -91,7 +90,7 @@ fn a_crash_event_restarted_by_libvirt_is_one_crash() {
     let cfg = Config::default();
     let s = host_with(READ_AT_S * 1000, 2000, vec![crashed]);
     let h = History::from_samples(&[host_with((READ_AT_S - 5) * 1000, 2000, vec![up()])]);
-    let p = plan(&s, &h, &cfg, &State::default());
+    let p = plan_of(&s, &h, &cfg, &State::default());
     assert!(
         p.harm[0].detail.contains("crashed (panicked)"),
         "{}",
@@ -167,7 +166,7 @@ fn a_balloon_size_kept_from_before_a_restart_is_refreshed_once() {
     assert_eq!(kinds, [vec![HarmKind::Reboot]]);
     let h = History::from_samples(&[host_with((READ_AT_S - 5) * 1000, 2000, vec![up()])]);
     let at = (READ_AT_S + 4) * 1000;
-    let p = plan(&host_with(at, 2000, vec![stale.clone()]), &h, &cfg, &st);
+    let p = plan_of(&host_with(at, 2000, vec![stale.clone()]), &h, &cfg, &st);
     assert_eq!(p.actions.len(), 1, "{:#?}", p.lines());
     let a = &p.actions[0];
     assert_eq!(
@@ -176,7 +175,7 @@ fn a_balloon_size_kept_from_before_a_restart_is_refreshed_once() {
     );
     assert!(a.reason.contains("one page short"), "{}", a.reason);
     let st = st.after(&p, at);
-    let p = plan(&host_with(at + 2000, 2000, vec![stale]), &h, &cfg, &st);
+    let p = plan_of(&host_with(at + 2000, 2000, vec![stale]), &h, &cfg, &st);
     assert!(p.actions.is_empty(), "refreshed once: {:#?}", p.lines());
     assert!(
         p.skipped[0].reason.contains("do not add up"),

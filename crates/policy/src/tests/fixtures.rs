@@ -132,3 +132,33 @@ pub fn skip_reason<'a>(p: &'a crate::decision::Plan, vm: &str) -> &'a str {
         .map(|s| s.reason.as_str())
         .unwrap_or_else(|| panic!("no skip for {vm}: {:#?}", p.lines()))
 }
+
+/// One cycle of the policy on `sample`'s view (the daemon builds it once per sample).
+pub fn plan_of(
+    sample: &Sample,
+    history: &crate::history::History,
+    cfg: &crate::config::Config,
+    state: &crate::state::State,
+) -> crate::decision::Plan {
+    crate::plan::plan(
+        &memwarden_analysis::view::View::of(sample.clone()),
+        history,
+        cfg,
+        state,
+    )
+}
+
+/// [`crate::guest::judge_with`] on `vm` as the view shows it.
+pub fn judge_vm(
+    vm: &VmSample,
+    history: &crate::history::History,
+    cfg: &crate::config::Config,
+    record: Option<&crate::state::VmRecord>,
+) -> Result<crate::guest::GuestView, String> {
+    crate::guest::judge_with(
+        &memwarden_analysis::vm::VmReport::new(vm),
+        history,
+        cfg,
+        record,
+    )
+}

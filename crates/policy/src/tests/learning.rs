@@ -4,17 +4,16 @@
 use memwarden_model::units::MIB;
 use memwarden_model::vm::{VmSample, VmState};
 
-use super::fixtures::{action, guest, host_with, skip_reason, with_rss, READ_AT_S};
+use super::fixtures::{action, guest, host_with, plan_of, skip_reason, with_rss, READ_AT_S};
 use crate::config::Config;
 use crate::decision::HarmKind;
 use crate::decision::{Direction, Plan};
 use crate::history::History;
-use crate::plan::plan;
 use crate::state::State;
 
 /// A host under pressure at `at_ms` holding `vm`.
 fn cycle(vm: &VmSample, at_ms: u64, history: &History, state: &State) -> Plan {
-    plan(
+    plan_of(
         &host_with(at_ms, 2000, vec![vm.clone()]),
         history,
         &Config::default(),
@@ -189,7 +188,7 @@ fn a_reboot_is_harm_answered_by_all_memory_back_and_a_higher_floor() {
     let mut now = before.clone();
     now.balloon.minor_faults = Some(20_000);
     now.balloon.major_faults = Some(10);
-    let p = plan(
+    let p = plan_of(
         &host_with(READ_AT_S * 1000, 2000, vec![now.clone()]),
         &h,
         &cfg,
@@ -205,7 +204,7 @@ fn a_reboot_is_harm_answered_by_all_memory_back_and_a_higher_floor() {
     assert_eq!(r.harm_margin_bytes, cfg.margin_bytes);
     // Grown back and idle, under pressure: not shrunk during the back-off; its floor is higher.
     let idle = with_rss(guest("a", 1024, 1024, 800), 1024);
-    let p = plan(
+    let p = plan_of(
         &host_with((READ_AT_S + 100) * 1000, 2000, vec![idle.clone()]),
         &History::default(),
         &cfg,
@@ -213,9 +212,10 @@ fn a_reboot_is_harm_answered_by_all_memory_back_and_a_higher_floor() {
     );
     assert!(p.actions.is_empty(), "{:#?}", p.lines());
     assert!(p.skipped[0].reason.contains("harm_backoff_s"));
-    let fresh = crate::guest::judge(&idle, &History::default(), &cfg).expect("eligible");
+    let fresh =
+        super::fixtures::judge_vm(&idle, &History::default(), &cfg, None).expect("eligible");
     let marked =
-        crate::guest::judge_with(&idle, &History::default(), &cfg, Some(r)).expect("eligible");
+        super::fixtures::judge_vm(&idle, &History::default(), &cfg, Some(r)).expect("eligible");
     assert_eq!(marked.floor_bytes - fresh.floor_bytes, cfg.margin_bytes);
 }
 
@@ -236,7 +236,7 @@ fn a_reported_oom_kill_is_harm() {
     )]);
     let mut now = before;
     now.balloon.oom_kills = Some(2);
-    let p = plan(
+    let p = plan_of(
         &host_with(READ_AT_S * 1000, 2000, vec![now]),
         &h,
         &Config::default(),
@@ -277,7 +277,7 @@ fn harm_in_one_statistics_update_is_reported_once() {
         let first_ms = (READ_AT_S - 1) * 1000;
         let h =
             History::from_samples(&[host_with((READ_AT_S - 4) * 1000, 2000, vec![quiet.clone()])]);
-        let p = plan(
+        let p = plan_of(
             &host_with(first_ms, 2000, vec![harmed.clone()]),
             &h,
             &Config::default(),
@@ -293,7 +293,7 @@ fn harm_in_one_statistics_update_is_reported_once() {
         let mut h = h;
         h.push(&host_with(first_ms, 2000, vec![harmed.clone()]));
         // One cycle later, the same update again.
-        let p = plan(
+        let p = plan_of(
             &host_with(READ_AT_S * 1000, 2000, vec![harmed]),
             &h,
             &Config::default(),
@@ -321,7 +321,7 @@ fn a_crash_is_one_harm_event_however_long_it_lasts() {
     {
         let at = (READ_AT_S + i as u64) * 1000;
         let s = host_with(at, 2000, vec![vm.clone()]);
-        let p = plan(&s, &h, &cfg, &st);
+        let p = plan_of(&s, &h, &cfg, &st);
         kinds.push(p.harm.iter().map(|x| x.kind).collect::<Vec<_>>());
         st = st.after(&p, at);
         h.push(&s);
@@ -372,7 +372,7 @@ fn a_reboot_is_seen_across_samples_without_statistics() {
     let mut now = up;
     now.balloon.minor_faults = Some(520);
     now.balloon.last_update_unix_s = Some(READ_AT_S - 1);
-    let p = plan(
+    let p = plan_of(
         &host_with(READ_AT_S * 1000, 2000, vec![now]),
         &History::from_samples(&history),
         &Config::default(),

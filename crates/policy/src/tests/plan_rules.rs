@@ -4,12 +4,11 @@
 
 use memwarden_model::units::MIB;
 
-use super::fixtures::{action, guest, host_with, skip_reason, trusted, with_rss};
+use super::fixtures::{action, guest, host_with, plan_of, skip_reason, trusted, with_rss};
 use crate::config::Config;
 use crate::decision::{Action, Direction, Plan};
 use crate::history::History;
 use crate::host::HostLevel;
-use crate::plan::plan;
 use crate::state::State;
 
 const TARGET: f64 = 16.0 * 1024.0 * 0.15;
@@ -21,7 +20,7 @@ fn mib(x: f64) -> u64 {
 /// One cycle on VMs whose earlier shrinks all paid off (no probe first).
 fn run(avail_mib: u64, vms: Vec<memwarden_model::vm::VmSample>, cfg: &Config) -> Plan {
     let s = host_with(100_000, avail_mib, vms);
-    plan(&s, &History::default(), cfg, &trusted(&s))
+    plan_of(&s, &History::default(), cfg, &trusted(&s))
 }
 
 /// A shrink step of 10 % of the maximum, so that one guest cannot cover the need alone.
@@ -233,15 +232,15 @@ fn hysteresis_settling_and_measured_reclaim() {
         actions: vec![Action {
             direction: Direction::Grow,
             ..action(
-                &plan(&s0, &History::default(), &cfg, &State::default()),
+                &plan_of(&s0, &History::default(), &cfg, &State::default()),
                 "a",
             )
             .clone()
         }],
-        ..plan(&s0, &History::default(), &cfg, &State::default())
+        ..plan_of(&s0, &History::default(), &cfg, &State::default())
     };
     let st = State::default().after(&grown, 100_000);
-    let p = plan(
+    let p = plan_of(
         &host_with(110_000, 2000, vec![g.clone()]),
         &History::default(),
         &cfg,
@@ -253,7 +252,7 @@ fn hysteresis_settling_and_measured_reclaim() {
         p.lines()
     );
     // After min_reverse_interval_s (20 s) it may be shrunk.
-    let p1 = plan(
+    let p1 = plan_of(
         &host_with(160_000, 2000, vec![g.clone()]),
         &History::default(),
         &cfg,
@@ -261,7 +260,7 @@ fn hysteresis_settling_and_measured_reclaim() {
     );
     let shrink = action(&p1, "a").clone();
     let st = st.after(&p1, 160_000);
-    let p = plan(
+    let p = plan_of(
         &host_with(165_000, 2000, vec![g.clone()]),
         &History::default(),
         &cfg,
@@ -281,7 +280,7 @@ fn hysteresis_settling_and_measured_reclaim() {
     later.balloon.unused_bytes = later.balloon.usable_bytes;
     let gave_mib = asked / MIB * 3 / 4;
     let later = with_rss(later, 2048 - gave_mib);
-    let p = plan(
+    let p = plan_of(
         &host_with(172_000, 2000, vec![later]),
         &History::default(),
         &cfg,
@@ -354,7 +353,7 @@ fn a_measured_zero_gain_holds_only_until_the_qemu_grows() {
     };
     let cfg = Config::default();
     let at = |st: &State| {
-        plan(
+        plan_of(
             &host_with(500_000, 2000, vec![g.clone()]),
             &History::default(),
             &cfg,

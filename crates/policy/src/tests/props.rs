@@ -8,12 +8,11 @@ use memwarden_model::units::{KIB, MIB};
 use memwarden_model::vm::VmSample;
 use proptest::prelude::*;
 
-use super::fixtures::{guest, host_with};
+use super::fixtures::{guest, host_with, plan_of};
 use crate::config::Config;
 use crate::decision::{Direction, Plan};
 use crate::guest::step_limit;
 use crate::history::History;
-use crate::plan::plan;
 use crate::state::State;
 
 /// A guest with arbitrary (possibly lying) figures around a known maximum.
@@ -74,7 +73,7 @@ proptest! {
     #[test]
     fn actions_are_safe_and_deterministic(s in any_sample()) {
         let cfg = Config::default();
-        let p = plan(&s, &History::default(), &cfg, &State::default());
+        let p = plan_of(&s, &History::default(), &cfg, &State::default());
         for a in &p.actions {
             let vm = s.vms.iter().find(|v| v.name == a.vm).expect("acted on a VM of the sample");
             // Figures that do not add up are never acted on.
@@ -93,10 +92,10 @@ proptest! {
             }
         }
         // Same input, same plan; and the VMs' order in the sample does not matter.
-        prop_assert_eq!(&p, &plan(&s, &History::default(), &cfg, &State::default()));
+        prop_assert_eq!(&p, &plan_of(&s, &History::default(), &cfg, &State::default()));
         let mut rev = s.clone();
         rev.vms.reverse();
-        prop_assert_eq!(sorted(&p), sorted(&plan(&rev, &History::default(), &cfg, &State::default())));
+        prop_assert_eq!(sorted(&p), sorted(&plan_of(&rev, &History::default(), &cfg, &State::default())));
     }
 
     /// Stale statistics are never acted on, whatever they say.
@@ -110,7 +109,7 @@ proptest! {
                 vm.read_at_unix_s += age;
             }
         }
-        let p = plan(&s, &History::default(), &Config::default(), &State::default());
+        let p = plan_of(&s, &History::default(), &Config::default(), &State::default());
         prop_assert!(p.actions.is_empty(), "{:?}", p.lines());
         prop_assert_eq!(p.skipped.len(), s.vms.len());
     }
@@ -121,7 +120,7 @@ proptest! {
         let mut cfg = Config::default();
         cfg.shares.insert("big".into(), big);
         let s = host_with(1_000_000, avail, vec![guest("big", 2048, 2048, usable), guest("small", 2048, 2048, usable)]);
-        let p = plan(&s, &History::default(), &cfg, &State::default());
+        let p = plan_of(&s, &History::default(), &cfg, &State::default());
         let given = |n: &str| p.actions.iter().find(|a| a.vm == n).map_or(0, |a| a.from_bytes.saturating_sub(a.target_bytes));
         prop_assert!(given("big") <= given("small"), "{:?}", p.lines());
     }
@@ -133,7 +132,7 @@ proptest! {
     #[test]
     fn reasons_agree_with_the_figures(s in any_sample()) {
         let cfg = Config::default();
-        let p = plan(&s, &History::default(), &cfg, &State::default());
+        let p = plan_of(&s, &History::default(), &cfg, &State::default());
         for k in &p.skipped {
             if k.reason.contains("never touched") {
                 let vm = s.vms.iter().find(|v| v.name == k.vm).expect("skipped a VM of the sample");

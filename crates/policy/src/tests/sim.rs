@@ -13,11 +13,10 @@ use memwarden_model::vm::VmSample;
 use memwarden_model::Sample;
 use proptest::prelude::*;
 
-use super::fixtures::{guest, host_with, RESERVED_MIB};
+use super::fixtures::{guest, host_with, plan_of, RESERVED_MIB};
 use crate::config::Config;
 use crate::decision::Direction;
 use crate::history::History;
-use crate::plan::plan;
 use crate::state::State;
 
 #[derive(Debug, Clone)]
@@ -83,7 +82,7 @@ fn run(
         let rss: u64 = sims.iter().map(|s| s.rss).sum::<u64>() / MIB;
         let avail = (16 * 1024u64).saturating_sub(other_mib + rss);
         let s: Sample = host_with(now, avail, sims.iter().map(Sim::sample).collect());
-        let p = plan(&s, &history, cfg, &state);
+        let p = plan_of(&s, &history, cfg, &state);
         for a in &p.actions {
             let sim = sims
                 .iter_mut()

@@ -77,8 +77,9 @@ impl Controller for ProxmoxConfig {
     fn name(&self) -> &'static str {
         "proxmox"
     }
-    fn plan(&self, sample: &Sample, history: &History, _state: &State) -> Plan {
-        plan(sample, history, self)
+    /// pvestatd reads the raw statistics, not memwarden's view of them.
+    fn plan(&self, view: &crate::View, history: &History, _state: &State) -> Plan {
+        plan(view.sample(), history, self)
     }
 }
 
