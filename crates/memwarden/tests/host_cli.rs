@@ -65,7 +65,7 @@ fn host_json_keeps_every_meminfo_line_of_every_tree() {
         let v = json(&["host", "--json"], Some(&dir));
         let text = std::fs::read_to_string(dir.join("proc/meminfo")).expect("meminfo");
         let keys: Vec<&str> = text.lines().filter_map(|l| l.split(':').next()).collect();
-        let entries = v["sample"]["meminfo"]["entries"]
+        let entries = v["sample"]["host"]["meminfo"]["entries"]
             .as_array()
             .expect("entries");
         let got: Vec<&str> = entries
@@ -124,10 +124,10 @@ fn live_host_json_reads_this_machine() {
         })
         .expect("MemTotal");
     assert_eq!(
-        v["sample"]["meminfo"]["entries"][0]["value"].as_u64(),
+        v["sample"]["host"]["meminfo"]["entries"][0]["value"].as_u64(),
         Some(live_total * 1024)
     );
-    assert!(v["sample"]["processes"]
+    assert!(v["sample"]["host"]["processes"]
         .as_array()
         .is_some_and(|p| !p.is_empty()));
 }
@@ -195,7 +195,7 @@ fn unknown_meminfo_fields_are_kept() {
         "MemTotal:  1000 kB\nMemFree:  500 kB\nFutureThing:  7 kB\nFutureCount:  3\n",
     ));
     let v = json(&["host", "--json"], Some(tmp.path()));
-    let e = &v["sample"]["meminfo"]["entries"];
+    let e = &v["sample"]["host"]["meminfo"]["entries"];
     assert_eq!(e[2]["key"], "FutureThing");
     assert_eq!(e[2]["value"].as_u64(), Some(7 * 1024));
     assert_eq!(e[3]["unit"], "count");
@@ -389,7 +389,9 @@ fn meminfo_cut_short_is_a_warning_and_no_black_hole() {
         "{}",
         v["accounting"]
     );
-    let warnings = v["sample"]["warnings"].as_array().expect("warnings");
+    let warnings = v["sample"]["host"]["warnings"]
+        .as_array()
+        .expect("warnings");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
 }
 
@@ -493,12 +495,23 @@ fn unreadable_processes_are_counted_and_shown() {
     let tmp = copy_tree("guest-6.1-idle");
     let proc = tmp.path().join("proc");
     let before = json(&["host", "--json"], Some(tmp.path()));
-    let n = before["sample"]["processes"].as_array().expect("p").len();
+    let n = before["sample"]["host"]["processes"]
+        .as_array()
+        .expect("p")
+        .len();
     std::fs::remove_file(proc.join("107/cmdline")).expect("rm cmdline");
     std::fs::remove_file(proc.join("45/status")).expect("rm status");
     let v = json(&["host", "--json"], Some(tmp.path()));
-    assert_eq!(v["sample"]["processes"].as_array().expect("p").len(), n - 1);
-    let errors = v["sample"]["process_errors"].as_array().expect("errors");
+    assert_eq!(
+        v["sample"]["host"]["processes"]
+            .as_array()
+            .expect("p")
+            .len(),
+        n - 1
+    );
+    let errors = v["sample"]["host"]["process_errors"]
+        .as_array()
+        .expect("errors");
     assert_eq!(errors.len(), 2, "{errors:?}");
     let (ok, out, err, _) = run_limited(tmp.path(), &["host"]);
     assert!(ok, "{err}");

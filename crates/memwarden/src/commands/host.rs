@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use anyhow::Result;
+use memwarden_analysis::procs;
 use memwarden_analysis::view::View;
-use memwarden_analysis::{accounting, ksm, procs};
 use memwarden_model::host::HostSample;
 use memwarden_procfs::{HostReader, ReadOptions};
 use serde::Serialize;
@@ -24,14 +24,13 @@ fn read_without_meminfo(root: Option<&Path>) -> HostSample {
     reader(root).read_host_without_meminfo(ReadOptions::default())
 }
 
+/// `host --json`: the view in the shape `/api/v1/latest` serves (accounting, KSM, VMs,
+/// carried, the sample as read with its sources), and the process table the text shows.
 #[derive(Serialize)]
-struct HostJson<'a> {
-    sample: &'a HostSample,
-    /// The host source's read and its duration, as every sample records it.
-    sources: &'a [memwarden_model::SourceHealth],
-    accounting: &'a accounting::HostAccounting,
-    top_processes: &'a procs::ProcTable,
-    ksm: &'a ksm::KsmReport,
+pub struct HostJson<'a> {
+    #[serde(flatten)]
+    pub view: &'a View,
+    pub top_processes: &'a procs::ProcTable,
 }
 
 pub fn host(root: Option<&Path>, lang: Lang, a: &HostArgs) -> Result<()> {
@@ -47,11 +46,8 @@ pub fn host(root: Option<&Path>, lang: Lang, a: &HostArgs) -> Result<()> {
     let top = procs::table(s, procs::SortBy::Pss, a.top);
     if a.json {
         return print_json(&HostJson {
-            sample: s,
-            sources: &view.sample().sources,
-            accounting: &view.accounting,
+            view: &view,
             top_processes: &top,
-            ksm: &view.ksm,
         });
     }
     print(&render::host::render(s, &view.accounting, &top))
