@@ -4,6 +4,8 @@
 # `virsh -c qemu:///system` works as root. Prints "libvirtd PID virtlogd PID".
 #
 # usage: start-libvirtd.sh          (stop with stop-libvirtd.sh)
+# libvirtd also listens for TLS on 127.0.0.1:16514 (lab/libvirt-tls-pki.sh: the lab's CA,
+# server and client certificates under /var/lib/memwarden-lab/libvirt-pki).
 # env:   QEMU_AS_ROOT=0   1 = write /etc/libvirt/qemu.conf with user/group "root"
 #                         (only if that file does not exist yet)
 #
@@ -44,8 +46,11 @@ if [ "${QEMU_AS_ROOT:-0}" = 1 ] && [ ! -e /etc/libvirt/qemu.conf ]; then
 fi
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# TLS on 127.0.0.1:16514 with the lab's own PKI, as a remote host has it (qemu+tls:// tests);
+# machine-wide, as libvirtd is: every checkout's tests share it.
+conf=$("$(dirname "$0")"/libvirt-tls-pki.sh /var/lib/memwarden-lab/libvirt-pki)
 alive /run/virtlogd.pid || virtlogd -d 9>&-
-alive /run/libvirtd.pid || libvirtd -d 9>&-    # log: /var/log/libvirt/libvirtd.log
+alive /run/libvirtd.pid || libvirtd -d --listen -f "$conf" 9>&-    # log: /var/log/libvirt/libvirtd.log
 for _ in $(seq 300); do [ -S /run/libvirt/libvirt-sock ] && break; sleep 0.1; done
 [ -S /run/libvirt/libvirt-sock ] || { echo "start-libvirtd: no /run/libvirt/libvirt-sock after 30 s; see /var/log/libvirt/libvirtd.log" >&2; exit 1; }
 # The first connection after an install probes QEMU (~10 s under TCG; cached in

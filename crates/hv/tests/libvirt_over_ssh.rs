@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use memwarden_hv::{Hypervisor, LibvirtBackend, Scope, Transport};
-use memwarden_lab::{Domain, DomainOpts, Lab, URI};
-use memwarden_model::units::MIB;
+use memwarden_hv::{Hypervisor, LibvirtBackend, Transport};
+use memwarden_lab::{Domain, DomainOpts, Lab};
+
+mod remote;
 
 struct Sshd {
     child: Child,
@@ -118,42 +119,7 @@ fn a_domain_read_and_ballooned_over_ssh_matches_the_local_socket() {
     let mut remote = LibvirtBackend::new(&uri(&sshd, &key));
     remote.transport = Transport::Rpc;
     remote.set_timeout(Duration::from_secs(10));
-    let mut local = LibvirtBackend::new(URI);
-    local.set_timeout(Duration::from_secs(10));
-
-    let there = remote.list().expect("list over ssh");
-    assert_eq!(remote.transport(), Some("rpc"));
-    let vm = there
-        .iter()
-        .find(|v| v.name == d.name())
-        .unwrap_or_else(|| panic!("{} not listed over ssh", d.name()));
-    let here = local.sample(d.name()).expect("local sample");
-    assert_eq!(vm.uuid, here.uuid);
-    assert_eq!(vm.max_memory_bytes, here.max_memory_bytes);
-    assert_eq!(vm.device, here.device, "the balloon device's facts");
-    assert_eq!(
-        vm.qemu_pid, None,
-        "a remote daemon's QEMU pid is not read from local files"
-    );
-    assert!(here.qemu_pid.is_some(), "the local socket's is");
-    assert!(remote.memory_stats(d.name()).is_ok());
-
-    let target = 200 * MIB;
-    remote
-        .set_memory(d.name(), target, Scope::LIVE)
-        .expect("setmem over ssh");
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let actual = local.sample(d.name()).expect("sample").balloon.actual_bytes;
-        if actual == Some(target) {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "actual {actual:?}, set {target} over ssh"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    remote::reads_and_balloons_like_the_local_socket(&mut remote, &d, "ssh");
 
     assert!(!ssh_children().is_empty(), "the channels run through ssh");
     drop(remote);
@@ -166,11 +132,7 @@ fn a_domain_read_and_ballooned_over_ssh_matches_the_local_socket() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
-    assert!(
-        !maps.lines().any(|l| l.contains("/libvirt.so")),
-        "libvirt.so mapped"
-    );
+    remote::assert_libvirt_so_unmapped();
 }
 
 #[test]

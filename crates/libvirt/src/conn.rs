@@ -206,7 +206,8 @@ impl Connect {
                     format!(
                         "{uri} is not a URI the built-in libvirt client serves (qemu:///system, \
                          qemu:///session, qemu+ssh://[user@]host[:port]/system with at most \
-                         keyfile= and no_verify=)"
+                         keyfile= and no_verify=, qemu+tls://host[:port]/system with at most \
+                         pkipath=)"
                     ),
                 )
             })?),

@@ -1,4 +1,5 @@
-//! Where a channel's bytes go: the local daemon's UNIX socket, or a remote daemon through ssh.
+//! Where a channel's bytes go: the local daemon's UNIX socket, or a remote daemon through ssh
+//! or over TLS ([`super::tls`]).
 //!
 //! For `qemu+ssh://[user@]host[:port]/system` the client does what libvirt's own ssh transport
 //! does: it starts `ssh … host virt-ssh-helper qemu:///system` on one end of a socket pair and
@@ -14,6 +15,8 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use super::tls::Tls;
 
 /// A remote daemon reached through ssh.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +37,7 @@ pub struct Ssh {
 pub enum Endpoint {
     Socket(PathBuf),
     Ssh(Ssh),
+    Tls(Tls),
 }
 
 /// A connected channel's stream, and the ssh process behind it (killed with the channel).
@@ -47,10 +51,13 @@ impl Endpoint {
     /// The endpoint for `uri`; `None` when this client does not serve it (another driver or
     /// transport, parameters it does not implement, a session daemon that is not running).
     pub fn for_uri(uri: &str) -> Option<Endpoint> {
-        match uri.strip_prefix("qemu+ssh://") {
-            Some(rest) => parse_ssh(rest).map(Endpoint::Ssh),
-            None => super::socket_for(uri).map(Endpoint::Socket),
+        if let Some(rest) = uri.strip_prefix("qemu+ssh://") {
+            return parse_ssh(rest).map(Endpoint::Ssh);
         }
+        if let Some(rest) = uri.strip_prefix("qemu+tls://") {
+            return Tls::parse(rest).map(Endpoint::Tls);
+        }
+        super::socket_for(uri).map(Endpoint::Socket)
     }
 
     /// The URI `CONNECT_OPEN` names on this endpoint: the daemon's own for a remote one.
@@ -58,10 +65,12 @@ impl Endpoint {
         match self {
             Endpoint::Socket(_) => uri,
             Endpoint::Ssh(s) => &s.remote_uri,
+            Endpoint::Tls(t) => &t.remote_uri,
         }
     }
 
-    /// Connects; an ssh endpoint starts ssh, which connects while the first call is written.
+    /// Connects; an ssh endpoint starts ssh, which connects while the first call is written; a
+    /// TLS endpoint completes its handshake first (within `timeout`).
     pub fn dial(&self, timeout: Duration) -> io::Result<Dialed> {
         match self {
             Endpoint::Socket(p) => Ok(Dialed {
@@ -83,10 +92,14 @@ impl Endpoint {
                     child: Some(child),
                 })
             }
+            Endpoint::Tls(t) => Ok(Dialed {
+                sock: t.dial(timeout)?,
+                child: None,
+            }),
         }
     }
 
-    /// For messages: the socket's path, or `ssh user@host:port`.
+    /// For messages: the socket's path, `ssh user@host:port` or `tls host:port`.
     pub fn describe(&self) -> String {
         match self {
             Endpoint::Socket(p) => p.display().to_string(),
@@ -99,6 +112,7 @@ impl Endpoint {
                 s.host,
                 s.port.map(|p| format!(":{p}")).unwrap_or_default()
             ),
+            Endpoint::Tls(t) => format!("tls {}:{}", t.host, t.port),
         }
     }
 }
@@ -155,12 +169,7 @@ fn parse_ssh(rest: &str) -> Option<Ssh> {
         Some((p, q)) => (p, Some(q)),
         None => (tail, None),
     };
-    let remote_uri = match path {
-        "system" => "qemu:///system",
-        "session" => "qemu:///session",
-        _ => return None,
-    }
-    .to_string();
+    let remote_uri = remote_uri(path)?;
     let (user, hostport) = match authority.rsplit_once('@') {
         Some((u, h)) => (Some(u.to_string()), h),
         None => (None, authority),
@@ -193,8 +202,17 @@ fn parse_ssh(rest: &str) -> Option<Ssh> {
     Some(ssh)
 }
 
+/// The URI a remote URI's path names at the far end: `system` or `session` of QEMU.
+pub(super) fn remote_uri(path: &str) -> Option<String> {
+    match path {
+        "system" => Some("qemu:///system".into()),
+        "session" => Some("qemu:///session".into()),
+        _ => None,
+    }
+}
+
 /// `host`, `host:port`, `[v6]`, `[v6]:port`.
-fn split_port(s: &str) -> Option<(String, Option<u16>)> {
+pub(super) fn split_port(s: &str) -> Option<(String, Option<u16>)> {
     if let Some(v6) = s.strip_prefix('[') {
         let (addr, after) = v6.split_once(']')?;
         let port = match after.strip_prefix(':') {
@@ -248,7 +266,7 @@ mod tests {
             "qemu+ssh://kvm01/other",
             "qemu+ssh://-oProxyCommand=x/system",
             "qemu+ssh://kvm01:notaport/system",
-            "qemu+tls://kvm01/system",
+            "qemu+tls://kvm01/system?no_verify=1",
             "test:///default",
         ] {
             assert_eq!(Endpoint::for_uri(uri), None, "{uri}");

@@ -26,6 +26,7 @@
 pub mod endpoint;
 pub mod events;
 pub mod proto;
+pub mod tls;
 pub mod wire;
 pub mod xdr;
 
@@ -179,6 +180,7 @@ impl Channel {
                             format!("Failed to connect socket to '{}': {e}", p.display())
                         }
                         Endpoint::Ssh(_) => format!("Failed to start {}: {e}", at.describe()),
+                        Endpoint::Tls(_) => format!("{}: {e}", at.describe()),
                     },
                 )
             })?;
