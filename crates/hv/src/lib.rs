@@ -62,6 +62,19 @@ pub trait Hypervisor {
     fn transport(&self) -> Option<&'static str>;
 }
 
+/// What a failed connection to a local daemon most often means; a remote URI's reason (ssh's
+/// words, a certificate refused) says it better alone.
+fn local_hint(uri: &str) -> &'static str {
+    let local = uri
+        .split_once("://")
+        .is_none_or(|(_, rest)| rest.starts_with('/'));
+    if local {
+        " (is libvirtd running?)"
+    } else {
+        ""
+    }
+}
+
 /// Errors from the hypervisor backends. [`Error::is_gone`] tells "the VM went away" apart;
 /// [`Error::read_status`] says what a failed read of one VM amounts to.
 ///
@@ -75,8 +88,9 @@ pub enum Error {
         #[source]
         source: memwarden_libvirt::LvError,
     },
-    /// Opening the connection failed: libvirtd is down, restarting, or the URI is wrong.
-    #[error("cannot reach libvirt at {uri} (is libvirtd running?): {reason}")]
+    /// Opening the connection failed: libvirtd is down, restarting, or the URI is wrong (for a
+    /// remote URI also: the network, ssh or the certificates, as the reason says).
+    #[error("cannot reach libvirt at {uri}{}: {reason}", local_hint(.uri))]
     LibvirtUnreachable { uri: String, reason: String },
     #[error("libvirt at {uri} did not answer {op} within {ms} ms")]
     LibvirtTimeout {
@@ -201,6 +215,24 @@ pub(crate) use memwarden_model::clock::{now_unix_ms, now_unix_s};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// "Is libvirtd running?" helps with a local socket; over ssh or TLS the reason is ssh's or
+    /// the TLS library's, and the question would send the operator the wrong way.
+    #[test]
+    fn only_a_local_daemon_is_asked_whether_it_runs() {
+        let at = |uri: &str| {
+            Error::LibvirtUnreachable {
+                uri: uri.into(),
+                reason: "r".into(),
+            }
+            .to_string()
+        };
+        assert!(at("qemu:///system").contains("(is libvirtd running?)"));
+        assert_eq!(
+            at("qemu+tls://kvm01/system"),
+            "cannot reach libvirt at qemu+tls://kvm01/system: r"
+        );
+    }
 
     /// Each class of error tells the caller what to do with the VM it was reading: a busy
     /// libvirtd is a retry (timed out), never "the VM spoke a wrong protocol".
