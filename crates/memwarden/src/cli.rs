@@ -42,6 +42,8 @@ pub enum Command {
     Sample(SampleArgs),
     /// Each VM's memory as the hypervisor and the guest report it.
     Vms(VmsArgs),
+    /// A live terminal view: host summary, VMs, processes by PSS (keys: s sort, / filter, q quit).
+    Top(TopArgs),
     /// Print a domain's balloon statistics exactly as `virsh dommemstat` does.
     Dommemstat(DommemstatArgs),
     /// Set the balloon statistics polling period (Nova's mem_stats_period_seconds).
@@ -300,6 +302,27 @@ pub struct VmsArgs {
     /// Also read each QEMU process's smaps_rollup (PSS); its status (RSS, swap) otherwise.
     #[arg(long)]
     pub pss: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub hv: HvArgs,
+    /// Configuration file whose [vms] section says where VMs are (as for `vms`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Read a running daemon's /api/v1/latest (`http://127.0.0.1:9848`) instead of sampling.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["connect", "qmp", "config"])]
+    pub from: Option<String>,
+    /// Refresh interval, seconds.
+    #[arg(short = 'd', value_name = "SECONDS", default_value_t = 2.0)]
+    pub delay: f64,
+    /// Exit after this many refreshes.
+    #[arg(short = 'n', value_name = "N")]
+    pub iterations: Option<u64>,
+    /// Batch mode, as `top -b`: each refresh printed as text (COLUMNS × LINES, else 80 × 24).
+    #[arg(short = 'b', long)]
+    pub batch: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod ksm;
 mod plan;
 mod sample;
 mod settings;
+mod top;
 mod vm;
 
 use std::io::Write;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Explain(a) => explain::explain(cli.root.as_deref(), cli.lang, &a),
         Command::Sample(a) => sample::sample(cli.root.as_deref(), &a),
         Command::Vms(a) => vm::vms(&a),
+        Command::Top(a) => top::top(cli.root.as_deref(), &a),
         Command::Dommemstat(a) => vm::dommemstat(&a),
         Command::StatsPeriod(a) => vm::stats_period(&a),
         Command::Setmem(a) => vm::setmem(&a),

@@ -2,6 +2,7 @@
 
 pub mod host;
 pub mod procs;
+pub mod top;
 
 use comfy_table::{presets::NOTHING, Cell, CellAlignment, Table};
 

@@ -1,0 +1,413 @@
+//! `memwarden top`: the live terminal view. This file owns the loop, the keys and where the
+//! data comes from (the collector, or a daemon's `/api/v1/latest`); what the screen shows is
+//! `render::top`'s pure function of the view.
+//!
+//! Sampling runs on a thread of its own and publishes each view; the screen redraws every
+//! interval from the last one published, so a VM that stops answering (its QEMU frozen) costs
+//! the sampler its deadline, never the screen a refresh.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::DefaultTerminal;
+use serde::Deserialize;
+
+use memwarden_analysis::procs::{self, ProcTable, SortBy};
+use memwarden_analysis::view::View;
+use memwarden_collector::Collector;
+use memwarden_model::Sample;
+use memwarden_procfs::HostReader;
+
+use super::settings;
+use crate::cli::TopArgs;
+use crate::render::top::{self as screen, Screen, VmSort};
+
+/// The collector reads every process's smaps_rollup (PSS) on one sample in this many: PSS is
+/// the costly read, and the process table keeps the last one meanwhile (its age shown).
+const PSS_EVERY: u64 = 5;
+
+/// The largest `/api/v1/latest` answer read (a host with thousands of processes is a few MiB).
+const MAX_LATEST_BYTES: u64 = 256 << 20;
+
+pub fn top(root: Option<&Path>, a: &TopArgs) -> Result<()> {
+    if !(a.delay.is_finite() && a.delay >= 0.1) {
+        bail!("-d must be at least 0.1 seconds, got {}", a.delay);
+    }
+    let interval = Duration::from_secs_f64(a.delay);
+    let (source, label) = match &a.from {
+        Some(url) => (Source::daemon(url, interval), url.clone()),
+        None => {
+            let vms = settings::vms(&a.hv, a.config.as_deref(), false)?;
+            let reader = root.map_or_else(HostReader::live, HostReader::at_root);
+            let collector = Collector::new(vms.collector(true, true), reader)
+                .context("starting the collector")?;
+            let label = match root {
+                Some(r) => r.display().to_string(),
+                None => "this host".to_string(),
+            };
+            (
+                Source::Collector {
+                    collector: Box::new(collector),
+                    n: 0,
+                },
+                label,
+            )
+        }
+    };
+    let shared = Arc::new(Mutex::new(Latest::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (shared, stop) = (shared.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("top-sampler".into())
+            .spawn(move || sample_loop(source, interval, &shared, &stop))
+            .context("starting the sampling thread")?
+    };
+    let mut ui = Ui {
+        shared,
+        label,
+        interval,
+        sort: VmSort::default(),
+        filter: String::new(),
+        editing: false,
+        refreshes: 0,
+    };
+    let result = if a.batch {
+        ui.batch(a.iterations)
+    } else {
+        let mut terminal = ratatui::try_init().context("setting up the terminal")?;
+        let r = ui.interactive(&mut terminal, a.iterations);
+        ratatui::restore();
+        r
+    };
+    stop.store(true, Ordering::Relaxed);
+    // The sampler may be inside a VM's exchange (at most its deadline): it is not waited for.
+    drop(sampler);
+    result
+}
+
+/// What the sampler publishes.
+#[derive(Default)]
+struct Latest {
+    view: Option<Arc<View>>,
+    /// Every process by PSS, from the last sample that read PSS, and when it was taken.
+    procs: Option<Arc<ProcTable>>,
+    procs_at_unix_ms: u64,
+    /// The last error, until a sample succeeds again.
+    error: Option<String>,
+    /// Bumped on every publication (a view or an error), so the screen redraws at once.
+    generation: u64,
+}
+
+enum Source {
+    Daemon {
+        url: String,
+        agent: ureq::Agent,
+    },
+    /// `n`: samples taken (PSS is read on one in [`PSS_EVERY`]).
+    Collector {
+        collector: Box<Collector>,
+        n: u64,
+    },
+}
+
+/// The part of `/api/v1/latest` top reads: the sample as the daemon read it (the view is
+/// derived from it again here, by the same code the daemon runs).
+#[derive(Deserialize)]
+struct LatestJson {
+    sample: Sample,
+}
+
+impl Source {
+    fn daemon(url: &str, interval: Duration) -> Source {
+        let base = url.trim_end_matches('/');
+        let url = if base.ends_with("/api/v1/latest") {
+            base.to_string()
+        } else {
+            format!("{base}/api/v1/latest")
+        };
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(interval.max(Duration::from_secs(2))))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Source::Daemon { url, agent }
+    }
+
+    /// The next view, carrying slow-cadence figures from `previous`.
+    fn next(&mut self, previous: Option<&View>) -> Result<View> {
+        let sample = match self {
+            Source::Collector { collector, n } => {
+                collector.set_full(*n % PSS_EVERY == 0);
+                *n += 1;
+                collector.collect().context("sampling")?
+            }
+            Source::Daemon { url, agent } => fetch(agent, url)?,
+        };
+        Ok(View::new(Arc::new(sample), previous))
+    }
+}
+
+/// `GET url` (a daemon's `/api/v1/latest`), the sample in it.
+fn fetch(agent: &ureq::Agent, url: &str) -> Result<Sample> {
+    let mut resp = agent
+        .get(url)
+        .call()
+        .with_context(|| format!("asking {url}"))?;
+    let status = resp.status();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_LATEST_BYTES)
+        .read_to_string()
+        .with_context(|| format!("reading {url}'s answer"))?;
+    if !status.is_success() {
+        let head: String = body.chars().take(200).collect();
+        bail!("{url} answered {status}: {head}");
+    }
+    let latest: LatestJson = serde_json::from_str(&body).with_context(|| {
+        let head: String = body.chars().take(80).collect();
+        format!("{url} did not answer with memwarden's view JSON (starts {head:?})")
+    })?;
+    Ok(latest.sample)
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Samples every `interval` until `stop`, publishing each view (or error) in `shared`.
+fn sample_loop(mut source: Source, interval: Duration, shared: &Mutex<Latest>, stop: &AtomicBool) {
+    let lock = || shared.lock().unwrap_or_else(|p| p.into_inner());
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let previous = lock().view.clone();
+        let result = source.next(previous.as_deref());
+        let mut l = lock();
+        match result {
+            Ok(view) => {
+                let host = &view.sample().host;
+                if host.processes.iter().any(|p| p.smaps.is_some()) {
+                    l.procs = Some(Arc::new(procs::table(host, SortBy::Pss, usize::MAX)));
+                    l.procs_at_unix_ms = view.sample().taken_at_unix_ms;
+                }
+                l.view = Some(Arc::new(view));
+                l.error = None;
+            }
+            Err(e) => l.error = Some(format!("{e:#}")),
+        }
+        l.generation += 1;
+        drop(l);
+        while started.elapsed() < interval && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50).min(interval));
+        }
+    }
+}
+
+struct Ui {
+    shared: Arc<Mutex<Latest>>,
+    label: String,
+    interval: Duration,
+    sort: VmSort,
+    filter: String,
+    editing: bool,
+    refreshes: u64,
+}
+
+/// What a key does.
+#[derive(Debug, PartialEq, Eq)]
+enum Key {
+    Quit,
+    Redraw,
+    Nothing,
+}
+
+impl Ui {
+    /// The screen's lines for `width` × `height` from the last published view; before the
+    /// first one, a line saying what is awaited.
+    fn lines(&self, width: u16, height: u16) -> Vec<String> {
+        let l = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_unix_ms();
+        let Some(view) = l.view.clone() else {
+            let why = l
+                .error
+                .clone()
+                .unwrap_or_else(|| "waiting for the first sample".into());
+            return vec![
+                format!("memwarden top · {} · {}", self.label, screen::clock(now)),
+                why,
+            ];
+        };
+        let empty = ProcTable {
+            rows: Vec::new(),
+            total_processes: view.sample().host.processes.len(),
+            unreadable: view.sample().host.processes.len(),
+            total_uss_bytes: 0,
+            total_pss_bytes: 0,
+            total_rss_bytes: 0,
+            total_swap_bytes: 0,
+        };
+        let procs = l.procs.clone();
+        let error = l
+            .error
+            .clone()
+            .or_else(|| view.sample().degraded.first().cloned());
+        let procs_age_s = procs.as_ref().map(|_| {
+            view.sample()
+                .taken_at_unix_ms
+                .saturating_sub(l.procs_at_unix_ms)
+                / 1000
+        });
+        drop(l);
+        screen::lines(
+            &Screen {
+                view: &view,
+                procs: procs.as_deref().unwrap_or(&empty),
+                procs_age_s,
+                sort: self.sort,
+                filter: &self.filter,
+                editing_filter: self.editing,
+                source: &self.label,
+                now_unix_ms: now,
+                refreshes: self.refreshes,
+                interval_s: self.interval.as_secs_f64(),
+                error: error.as_deref(),
+            },
+            width,
+            height,
+        )
+    }
+
+    fn generation(&self) -> u64 {
+        self.shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation
+    }
+
+    /// The live screen until `q` (or Ctrl-C), or after `iterations` refreshes.
+    fn interactive(
+        &mut self,
+        terminal: &mut DefaultTerminal,
+        iterations: Option<u64>,
+    ) -> Result<()> {
+        let mut next_tick = Instant::now();
+        let mut drawn_gen = u64::MAX;
+        let mut dirty = true;
+        loop {
+            let now = Instant::now();
+            if now >= next_tick {
+                if iterations.is_some_and(|n| self.refreshes >= n) {
+                    return Ok(());
+                }
+                self.refreshes += 1;
+                next_tick = now + self.interval;
+                dirty = true;
+            }
+            let generation = self.generation();
+            if dirty || generation != drawn_gen {
+                terminal
+                    .draw(|f| {
+                        let area = f.area();
+                        f.render_widget(
+                            screen::paragraph(self.lines(area.width, area.height)),
+                            area,
+                        );
+                    })
+                    .context("drawing")?;
+                drawn_gen = generation;
+                dirty = false;
+            }
+            let wait = next_tick
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            if event::poll(wait).context("reading the keyboard")? {
+                match event::read().context("reading the keyboard")? {
+                    Event::Key(k) if k.kind != KeyEventKind::Release => match self.key(k) {
+                        Key::Quit => return Ok(()),
+                        Key::Redraw => dirty = true,
+                        Key::Nothing => {}
+                    },
+                    Event::Resize(..) => dirty = true,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn key(&mut self, k: KeyEvent) -> Key {
+        if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
+            return Key::Quit;
+        }
+        if self.editing {
+            match k.code {
+                KeyCode::Enter => self.editing = false,
+                KeyCode::Esc => {
+                    self.editing = false;
+                    self.filter.clear();
+                }
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                }
+                KeyCode::Char(c) => self.filter.push(c),
+                _ => return Key::Nothing,
+            }
+            return Key::Redraw;
+        }
+        match k.code {
+            KeyCode::Char('q') => Key::Quit,
+            KeyCode::Char('s') => {
+                self.sort = self.sort.next();
+                Key::Redraw
+            }
+            KeyCode::Char('/') => {
+                self.editing = true;
+                self.filter.clear();
+                Key::Redraw
+            }
+            KeyCode::Esc if !self.filter.is_empty() => {
+                self.filter.clear();
+                Key::Redraw
+            }
+            _ => Key::Nothing,
+        }
+    }
+
+    /// `-b`: every refresh printed as plain text (`COLUMNS` × `LINES`, else 80 × 24), then a
+    /// blank line, `iterations` times (or until killed), as `top -b` does.
+    fn batch(&mut self, iterations: Option<u64>) -> Result<()> {
+        let dim = |var: &str, default: u16| {
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&v: &u16| v > 0)
+                .unwrap_or(default)
+        };
+        let (w, h) = (dim("COLUMNS", 80), dim("LINES", 24));
+        // The first frame waits for the first sample (or its error), at most a few intervals.
+        let first = Instant::now();
+        while self.generation() == 0 && first.elapsed() < self.interval * 5 + Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut next_tick = Instant::now();
+        let mut out = std::io::stdout().lock();
+        while iterations.is_none_or(|n| self.refreshes < n) {
+            std::thread::sleep(next_tick.saturating_duration_since(Instant::now()));
+            next_tick += self.interval;
+            self.refreshes += 1;
+            let mut text = self.lines(w, h).join("\n");
+            text.push_str("\n\n");
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+}
