@@ -18,7 +18,7 @@ pkgs=(libvirt0)
 if [ "${1:-}" = --test ]; then
   pkgs+=(busybox-static cpio smem time python3 gcc libc6-dev xz-utils zstd
          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev qemu-system-x86 prometheus python3-prometheus-client
-         chromium chromium-driver prometheus-node-exporter prometheus-libvirt-exporter systemd openssl curl openssh-server)
+         chromium chromium-driver prometheus-node-exporter prometheus-libvirt-exporter systemd openssl curl openssh-server tmux)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

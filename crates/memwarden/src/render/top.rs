@@ -465,7 +465,7 @@ pub fn lines(s: &Screen, width: u16, height: u16) -> Vec<String> {
     let left = h.saturating_sub(out.len() + 1);
     if left >= 3 {
         let carried = match s.procs_age_s {
-            Some(a) if a > 0 => format!(" (PSS read {a}s ago)"),
+            Some(a) if a > 0 => format!(" (PSS {a}s old)"),
             _ => String::new(),
         };
         out.push(format!(
