@@ -245,15 +245,6 @@ impl Ui {
                 why,
             ];
         };
-        let empty = ProcTable {
-            rows: Vec::new(),
-            total_processes: view.sample().host.processes.len(),
-            unreadable: view.sample().host.processes.len(),
-            total_uss_bytes: 0,
-            total_pss_bytes: 0,
-            total_rss_bytes: 0,
-            total_swap_bytes: 0,
-        };
         let procs = l.procs.clone();
         let error = l
             .error
@@ -269,7 +260,7 @@ impl Ui {
         screen::lines(
             &Screen {
                 view: &view,
-                procs: procs.as_deref().unwrap_or(&empty),
+                procs: procs.as_deref(),
                 procs_age_s,
                 sort: self.sort,
                 filter: &self.filter,
@@ -409,5 +400,153 @@ impl Ui {
             out.flush()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The daemon source against a real socket: a small HTTP server thread answers what each
+    //! test needs (the view of a captured tree, bad JSON, an error status, nothing at all).
+
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn fixture_sample() -> Sample {
+        let root =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/host-6.18-sandbox");
+        Sample {
+            taken_at_unix_ms: 1_795_426_935_000,
+            host: HostReader::at_root(root)
+                .read_host()
+                .expect("the captured tree reads"),
+            ..Sample::default()
+        }
+    }
+
+    /// Serves `answers` (status, body) one per connection, the last one for every later
+    /// connection; `None` accepts and never answers. Returns the base URL.
+    fn server(answers: Vec<Option<(u16, String)>>) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", l.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for (i, conn) in l.incoming().enumerate() {
+                let Ok(mut c) = conn else { continue };
+                let mut r = BufReader::new(c.try_clone().expect("clone"));
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                match &answers[i.min(answers.len() - 1)] {
+                    Some((status, body)) => {
+                        let _ = write!(
+                            c,
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    None => held.push(c),
+                }
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_daemons_view_is_read_and_derived_again_to_the_same_figures() {
+        let served = View::of(fixture_sample());
+        let url = server(vec![Some((
+            200,
+            serde_json::to_string(&served).expect("json"),
+        ))]);
+        let mut src = Source::daemon(&url, Duration::from_secs(1));
+        let view = src.next(None).expect("read");
+        let (a, b) = (&view.sample().host.meminfo, &served.sample().host.meminfo);
+        assert_eq!(a.get("MemTotal"), b.get("MemTotal"));
+        assert_eq!(
+            view.accounting.black_hole_bytes,
+            served.accounting.black_hole_bytes
+        );
+        assert_eq!(view.ksm.saved_bytes, served.ksm.saved_bytes);
+        assert_eq!(
+            view.sample().host.processes.len(),
+            served.sample().host.processes.len()
+        );
+    }
+
+    #[test]
+    fn bad_answers_are_errors_that_say_what_came() {
+        let url = server(vec![
+            Some((200, "<html>not the API</html>".into())),
+            Some((
+                503,
+                r#"{"error":"no sample yet: the first one is being taken"}"#.into(),
+            )),
+        ]);
+        let mut src = Source::daemon(&url, Duration::from_secs(1));
+        let e = format!("{:#}", src.next(None).expect_err("bad JSON is an error"));
+        assert!(
+            e.contains("did not answer with memwarden's view JSON") && e.contains("<html>"),
+            "{e}"
+        );
+        let e = format!("{:#}", src.next(None).expect_err("503 is an error"));
+        assert!(e.contains("503") && e.contains("no sample yet"), "{e}");
+    }
+
+    #[test]
+    fn a_daemon_that_does_not_answer_costs_the_deadline_and_no_more() {
+        let url = server(vec![None]);
+        let mut src = Source::daemon(&url, Duration::from_millis(100));
+        let t0 = Instant::now();
+        let e = format!("{:#}", src.next(None).expect_err("no answer is an error"));
+        let took = t0.elapsed();
+        assert!(e.contains(&url), "{e}");
+        // The deadline is the interval, at least 2 s.
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+            "{took:?}: {e}"
+        );
+    }
+
+    #[test]
+    fn the_last_good_view_stays_while_errors_are_shown() {
+        let good = serde_json::to_string(&View::of(fixture_sample())).expect("json");
+        let url = server(vec![Some((200, good)), Some((200, "{".into()))]);
+        let shared = Arc::new(Mutex::new(Latest::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let t = {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            let src = Source::daemon(&url, Duration::from_millis(100));
+            std::thread::spawn(move || sample_loop(src, Duration::from_millis(100), &shared, &stop))
+        };
+        let t0 = Instant::now();
+        while shared.lock().expect("lock").generation < 3 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "no samples");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        t.join().expect("sampler ends when stopped");
+        let l = shared.lock().expect("lock");
+        assert!(l.view.is_some(), "the good view was dropped");
+        let e = l
+            .error
+            .as_deref()
+            .expect("the error is kept for the status line");
+        assert!(
+            e.contains("did not answer with memwarden's view JSON"),
+            "{e}"
+        );
+        // The captured processes' PSS came with the good view: their table is kept too.
+        let with_pss = fixture_sample()
+            .host
+            .processes
+            .iter()
+            .filter(|p| p.smaps.is_some())
+            .count();
+        assert_eq!(l.procs.as_ref().map(|p| p.rows.len()), Some(with_pss));
     }
 }

@@ -51,8 +51,9 @@ impl VmSort {
 #[derive(Debug, Clone, Copy)]
 pub struct Screen<'a> {
     pub view: &'a View,
-    /// Every process by PSS, from the last sample that read PSS (`procs_age_s` old).
-    pub procs: &'a ProcTable,
+    /// Every process by PSS, from the last sample that read PSS (`procs_age_s` old); `None`
+    /// before one has (a daemon reads PSS every `[record] pss_every`).
+    pub procs: Option<&'a ProcTable>,
     pub procs_age_s: Option<u64>,
     pub sort: VmSort,
     /// Case-insensitive part of a VM's or process's name; empty: everything.
@@ -423,7 +424,7 @@ pub fn lines(s: &Screen, width: u16, height: u16) -> Vec<String> {
     out.extend(host_lines(s.view));
 
     let vms = vm_order(s.view, s.sort, s.filter);
-    let procs = proc_order(s.procs, s.filter);
+    let procs = s.procs.map(|p| proc_order(p, s.filter)).unwrap_or_default();
     // What is left between the host lines and the status line; each block has a title and a
     // header line.
     let body = h.saturating_sub(out.len() + 1);
@@ -463,7 +464,7 @@ pub fn lines(s: &Screen, width: u16, height: u16) -> Vec<String> {
     }
 
     let left = h.saturating_sub(out.len() + 1);
-    if left >= 3 {
+    if let (Some(table), true) = (s.procs, left >= 3) {
         let carried = match s.procs_age_s {
             Some(a) if a > 0 => format!(" (PSS {a}s old)"),
             _ => String::new(),
@@ -471,9 +472,9 @@ pub fn lines(s: &Screen, width: u16, height: u16) -> Vec<String> {
         out.push(format!(
             "Processes by PSS: {} (of {}, {} without smaps) · Σ PSS {}{carried}",
             procs.len(),
-            s.procs.total_processes,
-            s.procs.unreadable,
-            format_bytes(s.procs.total_pss_bytes)
+            table.total_processes,
+            table.unreadable,
+            format_bytes(table.total_pss_bytes)
         ));
         let fitted = fit(&PROC_COLS, w, 1, 10);
         out.push(header(&PROC_COLS, &fitted));
@@ -489,6 +490,10 @@ pub fn lines(s: &Screen, width: u16, height: u16) -> Vec<String> {
             ];
             out.push(row(&PROC_COLS, &fitted, &cells));
         }
+    } else if s.procs.is_none() && left >= 1 {
+        out.push(
+            "Processes by PSS: none read yet (a daemon reads PSS every [record] pss_every)".into(),
+        );
     }
     while out.len() + 1 < h {
         out.push(String::new());
@@ -616,9 +621,20 @@ mod tests {
     /// The screen as text, drawn through the terminal adapter's own path.
     fn drawn(view: &View, sort: VmSort, filter: &str, w: u16, h: u16) -> Vec<String> {
         let procs = procs::table(&view.sample().host, SortBy::Pss, usize::MAX);
+        drawn_with(view, Some(&procs), sort, filter, w, h)
+    }
+
+    fn drawn_with(
+        view: &View,
+        procs: Option<&ProcTable>,
+        sort: VmSort,
+        filter: &str,
+        w: u16,
+        h: u16,
+    ) -> Vec<String> {
         let s = Screen {
             view,
-            procs: &procs,
+            procs,
             procs_age_s: Some(0),
             sort,
             filter,
@@ -842,6 +858,16 @@ mod tests {
         assert!(narrow.iter().any(|l| l.starts_with("Processes by PSS")));
         let wide = drawn(&view, VmSort::GuestUsed, "", 120, 40);
         assert_eq!(order(&wide, &view).len(), 14);
+    }
+
+    #[test]
+    fn before_any_pss_read_the_process_block_says_so() {
+        let view = View::new(Arc::new(sample()), None);
+        let screen = drawn_with(&view, None, VmSort::GuestUsed, "", 80, 24);
+        assert!(screen
+            .iter()
+            .any(|l| l.starts_with("Processes by PSS: none read yet")));
+        assert_eq!(order(&screen, &view).len(), view.sample().vms.len());
     }
 
     #[test]
