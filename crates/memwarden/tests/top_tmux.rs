@@ -296,6 +296,26 @@ fn top_shows_the_guests_sorts_and_keeps_refreshing_with_a_frozen_qemu() {
         |s| s[3].contains("sort guest used"),
     );
 
+    // `/` and part of a's name: b's row goes, a's stays; Esc brings b back.
+    let part: String = na.chars().take(8).collect();
+    tmux.keys(&["/"]);
+    for c in part.chars() {
+        tmux.keys(&["-l", &c.to_string()]);
+    }
+    tmux.keys(&["Enter"]);
+    let filtered = tmux.until("the filter", Duration::from_secs(5), |s| {
+        s[3].contains(&format!("filter \"{part}\""))
+    });
+    assert!(
+        row(&filtered, &na).is_some() && row(&filtered, &nb).is_none(),
+        "{}",
+        filtered.join("\n")
+    );
+    tmux.keys(&["Escape"]);
+    tmux.until("the filter cleared", Duration::from_secs(5), |s| {
+        !s[3].contains("filter") && row(s, &na).is_some() && row(s, &nb).is_some()
+    });
+
     // b's QEMU frozen: the screen keeps refreshing, b's row says it was not read.
     let frozen = Frozen::new(b.pid());
     let t0 = Instant::now();

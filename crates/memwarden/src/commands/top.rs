@@ -513,6 +513,43 @@ mod tests {
     }
 
     #[test]
+    fn keys_sort_filter_and_quit() {
+        let mut ui = Ui {
+            shared: Arc::new(Mutex::new(Latest::default())),
+            label: "test".into(),
+            interval: Duration::from_secs(1),
+            sort: VmSort::default(),
+            filter: String::new(),
+            editing: false,
+            refreshes: 0,
+        };
+        let press = |ui: &mut Ui, code: KeyCode| ui.key(KeyEvent::new(code, KeyModifiers::NONE));
+        assert_eq!(press(&mut ui, KeyCode::Char('s')), Key::Redraw);
+        assert_eq!(ui.sort, VmSort::GuestUsed.next());
+        // `/` opens the prompt: letters (even `q` and `s`) go to the filter, Enter keeps it.
+        press(&mut ui, KeyCode::Char('/'));
+        for c in "qsx".chars() {
+            press(&mut ui, KeyCode::Char(c));
+        }
+        press(&mut ui, KeyCode::Backspace);
+        assert_eq!(press(&mut ui, KeyCode::Enter), Key::Redraw);
+        assert_eq!((ui.filter.as_str(), ui.editing), ("qs", false));
+        assert_eq!(ui.sort, VmSort::GuestUsed.next());
+        // Esc clears it, in the prompt or out of it.
+        assert_eq!(press(&mut ui, KeyCode::Esc), Key::Redraw);
+        assert!(ui.filter.is_empty());
+        press(&mut ui, KeyCode::Char('/'));
+        press(&mut ui, KeyCode::Char('a'));
+        press(&mut ui, KeyCode::Esc);
+        assert!(ui.filter.is_empty() && !ui.editing);
+        assert_eq!(press(&mut ui, KeyCode::Char('x')), Key::Nothing);
+        assert_eq!(press(&mut ui, KeyCode::Char('q')), Key::Quit);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        press(&mut ui, KeyCode::Char('/'));
+        assert_eq!(ui.key(ctrl_c), Key::Quit);
+    }
+
+    #[test]
     fn the_last_good_view_stays_while_errors_are_shown() {
         let good = serde_json::to_string(&View::of(fixture_sample())).expect("json");
         let url = server(vec![Some((200, good)), Some((200, "{".into()))]);
