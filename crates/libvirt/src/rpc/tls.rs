@@ -131,19 +131,25 @@ impl Tls {
             tls.sock.set_read_timeout(Some(left()))?;
         }
         let mut byte = [0u8; 1];
+        let refused = || {
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the daemon did not accept our certificate {} (signed by a CA it does not \
+                     trust, or not in its tls_allowed_dn_list): it closed the connection after \
+                     the handshake",
+                    self.pki().cert.display()
+                ),
+            )
+        };
         match tls.read(&mut byte) {
             Ok(1) if byte[0] == ACCEPTED => {}
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    "server verification (of our certificate or IP address) failed: the \
-                     daemon closed the connection after the handshake",
-                ))
-            }
+            Ok(_) => return Err(refused()),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(refused()),
             Err(e) => {
                 return Err(context(
                     e,
-                    "waiting for the daemon to accept our certificate (tls_allowed_dn_list?)",
+                    "waiting for the daemon to accept our certificate",
                 ))
             }
         }
