@@ -179,6 +179,12 @@ pub struct Measured {
     /// part is under `min_change_bytes`.
     #[serde(default)]
     pub undo_bytes: u64,
+    /// QEMU's RSS beyond the guest's use (`state::spare`) below which shrinks of this guest
+    /// stopped paying, after this measurement: set by a conclusive shrink that paid too little,
+    /// kept by one that paid above it or by an inconclusive one, dropped by one that paid below
+    /// it; `None` when unknown.
+    #[serde(default)]
+    pub dry_spare_bytes: Option<u64>,
 }
 
 impl Measured {

@@ -14,7 +14,7 @@ use memwarden_model::units::format_bytes;
 use crate::config::Config;
 use crate::decision::Measured;
 use crate::history::key_of;
-use crate::state::State;
+use crate::state::{spare, State};
 
 /// RSS moves by a few MiB on its own (QEMU's heap, TCG's code cache): a rise smaller than this
 /// share of the minimum change is noise, not the guest touching memory.
@@ -23,7 +23,8 @@ const RSS_NOISE_SHARE_OF_MIN_CHANGE: f64 = 0.25;
 /// The RSS drop since a pending shrink, once it has had `settle_s` to happen.
 pub fn measure(r: &VmReport, state: &State, cfg: &Config, now: u64) -> Option<Measured> {
     let vm = r.vm;
-    let pending = state.get(&key_of(vm.uuid.as_deref(), &vm.name))?.pending?;
+    let record = state.get(&key_of(vm.uuid.as_deref(), &vm.name))?;
+    let pending = record.pending?;
     let after_s = now.saturating_sub(pending.at_unix_ms) / 1000;
     if after_s < cfg.settle_s {
         return None;
@@ -70,7 +71,22 @@ pub fn measure(r: &VmReport, state: &State, cfg: &Config, now: u64) -> Option<Me
     } else {
         0
     };
+    let too_little = inconclusive.is_none() && low < share;
+    let spare_now = f.guest_used_bytes.map(|u| spare(rss, u));
+    let dry_spare_bytes = match (inconclusive.is_none(), too_little, spare_now) {
+        (true, true, now) => now,
+        // Paid from below the level where shrinks stopped paying: that level was wrong.
+        (true, false, Some(now))
+            if record
+                .dry_spare_bytes
+                .is_some_and(|d| now.saturating_add(cfg.min_change_bytes) < d) =>
+        {
+            None
+        }
+        _ => record.dry_spare_bytes,
+    };
     Some(Measured {
+        dry_spare_bytes,
         undo_bytes: if unpaid >= cfg.min_change_bytes {
             unpaid
         } else {
@@ -84,7 +100,7 @@ pub fn measure(r: &VmReport, state: &State, cfg: &Config, now: u64) -> Option<Me
         after_s,
         rss_bytes: rss,
         guest_used_bytes: f.guest_used_bytes,
-        too_little: inconclusive.is_none() && low < share,
+        too_little,
         fruitless: inconclusive.is_none() && high < share / 2.0,
         inconclusive,
     })

@@ -446,6 +446,21 @@ fn worth_taking<'a>(
     }
     // Taking more than QEMU backs would spend the guest's headroom for nothing.
     let mut cap = give.min(resident);
+    // Nor more than QEMU holds above the level where the last shrinks stopped paying.
+    if let (Some(dry), Some(rss)) = (record.and_then(|r| r.dry_spare(cfg, now)), rss) {
+        let spare_now = spare(rss, v.used_bytes);
+        let above = spare_now.saturating_sub(dry);
+        if above < cfg.min_change_bytes {
+            return Err(format!(
+                "its QEMU holds {} beyond the guest's use, no more than when a shrink last \
+                 stopped paying ({}): what the balloon would reach now was never backed; taken \
+                 once the guest touches and frees more",
+                format_bytes(spare_now),
+                format_bytes(dry)
+            ));
+        }
+        cap = cap.min(above);
+    }
     // No belief to go by: a VM never measured (or harmed since) is probed first, and so is one
     // whose last shrink gave too little unless its QEMU has grown since (the guest touched
     // memory: that is resident and, once freed, the balloon's to take).

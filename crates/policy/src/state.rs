@@ -60,6 +60,13 @@ pub struct VmRecord {
     /// RSS that rose with the use holds pages the guest is using, which no balloon takes.
     #[serde(default)]
     pub spare_low_bytes: Option<u64>,
+    /// QEMU's RSS beyond the guest's use ([`spare`]) at which a shrink last stopped paying
+    /// (`Measured::dry_spare_bytes`): the balloon reaches only what the guest touched and freed
+    /// above it, so a shrink that would take QEMU below it takes pages QEMU never backed (seed
+    /// 1796644295597144565: a touch-and-free taken back whole, then 49 MiB more of untouched
+    /// memory, undone). Believed as long as the last measurement.
+    #[serde(default)]
+    pub dry_spare_bytes: Option<u64>,
     /// Extra margin earned by harm, bytes.
     #[serde(default)]
     pub harm_margin_bytes: u64,
@@ -104,6 +111,14 @@ impl VmRecord {
         now > then.saturating_add(cfg.min_change_bytes)
     }
 
+    /// The level where shrinks stopped paying, while the last measurement is believed.
+    pub fn dry_spare(&self, cfg: &Config, now_unix_ms: u64) -> Option<u64> {
+        let at = self.measured_at_unix_ms.unwrap_or(0);
+        (now_unix_ms.saturating_sub(at) / 1000 < self.ttl_s(cfg))
+            .then_some(self.dry_spare_bytes)
+            .flatten()
+    }
+
     /// How long the last measurement is believed.
     pub fn ttl_s(&self, cfg: &Config) -> u64 {
         cfg.belief_ttl_s
@@ -145,6 +160,7 @@ impl State {
                 .entry(key_of(m.uuid.as_deref(), &m.vm))
                 .or_default();
             r.pending = None;
+            r.dry_spare_bytes = m.dry_spare_bytes;
             if m.inconclusive.is_none() {
                 r.fruitless_probes = if m.too_little {
                     r.fruitless_probes.saturating_add(1)
@@ -182,6 +198,7 @@ impl State {
             r.measured_efficiency = None;
             r.pending = None;
             r.spare_low_bytes = None;
+            r.dry_spare_bytes = None;
         }
         for a in &plan.actions {
             let r = next
