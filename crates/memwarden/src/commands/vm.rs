@@ -10,7 +10,7 @@ use memwarden_collector::{source, unread_vms, Collector, VmSource};
 use memwarden_hv::tags::LIBVIRT_TAGS;
 use memwarden_hv::{Hypervisor, Scope};
 use memwarden_model::units::{format_bytes, parse_size, KIB};
-use memwarden_model::vm::{BalloonStats, ReadStatus, VmSample, VmState};
+use memwarden_model::vm::BalloonStats;
 use memwarden_procfs::HostReader;
 
 use super::settings;
@@ -97,20 +97,6 @@ pub fn vms(a: &VmsArgs) -> Result<()> {
     Ok(())
 }
 
-/// Free page reporting / deflate-on-oom: `on`, `off`, or `?` where the source cannot tell.
-fn levers(vm: &VmSample) -> String {
-    let w = |x: Option<bool>| match x {
-        Some(true) => "on",
-        Some(false) => "off",
-        None => "?",
-    };
-    format!(
-        "{}/{}",
-        w(vm.device.free_page_reporting),
-        w(vm.device.autodeflate)
-    )
-}
-
 fn vm_table(view: &View) -> comfy_table::Table {
     let mut t = render::table(
         &[
@@ -131,25 +117,10 @@ fn vm_table(view: &View) -> comfy_table::Table {
         &[2, 3, 4, 5, 6, 7, 8, 9, 10],
     );
     let b = |v: Option<u64>| v.map(format_bytes).unwrap_or_else(|| "-".into());
-    for VmReport {
-        vm,
-        figures: f,
-        diagnosis: d,
-    } in view.vms()
-    {
-        let diag = if d.is_empty() {
-            "ok".to_string()
-        } else {
-            d.iter()
-                .map(|f| f.text.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        let state = if vm.read.status == ReadStatus::Ok {
-            state_word(&vm.state).to_string()
-        } else {
-            vm.read.status.as_str().to_string()
-        };
+    for r in view.vms() {
+        let (vm, f) = (r.vm, &r.figures);
+        let diag = render::vm::diagnosis(&r);
+        let state = render::vm::state(vm);
         t.add_row(vec![
             vm.name.clone(),
             state,
@@ -161,7 +132,7 @@ fn vm_table(view: &View) -> comfy_table::Table {
             b(f.host_rss_bytes),
             b(f.host_backed_idle_bytes),
             b(f.ksm_merged_bytes),
-            levers(vm),
+            render::vm::levers(vm),
             f.stats_age_s
                 .map(|s| format!("{s}s"))
                 .unwrap_or_else(|| "-".into()),
@@ -169,18 +140,6 @@ fn vm_table(view: &View) -> comfy_table::Table {
         ]);
     }
     t
-}
-
-fn state_word(s: &VmState) -> &str {
-    match s {
-        VmState::Running => "running",
-        VmState::Paused => "paused",
-        VmState::Shutoff => "shut off",
-        VmState::Crashed => "crashed",
-        VmState::Suspended => "suspended",
-        VmState::Unknown => "unknown",
-        VmState::Other(o) => o,
-    }
 }
 
 /// `virsh dommemstat`'s text: one `tag value` line per tag virsh knows, in libvirt's order,
