@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod render;
+mod tui;
 
 use std::io::ErrorKind;
 use std::process::ExitCode;

@@ -1,6 +1,6 @@
 //! `memwarden top`: the live terminal view. This file owns the loop, the keys and where the
 //! data comes from (the collector, or a daemon's `/api/v1/latest`); what the screen shows is
-//! `render::top`'s pure function of the view.
+//! `tui`'s pure function of the view.
 //!
 //! Sampling runs on a thread of its own and publishes each view; the screen redraws every
 //! interval from the last one published, so a VM that stops answering (its QEMU frozen) costs
@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -20,12 +20,13 @@ use serde::Deserialize;
 use memwarden_analysis::procs::{self, ProcTable, SortBy};
 use memwarden_analysis::view::View;
 use memwarden_collector::Collector;
+use memwarden_model::clock::now_unix_ms;
 use memwarden_model::Sample;
 use memwarden_procfs::HostReader;
 
 use super::settings;
 use crate::cli::TopArgs;
-use crate::render::top::{self as screen, Screen, VmSort};
+use crate::tui::{self as screen, Screen, VmSort};
 
 /// The collector reads every process's smaps_rollup (PSS) on one sample in this many: PSS is
 /// the costly read, and the process table keeps the last one meanwhile (its age shown).
@@ -175,12 +176,6 @@ fn fetch(agent: &ureq::Agent, url: &str) -> Result<Sample> {
         format!("{url} did not answer with memwarden's view JSON (starts {head:?})")
     })?;
     Ok(latest.sample)
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Samples every `interval` until `stop`, publishing each view (or error) in `shared`.

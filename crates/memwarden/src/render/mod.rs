@@ -2,7 +2,6 @@
 
 pub mod host;
 pub mod procs;
-pub mod top;
 pub mod vm;
 
 use comfy_table::{presets::NOTHING, Cell, CellAlignment, Table};

@@ -312,17 +312,17 @@ fn header(cols: &[Col], fitted: &[(usize, usize)]) -> String {
 /// One VM's cells, in [`VM_COLS`]' order.
 fn vm_cells(r: &VmReport) -> Vec<String> {
     let f = &r.figures;
-    let diagnosis = super::vm::diagnosis(r);
+    let diagnosis = crate::render::vm::diagnosis(r);
     vec![
         r.vm.name.clone(),
-        super::vm::state(r.vm),
+        crate::render::vm::state(r.vm),
         size(f.actual_bytes),
         size(f.guest_used_bytes.or(f.guest_used_legacy_bytes)),
         size(f.guest_cache_bytes),
         size(f.guest_usable_bytes),
         size(f.host_rss_bytes),
         size(f.host_backed_idle_bytes),
-        super::vm::levers(r.vm),
+        crate::render::vm::levers(r.vm),
         diagnosis,
     ]
 }

@@ -24,7 +24,7 @@ fn repo() -> PathBuf {
 /// The captured dommemstat, with `used_mib` more allocated in the guest (out of both
 /// `unused` and `usable`) and QEMU's RSS at `rss_mib`.
 fn vm(name: &str, used_mib: u64, rss_mib: u64, fpr: bool) -> VmSample {
-    let captured = include_str!("../../../../hv/tests/data/virsh-dommemstat.txt");
+    let captured = include_str!("../../../hv/tests/data/virsh-dommemstat.txt");
     let parsed: Vec<_> = captured
         .lines()
         .filter_map(|l| {
