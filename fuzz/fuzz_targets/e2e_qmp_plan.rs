@@ -77,6 +77,7 @@ fn cycle(w: &World, host: &HostSample, script: &[u8], taken_at_unix_ms: u64) -> 
     let cfg = CollectorConfig {
         host: false,
         full: true,
+        require_meminfo: true,
         vms: VmSource::Qmp {
             patterns: vec![w.qemu.path.display().to_string()],
         },

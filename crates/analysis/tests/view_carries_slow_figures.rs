@@ -30,6 +30,7 @@ fn identities_needing_slow_files_are_shown_as_last_judged_on_light_samples() {
     let light_opts = ReadOptions {
         smaps: false,
         vmallocinfo: false,
+        ..ReadOptions::default()
     };
     let full = View::new(sample(1_000, ReadOptions::default()), None);
     let alone = View::new(sample(31_000, light_opts), None);

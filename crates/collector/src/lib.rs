@@ -32,6 +32,9 @@ pub struct Config {
     /// Otherwise processes are read from status alone, and the host's vmallocinfo summary is
     /// the last one read, marked as carried (`VmallocInfo::carried_from_unix_ms`).
     pub full: bool,
+    /// A host whose meminfo cannot be read fails the sample (the default); otherwise the
+    /// sample goes on without it, saying so (`procs` and the KSM report need none).
+    pub require_meminfo: bool,
     pub vms: VmSource,
     /// One VM's whole exchange (libvirt: the whole bulk read) must finish within this.
     pub deadline: Duration,
@@ -44,6 +47,7 @@ impl Default for Config {
         Config {
             host: true,
             full: true,
+            require_meminfo: true,
             vms: VmSource::None,
             deadline: memwarden_hv::qmp::DEFAULT_DEADLINE,
             parallelism: memwarden_hv::qmp::default_parallelism(),
@@ -141,6 +145,7 @@ impl Collector {
         let opts = ReadOptions {
             smaps: self.cfg.full,
             vmallocinfo: self.cfg.full,
+            require_meminfo: self.cfg.require_meminfo,
         };
         let reader = &self.reader;
         let want_host = self.cfg.host;

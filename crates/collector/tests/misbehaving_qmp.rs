@@ -19,6 +19,7 @@ fn collector(patterns: Vec<String>) -> Collector {
         Config {
             host: false,
             full: false,
+            require_meminfo: true,
             vms: VmSource::Qmp { patterns },
             deadline: DEADLINE,
             parallelism: 16,

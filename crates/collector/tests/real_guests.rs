@@ -22,6 +22,7 @@ fn libvirt_collector_with(monitor_passthrough: bool) -> Collector {
         Config {
             host: false,
             full: false,
+            require_meminfo: true,
             vms: VmSource::Libvirt {
                 uri: URI.into(),
                 monitor_passthrough,
@@ -131,6 +132,7 @@ fn a_qemu_killed_between_samples_is_a_row_that_says_so() -> memwarden_lab::Resul
         Config {
             host: false,
             full: false,
+            require_meminfo: true,
             vms: VmSource::Qmp {
                 patterns: vec![socket.display().to_string()],
             },

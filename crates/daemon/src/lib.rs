@@ -46,6 +46,7 @@ fn collector_config(cfg: &Config) -> memwarden_collector::Config {
     memwarden_collector::Config {
         host: true,
         full: true,
+        require_meminfo: true,
         vms: cfg.vms.vm_source(),
         deadline: cfg.deadline,
         parallelism: cfg.vms.parallelism(),

@@ -5,8 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use memwarden_analysis::procs;
 use memwarden_analysis::view::View;
-use memwarden_model::host::HostSample;
-use memwarden_procfs::{HostReader, ReadOptions};
+use memwarden_procfs::HostReader;
 use serde::Serialize;
 
 use super::{print, print_json};
@@ -16,12 +15,6 @@ use crate::render;
 /// The reader for the live host, or for the captured tree under `root`.
 pub fn reader(root: Option<&Path>) -> HostReader {
     root.map_or_else(HostReader::live, HostReader::at_root)
-}
-
-/// Everything but meminfo: `procs` and `ksm` need processes and KSM files, not meminfo, so a
-/// broken meminfo does not stop them.
-fn read_without_meminfo(root: Option<&Path>) -> HostSample {
-    reader(root).read_host_without_meminfo(ReadOptions::default())
 }
 
 /// `host --json`: the view in the shape `/api/v1/latest` serves (accounting, KSM, VMs,
@@ -54,16 +47,23 @@ pub fn host(root: Option<&Path>, lang: Lang, a: &HostArgs) -> Result<()> {
 }
 
 pub fn procs(root: Option<&Path>, a: &ProcsArgs) -> Result<()> {
-    let s = read_without_meminfo(root);
+    // Through the collector, with PSS; the table needs no meminfo, so a broken one does not
+    // stop it (the sample says so in `degraded`).
+    let cfg = memwarden_collector::Config {
+        require_meminfo: false,
+        ..memwarden_collector::Config::default()
+    };
+    let sample = memwarden_collector::Collector::new(cfg, reader(root))?.collect()?;
+    let s = &sample.host;
     let sort = match a.sort {
         ProcSort::Pss => procs::SortBy::Pss,
         ProcSort::Rss => procs::SortBy::Rss,
         ProcSort::Swap => procs::SortBy::Swap,
     };
-    let t = procs::table(&s, sort, a.top);
+    let t = procs::table(s, sort, a.top);
     if a.json {
         return print_json(&t);
     }
     let tbl = render::procs::process_table(&t, true);
-    print(&format!("{tbl}\n{}", render::host::process_errors(&s)))
+    print(&format!("{tbl}\n{}", render::host::process_errors(s)))
 }

@@ -13,7 +13,7 @@ use memwarden_model::host::HostSample;
 use memwarden_model::units::{format_bytes, format_signed_bytes};
 use memwarden_model::Sample;
 use memwarden_policy::ksm::{ksm_plan, KsmHistory, KsmPlan};
-use memwarden_procfs::{HostReader, ReadOptions};
+use memwarden_procfs::HostReader;
 use serde::Serialize;
 
 use super::host::reader;
@@ -36,28 +36,8 @@ struct KsmJson<'a> {
 pub fn ksm(root: Option<&Path>, a: &KsmArgs) -> Result<()> {
     let r = reader(root);
     let mut notes = Vec::new();
-    // The plan needs meminfo; the report alone does not (a broken meminfo must not stop it).
-    let host = if a.tune {
-        r.read_host_with(ReadOptions {
-            smaps: false,
-            vmallocinfo: false,
-        })
-        .context("reading host memory")?
-    } else {
-        r.read_host_without_meminfo(ReadOptions {
-            smaps: false,
-            vmallocinfo: false,
-        })
-    };
-    let read_ms = now_unix_ms();
-    let mut sample = Sample {
-        taken_at_unix_ms: read_ms,
-        host,
-        ..Sample::default()
-    };
-    if root.is_none() && !a.no_vms {
-        read_vms(a, &mut sample, &mut notes);
-    }
+    let sample = collect(root, a, &mut notes)?;
+    let read_ms = sample.taken_at_unix_ms;
     let ksmd = ksmd_use(root, &r, &sample.host, read_ms, a.cpu_window, &mut notes);
     let report = ksm::report(&sample.host);
     let vms = ksm::vms(&sample);
@@ -105,22 +85,43 @@ pub fn ksm(root: Option<&Path>, a: &KsmArgs) -> Result<()> {
     Ok(())
 }
 
-/// The VMs and their QEMU processes; a hypervisor that cannot be read is a note, not an error.
-fn read_vms(a: &KsmArgs, sample: &mut Sample, notes: &mut Vec<String>) {
-    let cfg = match super::settings::vms(&a.hv, a.config.as_deref(), false) {
-        Ok(v) => v.collector(false, false),
-        Err(e) => return notes.push(format!("VMs not read: {e:#} (--no-vms to skip)")),
+/// One sample through the collector: the host without PSS (the plan needs meminfo; the
+/// report alone does not, so a broken meminfo does not stop it) and, live and unless
+/// `--no-vms`, the VMs with their QEMU processes. A VM source that cannot be set up is a note,
+/// not an error: the host is still reported.
+fn collect(root: Option<&Path>, a: &KsmArgs, notes: &mut Vec<String>) -> Result<Sample> {
+    let host_only = memwarden_collector::Config {
+        full: false,
+        require_meminfo: a.tune,
+        ..memwarden_collector::Config::default()
     };
-    match Collector::new(cfg, HostReader::live()).and_then(|mut c| c.collect()) {
-        Ok(s) => {
-            notes.extend(s.degraded);
-            sample.vms = s.vms;
+    let with_vms = (root.is_none() && !a.no_vms)
+        .then(|| super::settings::vms(&a.hv, a.config.as_deref(), false))
+        .and_then(|v| match v {
+            Ok(v) => Some(memwarden_collector::Config {
+                require_meminfo: a.tune,
+                ..v.collector(true, false)
+            }),
+            Err(e) => {
+                notes.push(format!("VMs not read: {e:#} (--no-vms to skip)"));
+                None
+            }
+        });
+    let collector = match with_vms.map(|cfg| Collector::new(cfg, reader(root))) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            notes.push(format!(
+                "VMs not read: {:#} (--no-vms to skip)",
+                anyhow::Error::from(e)
+            ));
+            Collector::new(host_only, reader(root))?
         }
-        Err(e) => notes.push(format!(
-            "VMs not read: {:#} (--no-vms to skip)",
-            anyhow::Error::from(e)
-        )),
-    }
+        None => Collector::new(host_only, reader(root))?,
+    };
+    let mut collector = collector;
+    let sample = collector.collect().context("reading host memory")?;
+    notes.extend(sample.degraded.iter().cloned());
+    Ok(sample)
 }
 
 /// ksmd's CPU: since boot from the sample, and its share over `window` from a second reading.

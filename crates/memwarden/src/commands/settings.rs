@@ -46,6 +46,7 @@ impl Vms {
         memwarden_collector::Config {
             host,
             full,
+            require_meminfo: true,
             vms: self.source.clone(),
             deadline: self.deadline,
             parallelism: self.parallelism,

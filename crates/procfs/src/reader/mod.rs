@@ -59,6 +59,9 @@ pub struct ReadOptions {
     pub smaps: bool,
     /// Read /proc/vmallocinfo (`HostSample.vmalloc` is `None` otherwise, and not degraded).
     pub vmallocinfo: bool,
+    /// A meminfo that cannot be read (or fails its checks) fails the read; otherwise it is left
+    /// empty and said in `degraded`, for what needs no meminfo (`procs`, the KSM report).
+    pub require_meminfo: bool,
 }
 
 impl Default for ReadOptions {
@@ -66,6 +69,7 @@ impl Default for ReadOptions {
         ReadOptions {
             smaps: true,
             vmallocinfo: true,
+            require_meminfo: true,
         }
     }
 }
@@ -116,9 +120,19 @@ impl HostReader {
     /// Everything in one pass, each process read as `opts` says. Fails when meminfo cannot be
     /// read or parsed, or lacks MemTotal or MemFree; a meminfo cut short is a warning.
     pub fn read_host_with(&self, opts: ReadOptions) -> Result<HostSample> {
-        let meminfo = self.read_meminfo()?;
-        let warnings =
-            meminfo::check(&meminfo).map_err(|e| e.at(&self.proc_root.join("meminfo")))?;
+        let read = self.read_meminfo().and_then(|m| {
+            let warnings = meminfo::check(&m).map_err(|e| e.at(&self.proc_root.join("meminfo")))?;
+            Ok((m, warnings))
+        });
+        let (meminfo, warnings) = match read {
+            Ok(r) => r,
+            Err(e) if !opts.require_meminfo => {
+                let mut s = self.read_host_without_meminfo(opts);
+                s.degraded.push(format!("meminfo not read: {e}"));
+                return Ok(s);
+            }
+            Err(e) => return Err(e),
+        };
         let mut s = self.read_host_without_meminfo(opts);
         s.meminfo = meminfo;
         s.warnings.extend(warnings);
