@@ -171,6 +171,20 @@ fn ratio(ours: &Cost, peer: &Cost, peer_name: &str, n: u32) {
     );
 }
 
+/// Each tool's figures, then memwarden's against each peer's.
+fn report(ours: Option<&Cost>, theirs: Option<&Cost>, virt: Option<&Cost>, n: u32) {
+    for (name, c) in [("memwarden top", ours), ("top", theirs), ("virt-top", virt)] {
+        if let Some(c) = c {
+            print(name, c, n);
+        }
+    }
+    for (name, peer) in [("top", theirs), ("virt-top", virt)] {
+        if let (Some(o), Some(p)) = (ours, peer) {
+            ratio(o, p, name, n);
+        }
+    }
+}
+
 fn main() {
     let n: u32 = std::env::var("TOP_COST_N")
         .ok()
@@ -237,21 +251,7 @@ fn main() {
             )
         })
         .flatten();
-    if let Some(c) = &ours {
-        print("memwarden top", c, n);
-    }
-    if let Some(c) = &theirs {
-        print("top", c, n);
-    }
-    if let Some(c) = &virt {
-        print("virt-top", c, n);
-    }
-    if let (Some(o), Some(t)) = (&ours, &theirs) {
-        ratio(o, t, "top", n);
-    }
-    if let (Some(o), Some(v)) = (&ours, &virt) {
-        ratio(o, v, "virt-top", n);
-    }
+    report(ours.as_ref(), theirs.as_ref(), virt.as_ref(), n);
 
     if installed("tmux") {
         println!("on an 80x24 terminal (tmux):");
@@ -277,21 +277,7 @@ fn main() {
                 )
             })
             .flatten();
-        if let Some(c) = &ours {
-            print("memwarden top", c, n);
-        }
-        if let Some(c) = &theirs {
-            print("top", c, n);
-        }
-        if let Some(c) = &virt {
-            print("virt-top", c, n);
-        }
-        if let (Some(o), Some(t)) = (&ours, &theirs) {
-            ratio(o, t, "top", n);
-        }
-        if let (Some(o), Some(v)) = (&ours, &virt) {
-            ratio(o, v, "virt-top", n);
-        }
+        report(ours.as_ref(), theirs.as_ref(), virt.as_ref(), n);
     } else {
         println!(
             "tmux missing: the terminal runs were skipped (scripts/setup.sh --test installs it)"

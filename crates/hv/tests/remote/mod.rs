@@ -61,3 +61,18 @@ pub fn assert_libvirt_so_unmapped() {
         "libvirt.so mapped"
     );
 }
+
+/// Listing over `uri` (the RPC client, a 5 s timeout) fails, within 8 s: its message.
+pub fn refused_within_the_deadline(uri: &str) -> String {
+    let mut b = LibvirtBackend::new(uri);
+    b.transport = memwarden_hv::Transport::Rpc;
+    b.set_timeout(Duration::from_secs(5));
+    let t = Instant::now();
+    let e = b.list().expect_err("refused");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        t.elapsed()
+    );
+    e.to_string()
+}
