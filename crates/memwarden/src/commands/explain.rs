@@ -106,6 +106,9 @@ pub fn explain(root: Option<&Path>, l: Lang, a: &ExplainArgs) -> Result<()> {
             }
         },
         None => {
+            // The one command that reads a file, not a sample: the collector's host sample
+            // refuses a meminfo without the keys accounting needs, while a glossary lists
+            // whatever the file holds, a field short or not.
             let meminfo = reader(root).read_meminfo()?;
             let first_line = |e: &Entry| first_sentence(e.text(l)).to_string();
             let mut t = crate::render::table(&["field", "value", "meaning"], &[1]);
