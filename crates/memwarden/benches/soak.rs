@@ -1830,22 +1830,17 @@ fn print_goals(names: [&str; 2], out: &[Outcome; 2], named: &Named, unread: usiz
     // "Start" is before the first fault, not after warm-up: without faults the qmp daemon's
     // RSS still grew 12.8 -> 21.7 MiB over its first 250 s (page caches, the controller's
     // history); the RSS around each fault above tells warm-up from what a fault left behind.
-    println!(
-        "  {}  RSS back within 10 % of the start ({})",
-        verdict(
-            out.iter()
-                .all(|o| within(o.at_start.rss_kib, o.at_end.rss_kib))
-        ),
-        each(&|o| format!("{:+.1} %", pct(o.at_start.rss_kib, o.at_end.rss_kib)))
-    );
-    println!(
-        "  {}  anonymous memory (the heap, what a leak grows) back within 10 % ({})",
-        verdict(
-            out.iter()
-                .all(|o| within(o.at_start.anon_kib, o.at_end.anon_kib))
-        ),
-        each(&|o| format!("{:+.1} %", pct(o.at_start.anon_kib, o.at_end.anon_kib)))
-    );
+    let back_within = |what: &str, kib: fn(&Footprint) -> u64| {
+        println!(
+            "  {}  {what} back within 10 % of the start ({})",
+            verdict(out.iter().all(|o| within(kib(&o.at_start), kib(&o.at_end)))),
+            each(&|o| format!("{:+.1} %", pct(kib(&o.at_start), kib(&o.at_end))))
+        );
+    };
+    back_within("RSS", |f| f.rss_kib);
+    back_within("anonymous memory (the heap, what a leak grows)", |f| {
+        f.anon_kib
+    });
     println!(
         "  {}  fds back within 10 % of the start ({})",
         verdict(out.iter().all(|o| within(o.at_start.fds, o.at_end.fds))),
