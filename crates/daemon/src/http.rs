@@ -35,6 +35,9 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/page/app.js", get(app_js))
+        .route("/vendor/uPlot.iife.min.js", get(uplot_js))
+        .route("/vendor/uPlot.min.css", get(uplot_css))
         .route("/metrics", get(metrics))
         .route("/api/v1/latest", get(latest))
         .route("/api/v1/series", get(series_api))
@@ -69,6 +72,45 @@ fn latest_view(st: &AppState) -> Result<Arc<View>, ApiError> {
 
 async fn page() -> Html<&'static str> {
     Html(include_str!("../page/index.html"))
+}
+
+/// A file of the page, built into the binary: the page never fetches from elsewhere (the
+/// daemon may run where the browser has no internet). The vendored files change only with
+/// the binary, so a browser may keep them a day.
+fn asset(content_type: &'static str, body: &'static str, cache: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The page's script; `no-cache` (revalidated each load) so a new binary's page is never
+/// mixed with an old script.
+async fn app_js() -> Response {
+    asset(JS, include_str!("../page/app.js"), "no-cache")
+}
+
+/// uPlot 1.6.31 (MIT, `page/vendor/`, see its README there).
+async fn uplot_js() -> Response {
+    asset(
+        JS,
+        include_str!("../page/vendor/uPlot.iife.min.js"),
+        "public, max-age=86400",
+    )
+}
+
+async fn uplot_css() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../page/vendor/uPlot.min.css"),
+        "public, max-age=86400",
+    )
 }
 
 async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
