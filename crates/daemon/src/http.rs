@@ -22,6 +22,12 @@ use memwarden_model::clock::now_unix_ms;
 
 use crate::recorder::Shared;
 
+#[path = "markers.rs"]
+mod markers;
+
+/// The most markers `/api/v1/balloon/events` returns (the newest).
+const MAX_MARKERS: usize = 2000;
+
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub shared: Arc<RwLock<Shared>>,
@@ -44,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/leaks", get(leaks_api))
         .route("/api/v1/health", get(health))
         .route("/api/v1/balloon", get(balloon))
+        .route("/api/v1/balloon/events", get(balloon_events))
         .with_state(state)
 }
 
@@ -263,4 +270,31 @@ async fn balloon(State(st): State<AppState>) -> Response {
         .clone()
         .unwrap_or(serde_json::Value::Null);
     Json(v).into_response()
+}
+
+/// The controller's actions and the harm it saw over `since` (default 6h), of `vm` when given:
+/// the page's markers. At most [`MAX_MARKERS`], the newest; `truncated` says when more were.
+async fn balloon_events(
+    State(st): State<AppState>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Response, ApiError> {
+    let since = since_now(&q, Duration::from_secs(6 * 3600), st.max_range)?;
+    let db = st.db.clone();
+    let events = tokio::task::spawn_blocking(move || {
+        Store::open_read_only(&db)
+            .and_then(|s| s.events("balloon", since, u64::MAX))
+            .map_err(|e| {
+                let e = crate::report::chain(&e);
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("history: {e}"))
+            })
+    })
+    .await
+    .map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("history reader: {e}"),
+        )
+    })??;
+    let (markers, truncated) = markers::markers(&events, q.vm.as_deref(), MAX_MARKERS);
+    Ok(Json(serde_json::json!({ "events": markers, "truncated": truncated })).into_response())
 }
