@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 
 use super::{free_port, http, wait_for, Proc};
 
+/// The key of an element reference in W3C WebDriver.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
 /// A chromedriver with one headless Chromium session.
 #[derive(Debug)]
 pub struct Browser {
@@ -113,6 +116,68 @@ impl Browser {
                 )
             })
             .collect()
+    }
+
+    /// The WebDriver reference of the first element `css` selects (panics when none does).
+    pub fn find(&mut self, css: &str) -> Value {
+        let v = self.session_call(
+            "POST",
+            "element",
+            Some(json!({ "using": "css selector", "value": css })),
+        );
+        let id = v[ELEMENT].clone();
+        assert!(id.is_string(), "no element for {css}: {v}");
+        let mut r = serde_json::Map::new();
+        r.insert(ELEMENT.to_string(), id);
+        Value::Object(r)
+    }
+
+    /// Moves the mouse to `(x, y)` CSS pixels from the centre of `element` (from [`find`]),
+    /// pressing the left button there when `down`, releasing it when `up`: a hover, or with a
+    /// press, a move and a release, a drag.
+    ///
+    /// [`find`]: Browser::find
+    pub fn mouse(&mut self, element: &Value, steps: &[(i64, i64, &str)]) {
+        let mut actions = Vec::new();
+        for &(x, y, button) in steps {
+            actions.push(
+                json!({"type": "pointerMove", "duration": 50, "origin": element,
+                                "x": x, "y": y}),
+            );
+            match button {
+                "down" => actions.push(json!({"type": "pointerDown", "button": 0})),
+                "up" => actions.push(json!({"type": "pointerUp", "button": 0})),
+                _ => {}
+            }
+        }
+        self.session_call(
+            "POST",
+            "actions",
+            Some(json!({"actions": [{"type": "pointer", "id": "mouse",
+                "parameters": {"pointerType": "mouse"}, "actions": actions}]})),
+        );
+    }
+
+    /// Resizes the browser window so that the page's viewport is `width` × `height` CSS
+    /// pixels (the window's own frame, measured once, is added).
+    pub fn viewport(&mut self, width: i64, height: i64) {
+        self.session_call(
+            "POST",
+            "window/rect",
+            Some(json!({ "width": width, "height": height })),
+        );
+        let v = self.eval("return [innerWidth, innerHeight];");
+        let (iw, ih) = (
+            v[0].as_i64().unwrap_or(width),
+            v[1].as_i64().unwrap_or(height),
+        );
+        if (iw, ih) != (width, height) {
+            self.session_call(
+                "POST",
+                "window/rect",
+                Some(json!({ "width": 2 * width - iw, "height": 2 * height - ih })),
+            );
+        }
     }
 
     /// A PNG of the viewport.
