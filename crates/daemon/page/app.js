@@ -402,8 +402,24 @@ async function hostCharts(latest, s) {
     empty: ksm.some(p => p.points.length) ? "KSM saved nothing over the whole window" : "KSM not available on this host"});
   const k = latest.ksm || {};
   document.getElementById("ksm-notes").textContent = k.available ?
-    `now: run=${k.run}, saved ${bytes(k.saved_bytes)}, profit ${bytes(k.general_profit_bytes)}. ` +
-    (k.notes || []).join(" ") : "KSM: not available";
+    `now: run=${k.run}, saved ${bytes(k.saved_bytes)}, profit ${bytes(k.general_profit_bytes)}` +
+    ksmdCpu(latest) + ". " + (k.notes || []).join(" ") : "KSM: not available";
+}
+
+// ksmd's CPU: its time since boot, and its share of one CPU since the page's last look (a
+// counter: a share needs two readings of the same thread).
+let lastKsmd = null;
+function ksmdCpu(latest) {
+  const k = latest.sample && latest.sample.host && latest.sample.host.ksmd;
+  if (!k) return "";
+  const now = {pid: k.pid, ms: k.user_ms + k.system_ms, at: latest.taken_at_unix_ms};
+  let share = "";
+  const b = lastKsmd;
+  if (b && b.pid === now.pid && now.at > b.at && now.ms >= b.ms) {
+    share = `, ${(100 * (now.ms - b.ms) / (now.at - b.at)).toFixed(2)} % of one CPU over the last ${Math.round((now.at - b.at) / 1000)} s`;
+  }
+  if (!b || now.at > b.at) lastKsmd = now;
+  return `; ksmd CPU ${(now.ms / 1000).toFixed(1)} s since boot${share}`;
 }
 
 // ---- Refresh

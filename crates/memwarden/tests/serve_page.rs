@@ -344,6 +344,22 @@ fn page_shows_the_lab_guest_its_table_chart_markers_and_values_under_the_pointer
     );
     shot(&mut b, "serve-page-390x844.png");
 
+    // Dark: the page follows the system's colour scheme.
+    let lightness = "const c = getComputedStyle(document.documentElement).backgroundColor\
+        .match(/\\d+/g).slice(0, 3).map(Number); return (c[0] + c[1] + c[2]) / 3;";
+    let light = b.eval(lightness).as_f64().expect("background");
+    let drawn = b.eval("return document.body.dataset.drawn;");
+    b.color_scheme("dark");
+    let dark = wait_for("the dark colour scheme", Duration::from_secs(5), || {
+        b.eval(lightness).as_f64().filter(|d| *d < 128.0)
+    });
+    assert!(light > 128.0, "light background {light}, dark {dark}");
+    // The charts are drawn again in its colours.
+    wait_for("the page drawn again", Duration::from_secs(10), || {
+        Some(()).filter(|()| b.eval("return document.body.dataset.drawn;") != drawn)
+    });
+    shot(&mut b, "serve-page-390x844-dark.png");
+
     let console = b.console();
     for (level, msg) in &console {
         println!("console {level}: {msg}");

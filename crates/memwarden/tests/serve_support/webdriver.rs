@@ -180,6 +180,17 @@ impl Browser {
         }
     }
 
+    /// Makes the page see `prefers-color-scheme: dark` (or `light`): Chromium's DevTools
+    /// command, through chromedriver.
+    pub fn color_scheme(&mut self, scheme: &str) {
+        self.session_call(
+            "POST",
+            "goog/cdp/execute",
+            Some(json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+                "features": [{"name": "prefers-color-scheme", "value": scheme}]}})),
+        );
+    }
+
     /// A PNG of the viewport.
     pub fn screenshot(&mut self) -> Vec<u8> {
         let v = self.session_call("GET", "screenshot", None);
