@@ -325,15 +325,13 @@ function vmTable(latest, plan) {
 const VM_FIELDS = [["vm.balloon_actual", "balloon (actual)"], ["vm.guest_used", "guest used"],
   ["vm.guest_cache", "guest cache"], ["vm.qemu_rss", "QEMU RSS"]];
 
-async function vmCharts(latest, s, plan) {
+// Each VM's chart from `hist` (the window's series, every VM's) and `events` (the controller's
+// markers, every VM's).
+function vmCharts(latest, hist, events, plan) {
   const box = document.getElementById("vm-charts");
   box.textContent = "";
-  if (!latest.vms.length) return;
   for (const vm of latest.vms) {
-    const q = encodeURIComponent(vm.name);
-    const [hist, ev] = await Promise.all([
-      get(`/api/v1/series?since=${s}&vm=${q}&field=${VM_FIELDS.map(f => f[0]).join(",")}`),
-      get(`/api/v1/balloon/events?since=${s}&vm=${q}`)]);
+    const ev = {events: events.events.filter(m => m.name === vm.name), truncated: events.truncated};
     const part = el("div", {class: "vm", "data-vm": vm.name});
     part.append(el("h3", {}, vm.name));
     if (plan.has(vm.name)) part.append(el("div", {class: "muted note plan"}, "controller: " + plan.get(vm.name).long));
@@ -342,7 +340,7 @@ async function vmCharts(latest, s, plan) {
     part.append(c, marks);
     box.append(part);
     const series = VM_FIELDS.map(([name, label], i) => {
-      const found = hist.series.find(x => x.key.name === name);
+      const found = hist.series.find(x => x.key.name === name && x.key.vm === vm.name);
       return {label, points: found ? found.points : [], color: PALETTE[i]};
     }).filter(x => x.points.length);
     // The markers nearest the pointer, in words.
@@ -365,9 +363,8 @@ async function vmCharts(latest, s, plan) {
 
 // ---- The host
 
-async function hostCharts(latest, s) {
-  const host = await get(`/api/v1/series?since=${s}&field=host.,psi.`);
-  const by = new Map(host.series.map(x => [x.key.name, x.points]));
+function hostCharts(latest, hist) {
+  const by = new Map(hist.series.filter(x => !x.key.vm).map(x => [x.key.name, x.points]));
   const lru = (latest.accounting.decompositions || [])[0];
   // The stack, bottom up: X, the kernel's terms, then the LRU lists and MemFree on top.
   const parts = lru ? lru.parts.map(p => ({label: p.label, name: "host.lru." + slug(p.label)})) : [];
@@ -444,16 +441,20 @@ async function draw() {
   showWindow(win);
   const s = since(win);
   try {
-    const [latest, balloon] = await Promise.all([get("/api/v1/latest"), get("/api/v1/balloon")]);
+    // One read of the history for every chart, one for every marker.
+    const fields = ["host.", "psi.", ...VM_FIELDS.map(f => f[0])].join(",");
+    const [latest, balloon, hist, events] = await Promise.all([get("/api/v1/latest"),
+      get("/api/v1/balloon"), get(`/api/v1/series?since=${s}&field=${fields}`),
+      get(`/api/v1/balloon/events?since=${s}`)]);
     document.getElementById("stamp").textContent =
       `latest sample ${when(latest.taken_at_unix_ms)} · ${latest.vms.length} VM(s)`;
     for (const u of charts) u.destroy();
     charts = [];
-    await hostCharts(latest, s);
+    hostCharts(latest, hist);
     const plan = decisions(balloon);
     controllerLine(balloon);
     vmTable(latest, plan);
-    await vmCharts(latest, s, plan);
+    vmCharts(latest, hist, events, plan);
 
     table(document.getElementById("identities"), ["identity", "left", "right", "residual", "verdict"],
       latest.accounting.identities.map(i => [
