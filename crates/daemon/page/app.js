@@ -101,7 +101,7 @@ function align(series) {
 }
 const nonZero = s => s.points.some(p => p[1] !== 0 && p[1] !== null);
 
-// Applies a zoom (or none: the whole data) to every chart, and to the URL.
+// Applies a zoom to every chart (`null`: none, each shows its whole data).
 function zoomAll(min, max) {
   for (const u of charts) {
     if (min === null) {
