@@ -42,6 +42,17 @@ pub struct Action {
     pub guest_cache_bytes: Option<u64>,
 }
 
+/// How the reason of a grow that gives back an unpaid shrink begins.
+pub const UNDO_REASON: &str = "undo:";
+
+impl Action {
+    /// A grow that gives back the part of an earlier shrink measured not to pay: a correction,
+    /// not a change of mind (a judge of oscillation counts it apart).
+    pub fn is_undo(&self) -> bool {
+        self.direction == Direction::Grow && self.reason.starts_with(UNDO_REASON)
+    }
+}
+
 /// A guest's exposure after this cycle: what it can allocate at once before growth could come.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exposure {

@@ -19,7 +19,9 @@ use memwarden_model::units::{format_bytes, format_signed_bytes};
 use memwarden_model::vm::VmSample;
 
 use crate::config::Config;
-use crate::decision::{Action, Direction, Exposure, Harm, HarmKind, Measured, Plan, Skip};
+use crate::decision::{
+    Action, Direction, Exposure, Harm, HarmKind, Measured, Plan, Skip, UNDO_REASON,
+};
 use crate::guest::{judge_with, step_limit, GuestView};
 use crate::harm::{detect, stale_after_restart, BALLOON_PAGE_BYTES};
 use crate::history::{key_of, History};
@@ -188,7 +190,7 @@ fn undo_unpaid(p: &mut Plan, views: &[(&VmSample, GuestView)], cfg: &Config) {
                 target_bytes: v.actual_bytes + back,
                 direction: Direction::Grow,
                 reason: format!(
-                    "undo: its shrink of {} {} s ago gave the host {} ({:.0}%, under the {:.0}% \
+                    "{UNDO_REASON} its shrink of {} {} s ago gave the host {} ({:.0}%, under the {:.0}% \
                      of min_host_gain_share): the {} that did not pay goes back to the guest; \
                      the pages the balloon reaches are ones QEMU never backed",
                     format_bytes(m.balloon_bytes),

@@ -190,6 +190,9 @@ pub struct GuestOutcome {
     pub rebooted: Option<bool>,
     pub major_faults: Option<u64>,
     pub directions: Vec<Direction>,
+    /// How many of the grows gave back the part of a shrink that was measured not to pay
+    /// (memwarden's `undo:` actions): a correction the judge demands, not a change of mind.
+    pub undos: usize,
     /// Each action: (s since start, direction, MiB).
     pub actions: Vec<(f64, Direction, u64)>,
     pub harm_seen: Vec<String>,
@@ -332,6 +335,7 @@ struct Shared {
     /// Per VM: the headroom and exposure the last plan declared.
     exposure: BTreeMap<String, (u64, bool)>,
     actions: BTreeMap<String, Vec<(f64, Direction, u64)>>,
+    undos: BTreeMap<String, usize>,
     measured: BTreeMap<String, Vec<(u64, i64)>>,
     harm: BTreeMap<String, Vec<String>>,
     major_faults: BTreeMap<String, (Option<u64>, Option<u64>)>,
@@ -506,6 +510,9 @@ fn control_loop(
                     .entry(a.vm.clone())
                     .or_default()
                     .push((at, a.direction, bytes));
+                if a.is_undo() {
+                    *s.undos.entry(a.vm.clone()).or_default() += 1;
+                }
             }
             for m in report
                 .plan
@@ -554,6 +561,7 @@ fn judge(g: &QemuGuest, out: &mut GuestOutcome, sh: &Shared, run_s: f64) {
     out.rebooted = uptime.map(|u| u < run_s);
     let acts = sh.actions.get(&name).map(Vec::as_slice).unwrap_or(&[]);
     out.directions = acts.iter().map(|a| a.1).collect();
+    out.undos = sh.undos.get(&name).copied().unwrap_or(0);
     out.actions = acts.iter().map(|a| (a.0, a.1, a.2 / MIB)).collect();
     out.balloon_taken = acts
         .iter()
@@ -633,10 +641,16 @@ pub fn broken_promises(s: &Scenario, outs: &[GuestOutcome]) -> Vec<String> {
         }
         let episodes =
             usize::from(!matches!(p.episode, Episode::Idle)) + usize::from(p.warm_mib > 0);
-        if o.direction_changes() > 2 * episodes.max(1) {
+        // Two changes an episode (take, give back when it comes, take again when it goes),
+        // and one more for the undo of a probe that did not pay, which the rule above demands:
+        // only one, so a controller that probes the same dry memory again still fails.
+        let allowed = 2 * episodes.max(1) + o.undos.min(1);
+        if o.direction_changes() > allowed {
             bad.push(format!(
-                "{n}: {} direction changes for {episodes} episode(s): {:?}",
+                "{n}: {} direction changes for {episodes} episode(s) and {} undo(s) of a shrink \
+                 that did not pay: {:?}",
                 o.direction_changes(),
+                o.undos,
                 o.directions
             ));
         }

@@ -165,6 +165,12 @@ fn the_part_of_a_shrink_that_did_not_pay_is_given_back() {
         still / MIB
     );
     assert!(undo.reason.contains("did not pay"), "{}", undo.reason);
+    assert!(undo.is_undo(), "a judge of oscillation can tell it apart");
+    assert!(
+        p2.actions.iter().filter(|a| a.is_undo()).count() == 1,
+        "only the undo is one: {:#?}",
+        p2.lines()
+    );
 }
 
 /// The guest's counters went back to near zero (it rebooted: a panic with `panic=-1` looks the
