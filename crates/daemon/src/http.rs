@@ -179,10 +179,19 @@ fn since_now(q: &RangeQuery, default: Duration, max: Duration) -> Result<u64, Ap
 
 /// Reads `[since, now]` from the store on a blocking thread.
 async fn history(st: &AppState, since: u64) -> Result<Vec<Sample>, ApiError> {
+    read_store(st, move |s| s.range(since, u64::MAX)).await
+}
+
+/// Runs `read` on the history, opened read-only on a blocking thread: a store that cannot be
+/// read is 503 with its cause chain.
+async fn read_store<T: Send + 'static>(
+    st: &AppState,
+    read: impl FnOnce(&Store) -> Result<T, memwarden_store::Error> + Send + 'static,
+) -> Result<T, ApiError> {
     let db = st.db.clone();
     tokio::task::spawn_blocking(move || {
         Store::open_read_only(&db)
-            .and_then(|s| s.range(since, u64::MAX))
+            .and_then(|s| read(&s))
             .map_err(|e| {
                 let e = crate::report::chain(&e);
                 ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("history: {e}"))
@@ -279,22 +288,7 @@ async fn balloon_events(
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, ApiError> {
     let since = since_now(&q, Duration::from_secs(6 * 3600), st.max_range)?;
-    let db = st.db.clone();
-    let events = tokio::task::spawn_blocking(move || {
-        Store::open_read_only(&db)
-            .and_then(|s| s.events("balloon", since, u64::MAX))
-            .map_err(|e| {
-                let e = crate::report::chain(&e);
-                ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("history: {e}"))
-            })
-    })
-    .await
-    .map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("history reader: {e}"),
-        )
-    })??;
+    let events = read_store(&st, move |s| s.events("balloon", since, u64::MAX)).await?;
     let (markers, truncated) = markers::markers(&events, q.vm.as_deref(), MAX_MARKERS);
     Ok(Json(serde_json::json!({ "events": markers, "truncated": truncated })).into_response())
 }
