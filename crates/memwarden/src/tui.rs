@@ -442,15 +442,8 @@ pub fn lines(s: &Screen, width: u16, height: u16) -> Vec<String> {
         let fitted = fit(&PROC_COLS, w, 1, 10);
         out.push(header(&PROC_COLS, &fitted));
         for p in procs.iter().take(left - 2) {
-            let cells = [
-                p.pid.to_string(),
-                p.name.clone(),
-                format_bytes(p.uss_bytes),
-                format_bytes(p.pss_bytes),
-                format_bytes(p.rss_bytes),
-                format_bytes(p.swap_bytes),
-                p.cmdline.clone(),
-            ];
+            let mut cells = crate::render::procs::memory_cells(p);
+            cells.push(p.cmdline.clone());
             out.push(row(&PROC_COLS, &fitted, &cells));
         }
     } else if s.procs.is_none() && left >= 1 {

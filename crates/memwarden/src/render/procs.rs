@@ -1,7 +1,7 @@
 //! The per-process table shared by `memwarden procs` and `memwarden host`.
 
 use comfy_table::Table;
-use memwarden_analysis::procs::ProcTable;
+use memwarden_analysis::procs::{ProcRow, ProcTable};
 use memwarden_model::units::format_bytes;
 
 use super::table;
@@ -17,6 +17,18 @@ fn short_cmd(cmdline: &str, name: &str, max: usize) -> String {
     cmdline.to_string()
 }
 
+/// A process's PID, name, USS, PSS, RSS and swap, as both tables (and `top`) show them.
+pub fn memory_cells(r: &ProcRow) -> Vec<String> {
+    vec![
+        r.pid.to_string(),
+        r.name.clone(),
+        format_bytes(r.uss_bytes),
+        format_bytes(r.pss_bytes),
+        format_bytes(r.rss_bytes),
+        format_bytes(r.swap_bytes),
+    ]
+}
+
 /// USS/PSS/RSS/swap per process; with `totals`, a last row over every process read, and the
 /// command line column.
 pub fn process_table(p: &ProcTable, totals: bool) -> Table {
@@ -26,14 +38,7 @@ pub fn process_table(p: &ProcTable, totals: bool) -> Table {
     }
     let mut t = table(&header, &[0, 2, 3, 4, 5]);
     for r in &p.rows {
-        let mut row = vec![
-            r.pid.to_string(),
-            r.name.clone(),
-            format_bytes(r.uss_bytes),
-            format_bytes(r.pss_bytes),
-            format_bytes(r.rss_bytes),
-            format_bytes(r.swap_bytes),
-        ];
+        let mut row = memory_cells(r);
         if totals {
             row.push(short_cmd(&r.cmdline, &r.name, 60));
         }
