@@ -43,53 +43,44 @@ pub mod sys {
     pub const VIR_TYPED_PARAM_BOOLEAN: i32 = 6;
     pub const VIR_TYPED_PARAM_STRING: i32 = 7;
 
+    /// `(C name, value)` for each constant named: the name is written once.
+    #[cfg(test)]
+    macro_rules! named {
+        ($($c:ident),* $(,)?) => { &[$((stringify!($c), $c as i64)),*] };
+    }
+
     /// Every constant above by its C name, for the test that checks them against libvirt's
     /// installed headers.
     #[cfg(test)]
-    pub(crate) const ALL: &[(&str, i64)] = &[
-        ("VIR_ERR_NO_CONNECT", VIR_ERR_NO_CONNECT as i64),
-        ("VIR_ERR_SYSTEM_ERROR", VIR_ERR_SYSTEM_ERROR as i64),
-        ("VIR_ERR_RPC", VIR_ERR_RPC as i64),
-        ("VIR_ERR_NO_DOMAIN", VIR_ERR_NO_DOMAIN as i64),
-        ("VIR_ERR_AUTH_FAILED", VIR_ERR_AUTH_FAILED as i64),
-        (
-            "VIR_ERR_OPERATION_INVALID",
-            VIR_ERR_OPERATION_INVALID as i64,
-        ),
-        (
-            "VIR_ERR_OPERATION_TIMEOUT",
-            VIR_ERR_OPERATION_TIMEOUT as i64,
-        ),
-        ("VIR_DOMAIN_STATS_STATE", VIR_DOMAIN_STATS_STATE as i64),
-        ("VIR_DOMAIN_STATS_BALLOON", VIR_DOMAIN_STATS_BALLOON as i64),
-        (
-            "VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE",
-            VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE as i64,
-        ),
-        (
-            "VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT",
-            VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT as i64,
-        ),
-        (
-            "VIR_CONNECT_LIST_DOMAINS_ACTIVE",
-            VIR_CONNECT_LIST_DOMAINS_ACTIVE as i64,
-        ),
-        ("VIR_DOMAIN_AFFECT_LIVE", VIR_DOMAIN_AFFECT_LIVE as i64),
-        ("VIR_DOMAIN_AFFECT_CONFIG", VIR_DOMAIN_AFFECT_CONFIG as i64),
-        ("VIR_DOMAIN_RUNNING", VIR_DOMAIN_RUNNING as i64),
-        ("VIR_DOMAIN_PAUSED", VIR_DOMAIN_PAUSED as i64),
-        ("VIR_DOMAIN_SHUTDOWN", VIR_DOMAIN_SHUTDOWN as i64),
-        ("VIR_DOMAIN_SHUTOFF", VIR_DOMAIN_SHUTOFF as i64),
-        ("VIR_DOMAIN_CRASHED", VIR_DOMAIN_CRASHED as i64),
-        ("VIR_DOMAIN_PMSUSPENDED", VIR_DOMAIN_PMSUSPENDED as i64),
-        ("VIR_TYPED_PARAM_INT", VIR_TYPED_PARAM_INT as i64),
-        ("VIR_TYPED_PARAM_UINT", VIR_TYPED_PARAM_UINT as i64),
-        ("VIR_TYPED_PARAM_LLONG", VIR_TYPED_PARAM_LLONG as i64),
-        ("VIR_TYPED_PARAM_ULLONG", VIR_TYPED_PARAM_ULLONG as i64),
-        ("VIR_TYPED_PARAM_DOUBLE", VIR_TYPED_PARAM_DOUBLE as i64),
-        ("VIR_TYPED_PARAM_BOOLEAN", VIR_TYPED_PARAM_BOOLEAN as i64),
-        ("VIR_TYPED_PARAM_STRING", VIR_TYPED_PARAM_STRING as i64),
-    ];
+    pub(crate) const ALL: &[(&str, i64)] = named!(
+        VIR_ERR_NO_CONNECT,
+        VIR_ERR_SYSTEM_ERROR,
+        VIR_ERR_RPC,
+        VIR_ERR_NO_DOMAIN,
+        VIR_ERR_AUTH_FAILED,
+        VIR_ERR_OPERATION_INVALID,
+        VIR_ERR_OPERATION_TIMEOUT,
+        VIR_DOMAIN_STATS_STATE,
+        VIR_DOMAIN_STATS_BALLOON,
+        VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE,
+        VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT,
+        VIR_CONNECT_LIST_DOMAINS_ACTIVE,
+        VIR_DOMAIN_AFFECT_LIVE,
+        VIR_DOMAIN_AFFECT_CONFIG,
+        VIR_DOMAIN_RUNNING,
+        VIR_DOMAIN_PAUSED,
+        VIR_DOMAIN_SHUTDOWN,
+        VIR_DOMAIN_SHUTOFF,
+        VIR_DOMAIN_CRASHED,
+        VIR_DOMAIN_PMSUSPENDED,
+        VIR_TYPED_PARAM_INT,
+        VIR_TYPED_PARAM_UINT,
+        VIR_TYPED_PARAM_LLONG,
+        VIR_TYPED_PARAM_ULLONG,
+        VIR_TYPED_PARAM_DOUBLE,
+        VIR_TYPED_PARAM_BOOLEAN,
+        VIR_TYPED_PARAM_STRING,
+    );
 }
 
 /// A libvirt error: its number (`virErrorNumber`), domain and message.
