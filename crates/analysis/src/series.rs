@@ -4,7 +4,8 @@
 //! Names: `meminfo.<Key>` (every meminfo line as printed: bytes, or a count for unit-less
 //! lines such as `HugePages_Total`), `host.black_hole`, `host.lru.<part>` (the LRU
 //! decomposition's parts), `host.zram`, `host.socket_buffers`, `host.dmabuf` (consumers no
-//! meminfo field counts, raw sizes), `host.ksm_saved`, `host.ksm_merging`, `psi.some.avg10`,
+//! meminfo field counts, raw sizes), `host.ksm_saved`, `host.ksm_merging`, `host.ksmd_cpu_seconds` (ksmd's CPU time since
+//! boot, a counter), `psi.some.avg10`,
 //! `psi.full.avg10` (percent), `vm.*{vm=NAME}` and `process.rss`/`process.pss{process=NAME}`.
 //! Everything is derived on read from the raw sample, so history recorded long ago gets
 //! today's derivations.
@@ -92,6 +93,14 @@ pub fn points(sample: &Sample) -> Vec<Point> {
     }
     if let Some(v) = k.processes_merging_bytes {
         out.insert(SeriesKey::host("host.ksm_merging"), v as f64);
+    }
+    if let Some(k) = &host.ksmd {
+        // A counter since boot: what KSM costs is its rate (a share of one CPU), which a
+        // reader takes between two points.
+        out.insert(
+            SeriesKey::host("host.ksmd_cpu_seconds"),
+            k.total_ms() as f64 / 1e3,
+        );
     }
     if let Some(psi) = &host.psi {
         out.insert(SeriesKey::host("psi.some.avg10"), psi.some.avg10);

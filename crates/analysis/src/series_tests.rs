@@ -163,6 +163,18 @@ fn psi_and_ksm_when_present() {
 }
 
 #[test]
+fn ksmd_cpu_is_a_counter_in_seconds_and_absent_without_ksmd() {
+    let mut s = Sample::default();
+    assert_eq!(value(&points(&s), "host.ksmd_cpu_seconds"), None);
+    s.host.ksmd = Some(memwarden_model::host::KsmdCpu {
+        pid: 42,
+        user_ms: 250,
+        system_ms: 1_500,
+    });
+    assert_eq!(value(&points(&s), "host.ksmd_cpu_seconds"), Some(1.75));
+}
+
+#[test]
 fn series_filters_by_prefix_and_vm_and_orders_points() {
     let mut a = sample_with_vm();
     let mut b = a.clone();

@@ -397,6 +397,15 @@ function hostCharts(latest, hist) {
     .map(([n, label], i) => ({label, points: by.get(n) || [], color: PALETTE[i + 2]}));
   chart(document.getElementById("ksm-chart"), ksm.filter(nonZero), {
     empty: ksm.some(p => p.points.length) ? "KSM saved nothing over the whole window" : "KSM not available on this host"});
+  // What KSM costs: ksmd's CPU time is a counter, so its share of one CPU is taken between
+  // consecutive points (none across a reboot, where the counter starts again).
+  const cpu = by.get("host.ksmd_cpu_seconds") || [];
+  const share = cpu.slice(1).map(([t, v], i) => [t, v, cpu[i]])
+    .filter(([t, v, [t0, v0]]) => t > t0 && v >= v0)
+    .map(([t, v, [t0, v0]]) => [t, 100 * (v - v0) / ((t - t0) / 1000)]);
+  chart(document.getElementById("ksmd-chart"), [{label: "ksmd CPU (% of one CPU)", points: share,
+    color: PALETTE[4]}], {fmt: pct,
+    empty: cpu.length ? "ksmd's CPU: not enough points yet" : "ksmd not seen on this host"});
   const k = latest.ksm || {};
   document.getElementById("ksm-notes").textContent = k.available ?
     `now: run=${k.run}, saved ${bytes(k.saved_bytes)}, profit ${bytes(k.general_profit_bytes)}` +

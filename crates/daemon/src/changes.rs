@@ -157,6 +157,14 @@ impl Watch {
 /// The host's source name in a sample.
 const HOST: &str = "host";
 
+/// How many of the changes are a VM gone (counted on /metrics: a gone VM leaves no series).
+pub fn gone(changes: &[Change]) -> u64 {
+    changes
+        .iter()
+        .filter(|c| matches!(c, Change::VmGone { .. }))
+        .count() as u64
+}
+
 /// One line per change: a failure or a VM gone at WARN, a recovery at INFO.
 pub fn log(changes: &[Change]) {
     for c in changes {
@@ -377,6 +385,7 @@ mod tests {
         let down = sample(&[(LV, false)], &[]);
         let c = w.observe(&down);
         assert!(matches!(&c[..], [Change::SourceDown { .. }]), "{c:?}");
+        assert_eq!(gone(&c), 0);
         assert_eq!(w.observe(&down), vec![]);
         // Back, and b was destroyed meanwhile.
         let only_a = sample(&[(LV, true)], &[("a", Ok)]);
@@ -393,6 +402,7 @@ mod tests {
                 }
             ]
         );
+        assert_eq!(gone(&c), 1, "counted on /metrics");
         assert_eq!(w.observe(&only_a), vec![], "gone once");
         // A VM of the same name that comes back is a VM like any other.
         assert_eq!(w.observe(&both).len(), 1, "b not read: said again");

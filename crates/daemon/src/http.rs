@@ -244,6 +244,7 @@ async fn health(State(st): State<AppState>) -> Response {
         "resident_bytes": s.health.resident_bytes,
         "sqlite_memory_bytes": s.health.sqlite_memory_bytes,
         "peak_resident_bytes": s.peak_resident_bytes,
+        "vms_gone_total": s.health.vms_gone_total,
         "store_errors_total": s.health.store_errors_total,
         "store_bytes": s.health.store_bytes,
         "store_backlog_samples": s.health.store_backlog_samples,

@@ -95,6 +95,11 @@ pub fn run(
                 let changed = watch.observe(&sample);
                 changes::log(&changed);
                 changes::record(store.as_mut(), sample.taken_at_unix_ms, &changed);
+                let gone = changes::gone(&changed);
+                if gone > 0 {
+                    let mut s = shared.write().unwrap_or_else(|p| p.into_inner());
+                    s.health.vms_gone_total += gone;
+                }
                 // The view of the sample before carries the slow-cadence figures this one lacks.
                 let previous = shared
                     .read()

@@ -434,6 +434,8 @@ struct Seen {
     samples: u64,
     sample_errors: u64,
     store_errors: u64,
+    /// `memwarden_vms_gone_total`: VMs no longer listed by a source that was read.
+    vms_gone: u64,
     /// `memwarden_store_bytes`: what the daemon says its store takes.
     store_bytes: u64,
     /// `process_resident_memory_bytes`: the daemon's RSS as it reports it.
@@ -504,6 +506,7 @@ fn parse_metrics(text: &str) -> Seen {
             "memwarden_samples_total" => s.samples = value as u64,
             "memwarden_sample_errors_total" => s.sample_errors = value as u64,
             "memwarden_store_errors_total" => s.store_errors = value as u64,
+            "memwarden_vms_gone_total" => s.vms_gone = value as u64,
             "memwarden_store_bytes" => s.store_bytes = value as u64,
             "process_resident_memory_bytes" => s.rss_bytes = value as u64,
             "memwarden_sqlite_memory_bytes" => s.sqlite_bytes = value as u64,
@@ -1090,6 +1093,14 @@ fn metrics_name(
         .filter(|s| s.daemon == daemon && s.t >= rec.started && s.t <= rec.closed)
         .filter_map(|s| s.seen.as_ref().ok().map(|x| (s.t, x)));
     let at = |t: Duration| format!("t+{:.0}s", t.as_secs_f64());
+    // A killed QEMU's transient domain may be gone from libvirt's list before the next sample
+    // reads it: then the counter of gone VMs is what names it.
+    let gone_before = scrapes
+        .iter()
+        .filter(|s| s.daemon == daemon && s.t < rec.started)
+        .rev()
+        .find_map(|s| s.seen.as_ref().ok().map(|x| x.vms_gone))
+        .unwrap_or(0);
     for (t, s) in window {
         let found = match kind {
             Kind::LibvirtdRestart => s
@@ -1112,6 +1123,11 @@ fn metrics_name(
                             .iter()
                             .find(|(d, _)| d == name)
                             .map(|(_, st)| format!("memwarden_vm_state{{state=\"{st}\"}} 1"))
+                    })
+                    .or_else(|| {
+                        (kind == Kind::KillGuest && s.vms_gone > gone_before).then(|| {
+                            format!("memwarden_vms_gone_total {gone_before} -> {}", s.vms_gone)
+                        })
                     })
             }
             Kind::DiskFull => (s.store_errors > rec.store_errors_before[daemon]).then(|| {

@@ -171,6 +171,12 @@ fn a_vm_that_stops_answering_recovers_and_goes_is_logged_once_each() {
     flaky.vanish();
     wait_log(&d, "VM flaky is gone");
     samples_pass(&mut d, 4);
+    // A gone VM leaves no series behind: the counter says it went.
+    let metrics = serve_support::get(d.port, "/metrics").text();
+    assert!(
+        metrics.lines().any(|l| l == "memwarden_vms_gone_total 1"),
+        "{metrics}"
+    );
     let log = d.log_text();
     let gone: Vec<&str> = log
         .lines()

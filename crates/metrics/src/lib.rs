@@ -74,6 +74,8 @@ pub struct DaemonHealth {
     pub resident_bytes: u64,
     /// What SQLite holds from the allocator (page caches, statements): part of `resident_bytes`.
     pub sqlite_memory_bytes: u64,
+    /// VMs listed before and not now by a source that was read (`changes::Change::VmGone`).
+    pub vms_gone_total: u64,
     pub store_errors_total: u64,
     /// The history file plus its WAL, bytes (updated after every sample).
     pub store_bytes: u64,
@@ -158,6 +160,7 @@ fn health_series(s: &mut writer::Series, h: &DaemonHealth) {
             h.last_sample_duration_seconds,
         );
     }
+    s.add("memwarden_vms_gone_total", &[], h.vms_gone_total);
     s.add("memwarden_store_errors_total", &[], h.store_errors_total);
     s.add(
         "memwarden_store_backlog_samples",

@@ -237,6 +237,8 @@ pub static METRICS: &[MetricDef] = &[
         "When the daemon last finished a sample (Unix time)."),
     def("memwarden_last_sample_duration_seconds", Gauge, "seconds", &[],
         "How long the last sample took."),
+    def("memwarden_vms_gone_total", Counter, "", &[],
+        "VMs that were listed and are no longer, by a source that was read (a QEMU killed, a domain destroyed or undefined); each is logged and kept as a vm_gone event."),
     def("memwarden_store_errors_total", Counter, "", &[],
         "Failed writes to the history store."),
     def("memwarden_store_backlog_samples", Gauge, "", &[],

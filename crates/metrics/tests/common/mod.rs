@@ -190,6 +190,7 @@ pub fn health() -> DaemonHealth {
         cpu_seconds_total: 3.5,
         resident_bytes: 18 << 20,
         sqlite_memory_bytes: 300 << 10,
+        vms_gone_total: 1,
         store_errors_total: 0,
         store_bytes: 5 << 20,
         store_backlog_samples: 3,
