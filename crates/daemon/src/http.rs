@@ -22,8 +22,7 @@ use memwarden_model::clock::now_unix_ms;
 
 use crate::recorder::Shared;
 
-#[path = "markers.rs"]
-mod markers;
+use crate::markers;
 
 /// The most markers `/api/v1/balloon/events` returns (the newest).
 const MAX_MARKERS: usize = 2000;
@@ -36,7 +35,13 @@ pub struct AppState {
     pub max_range: Duration,
     /// The server's connection counters.
     pub server: Arc<crate::server::Stats>,
+    /// History reads in flight at once: each can hold a whole range decoded in memory, so
+    /// clients wait their turn instead of multiplying that by the connection cap.
+    pub history_reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many history reads run at once (the rest wait for one to end).
+pub const HISTORY_READS: usize = 2;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -189,7 +194,21 @@ async fn read_store<T: Send + 'static>(
     read: impl FnOnce(&Store) -> Result<T, memwarden_store::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
     let db = st.db.clone();
+    // The permit moves into the blocking task: a client that goes away does not free the
+    // slot while its read still runs.
+    let permit = st
+        .history_reads
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "history reader: shutting down".into(),
+            )
+        })?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         Store::open_read_only(&db)
             .and_then(|s| read(&s))
             .map_err(|e| {
@@ -289,7 +308,13 @@ async fn balloon_events(
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, ApiError> {
     let since = since_now(&q, Duration::from_secs(6 * 3600), st.max_range)?;
-    let events = read_store(&st, move |s| s.events("balloon", since, u64::MAX)).await?;
-    let (markers, truncated) = markers::markers(&events, q.vm.as_deref(), MAX_MARKERS);
+    // The newest cycles only: each holds a whole plan, and a dry run records every cycle.
+    let events = read_store(&st, move |s| {
+        s.newest_events("balloon", since, u64::MAX, MAX_MARKERS)
+    })
+    .await?;
+    let cut_in_store = events.len() >= MAX_MARKERS;
+    let (markers, cut) = markers::markers(&events, q.vm.as_deref(), MAX_MARKERS);
+    let truncated = cut || cut_in_store;
     Ok(Json(serde_json::json!({ "events": markers, "truncated": truncated })).into_response())
 }

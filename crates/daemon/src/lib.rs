@@ -17,6 +17,7 @@ pub mod config;
 mod health;
 pub mod http;
 pub mod ksm_tuning;
+mod markers;
 pub mod process;
 pub mod query;
 pub mod recorder;
@@ -105,6 +106,7 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         db: cfg.db.clone(),
         max_range: cfg.http.max_range,
         server: http_stats.clone(),
+        history_reads: Arc::new(tokio::sync::Semaphore::new(http::HISTORY_READS)),
     };
     let served = rt.block_on(async {
         let (listener, backlog) =

@@ -71,9 +71,6 @@ impl Store {
         Ok(samples.pop())
     }
 
-    /// Samples with `since ≤ taken_at ≤ until`, oldest first, each period at the finest
-    /// resolution still kept: a minute or hour sample is left out where a finer block or row
-    /// covers its time.
     /// Events of `kind` in `[since, until]`, oldest first: (time, data).
     pub fn events(
         &self,
@@ -81,17 +78,47 @@ impl Store {
         since_unix_ms: u64,
         until_unix_ms: u64,
     ) -> Result<Vec<(u64, serde_json::Value)>, Error> {
+        self.read_events(kind, since_unix_ms, until_unix_ms, None)
+    }
+
+    /// The newest `limit` events of `kind` in the range, oldest first: a bounded read for a
+    /// caller that shows the latest (a range can hold a dry run's every cycle).
+    pub fn newest_events(
+        &self,
+        kind: &str,
+        since_unix_ms: u64,
+        until_unix_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, serde_json::Value)>, Error> {
+        self.read_events(kind, since_unix_ms, until_unix_ms, Some(limit))
+    }
+
+    fn read_events(
+        &self,
+        kind: &str,
+        since_unix_ms: u64,
+        until_unix_ms: u64,
+        newest: Option<usize>,
+    ) -> Result<Vec<(u64, serde_json::Value)>, Error> {
         const DOING: &str = "read events";
+        // Without a limit, -1: SQLite's "no limit".
+        let limit = newest.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        let order = if newest.is_some() { "DESC" } else { "" };
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT ts, data FROM events WHERE kind = ?1 AND ts BETWEEN ?2 AND ?3 \
-                 ORDER BY ts, id",
-            )
+                 ORDER BY ts {order}, id {order} LIMIT ?4"
+            ))
             .map_err(sql(&self.path, DOING))?;
         let rows = stmt
             .query_map(
-                params![kind, ms_to_sql(since_unix_ms), ms_to_sql(until_unix_ms)],
+                params![
+                    kind,
+                    ms_to_sql(since_unix_ms),
+                    ms_to_sql(until_unix_ms),
+                    limit
+                ],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
             )
             .map_err(sql(&self.path, DOING))?;
@@ -101,9 +128,15 @@ impl Store {
             let v = serde_json::from_str(&text).map_err(|e| self.decode_err(DOING, "event", e))?;
             out.push((ms_from_sql(ts), v));
         }
+        if newest.is_some() {
+            out.reverse();
+        }
         Ok(out)
     }
 
+    /// Samples with `since ≤ taken_at ≤ until`, oldest first, each period at the finest
+    /// resolution still kept: a minute or hour sample is left out where a finer block or row
+    /// covers its time.
     pub fn range(&self, since_unix_ms: u64, until_unix_ms: u64) -> Result<Vec<Sample>, Error> {
         self.range_as(since_unix_ms, until_unix_ms, |s: &Sample| {
             s.taken_at_unix_ms

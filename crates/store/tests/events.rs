@@ -39,6 +39,38 @@ fn events_round_trip_by_kind_and_time() {
     assert_eq!(ro.events("other", 0, u64::MAX).expect("read").len(), 1);
 }
 
+/// A bounded read: the newest `limit` of a kind in the range, still oldest first.
+#[test]
+fn newest_events_are_the_last_ones_in_order() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut store = Store::open(&dir.path().join("h.db")).expect("open");
+    for i in 0..10u64 {
+        store
+            .append_event(T0 + i * 1000, "balloon", &json!({ "i": i }))
+            .expect("append");
+        store
+            .append_event(T0 + i * 1000, "other", &json!({ "i": 100 + i }))
+            .expect("append");
+    }
+    let got = store
+        .newest_events("balloon", T0, T0 + 8000, 3)
+        .expect("read");
+    let is: Vec<u64> = got
+        .iter()
+        .map(|(_, v)| v["i"].as_u64().expect("i"))
+        .collect();
+    assert_eq!(
+        is,
+        vec![6, 7, 8],
+        "the newest three within the range, oldest first"
+    );
+    assert_eq!(got[0].0, T0 + 6000);
+    let all = store
+        .newest_events("balloon", 0, u64::MAX, 100)
+        .expect("read");
+    assert_eq!(all, store.events("balloon", 0, u64::MAX).expect("read"));
+}
+
 #[test]
 fn events_expire_with_the_hour_tier() {
     let dir = tempfile::tempdir().expect("tmp");
