@@ -162,8 +162,8 @@ pub fn find(samples: &[Sample], cfg: &LeakConfig) -> Vec<Leak> {
     leaks
 }
 
-/// AnonPages is the sum of every process's anonymous memory: when one process grew by at least
-/// half as much, that process is the answer and goes first (the aggregate also carries whatever
+/// AnonPages is the sum of every process's anonymous memory (a VM's QEMU among them): when one
+/// process or QEMU grew by at least half as much, that one is the answer and goes first (the aggregate also carries whatever
 /// else grew meanwhile, so it would otherwise outrank the part that explains it).
 fn part_before_aggregate(leaks: &mut Vec<Leak>) {
     let Some(i) = leaks
@@ -173,10 +173,12 @@ fn part_before_aggregate(leaks: &mut Vec<Leak>) {
         return;
     };
     let agg = &leaks[i];
+    // A process, or a VM's QEMU (its RSS is anonymous memory of the host too).
+    let part = |l: &Leak| {
+        l.kind == LeakKind::Process || (l.kind == LeakKind::Vm && l.what.name == "vm.qemu_rss")
+    };
     let j = leaks.iter().enumerate().skip(i + 1).find_map(|(j, l)| {
-        (l.kind == LeakKind::Process
-            && l.shape == agg.shape
-            && l.growth_bytes.saturating_mul(2) >= agg.growth_bytes)
+        (part(l) && l.shape == agg.shape && l.growth_bytes.saturating_mul(2) >= agg.growth_bytes)
             .then_some(j)
     });
     if let Some(j) = j {

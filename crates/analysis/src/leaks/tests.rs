@@ -240,6 +240,39 @@ fn kernel_and_vm_growth_have_their_own_kind_and_advice() {
     assert!(leaks[1].look_next.contains("slabinfo"));
 }
 
+/// A guest filling its memory grows its QEMU's RSS, which the host counts in AnonPages: the VM
+/// is the answer and goes before the aggregate, even when the aggregate's line is smoother.
+#[test]
+fn a_vm_whose_qemu_grows_goes_before_anonpages() {
+    let mut rng = Rng::new(9);
+    let samples: Vec<Sample> = (0..720u64)
+        .map(|i| {
+            let h = i as f64 / 360.0;
+            let grown = 60.0 * MIB * h;
+            let vm = VmSample {
+                name: "leaky".into(),
+                balloon: BalloonStats {
+                    rss_bytes: Some((500.0 * MIB + grown + 6.0 * MIB * rng.normal()) as u64),
+                    ..BalloonStats::default()
+                },
+                ..VmSample::default()
+            };
+            let mi = [
+                ("MemTotal", 4096.0 * MIB),
+                ("AnonPages", 900.0 * MIB + grown + 0.5 * MIB * rng.normal()),
+            ];
+            sample(i, &mi, vec![], vec![vm])
+        })
+        .collect();
+    let leaks = find(&samples, &LeakConfig::default());
+    let got: Vec<String> = leaks.iter().map(|l| l.what.to_string()).collect();
+    assert_eq!(
+        got,
+        ["vm.qemu_rss{vm=\"leaky\"}", "meminfo.AnonPages"],
+        "{leaks:#?}"
+    );
+}
+
 #[test]
 fn too_short_a_history_says_nothing() {
     let samples = history(1, |i, _| {
