@@ -291,16 +291,37 @@ fn retention(r: &RetentionConfig) -> memwarden_store::Retention {
 }
 
 /// Retention and downsampling on a handle of its own, so appends never wait for it long.
+///
+/// The handle stays open between rounds and is reopened only after a failure, as the
+/// recorder's is: SQLite cannot close a file while another handle of the same process holds a
+/// lock on it (closing would drop that handle's POSIX locks), so it parks the fd until the
+/// next open. A handle opened and closed every round left the daemon with one fd more or less
+/// depending on when the recorder was writing.
 pub fn maintain_loop(shared_cfg: Arc<RwLock<Config>>, control: Receiver<()>) {
+    let mut store: Option<Store> = None;
     loop {
         let cfg = shared_cfg.read().unwrap_or_else(|p| p.into_inner()).clone();
         let t = Instant::now();
-        match Store::open(&cfg.db)
-            .and_then(|mut s| s.maintain(now_unix_ms(), &retention(&cfg.retention)))
-        {
-            Ok(r) => debug!(report = ?r, ms = t.elapsed().as_millis() as u64, "maintained"),
-            Err(e) => {
-                warn!(error = %chain(&e), "retention and downsampling failed; trying again later")
+        if store.is_none() {
+            match Store::open(&cfg.db) {
+                Ok(s) => store = Some(s),
+                Err(e) => {
+                    warn!(error = %chain(&e), "retention and downsampling failed; trying again later")
+                }
+            }
+        }
+        if let Some(s) = store.as_mut() {
+            match s.maintain(now_unix_ms(), &retention(&cfg.retention)) {
+                Ok(r) => {
+                    debug!(report = ?r, ms = t.elapsed().as_millis() as u64, "maintained");
+                    if let Err(e) = s.release_memory() {
+                        debug!(error = %chain(&e), "page cache kept");
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %chain(&e), "retention and downsampling failed; trying again later");
+                    store = None;
+                }
             }
         }
         // Compaction decoded and re-encoded blocks of samples: give what it freed back.

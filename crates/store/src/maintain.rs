@@ -46,6 +46,14 @@ struct Replacement {
 }
 
 impl Store {
+    /// Gives this handle's page cache back to the allocator (SQLite's `shrink_memory`): a
+    /// handle kept open between rare rounds of work need not hold its cache in between.
+    pub fn release_memory(&self) -> Result<(), Error> {
+        self.conn
+            .execute_batch("PRAGMA shrink_memory;")
+            .map_err(sql(&self.path, "release the page cache"))
+    }
+
     /// Compact closed 10-minute windows of `recent` into blocks, downsample what is older than
     /// `retention.full` to minutes and older than `retention.minute` to hours, and delete hours
     /// older than `retention.hour`. Each block is its own short transaction.
