@@ -878,6 +878,7 @@ fn footprint_once(pid: u32) -> Footprint {
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
     };
+    let sockets = socket_names(pid);
     let mut fd_kinds = BTreeMap::new();
     let mut fds = 0;
     for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -890,9 +891,17 @@ fn footprint_once(pid: u32) -> Footprint {
             |_| "(gone)".to_string(),
             |t| t.to_string_lossy().into_owned(),
         );
-        // `socket:[1383829]` and `pipe:[…]`: the inode tells nothing across readings.
+        // `socket:[1383829]` and `pipe:[…]`: the inode tells nothing across readings, what the
+        // socket is connected to does.
         let kind = match target.split_once(":[") {
-            Some((k, _)) if k == "socket" || k == "pipe" => k.to_string(),
+            Some(("socket", inode)) => {
+                let inode = inode.trim_end_matches(']');
+                match sockets.get(inode) {
+                    Some(name) => format!("socket ({name})"),
+                    None => "socket (not in ss or /proc/net)".to_string(),
+                }
+            }
+            Some(("pipe", _)) => "pipe".to_string(),
             _ => target,
         };
         *fd_kinds.entry(kind).or_insert(0) += 1;
@@ -905,6 +914,69 @@ fn footprint_once(pid: u32) -> Footprint {
         fds,
         fd_kinds,
     }
+}
+
+/// What each socket inode of the daemon is, by a name that stays the same across readings:
+/// TCP by state and local port (a client's port would differ each time), unix by its path or
+/// its peer's (a libvirt client socket is unnamed; the server's end is named
+/// /run/libvirt/libvirt-sock), netlink as such. From `ss -xan` (peers come from sock_diag) and
+/// the daemon's own /proc/PID/net/tcp{,6} and netlink.
+fn socket_names(pid: u32) -> BTreeMap<String, String> {
+    let mut names = BTreeMap::new();
+    for (file, v6) in [("tcp", false), ("tcp6", true)] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).unwrap_or_default();
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (Some(local), Some(st), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                .unwrap_or(0);
+            let state = match *st {
+                "0A" => "listening",
+                "01" => "established",
+                "08" => "close-wait",
+                other => other,
+            };
+            let ip = if v6 { "tcp6" } else { "tcp" };
+            names.insert(inode.to_string(), format!("{ip} {state} on port {port}"));
+        }
+    }
+    let netlink = std::fs::read_to_string(format!("/proc/{pid}/net/netlink")).unwrap_or_default();
+    for l in netlink.lines().skip(1) {
+        if let Some(inode) = l.split_whitespace().nth(9) {
+            names.insert(inode.to_string(), "netlink".into());
+        }
+    }
+    // Unix sockets: `u_str ESTAB 0 0 PATH|* INODE PEERPATH|* PEERINODE`.
+    let ss = Command::new("ss").arg("-xan").output();
+    let ss = ss
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let rows: Vec<Vec<&str>> = ss
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let path_of: BTreeMap<&str, &str> = rows
+        .iter()
+        .filter(|f| f.len() >= 8 && f[4] != "*")
+        .map(|f| (f[5], f[4]))
+        .collect();
+    for f in rows.iter().filter(|f| f.len() >= 8) {
+        let (kind, path, inode, peer) = (f[0], f[4], f[5], f[7]);
+        let name = if path != "*" {
+            format!("unix {kind} {path}")
+        } else if let Some(p) = path_of.get(peer) {
+            format!("unix {kind} to {p}")
+        } else {
+            format!("unix {kind} unnamed")
+        };
+        names.entry(inode.to_string()).or_insert(name);
+    }
+    names
 }
 
 /// The fds at `end` that were not open at `start`, and the other way round, by kind.
