@@ -318,3 +318,60 @@ async fn balloon_events(
     let truncated = cut || cut_in_store;
     Ok(Json(serde_json::json!({ "events": markers, "truncated": truncated })).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Eight clients ask for history at once: never more than HISTORY_READS (2) decode at the same
+    /// time, and every one is answered in its turn (none refused, none lost).
+    #[test]
+    fn history_reads_run_at_most_history_reads_at_a_time_and_the_rest_wait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("history.db");
+        drop(Store::open(&db).expect("create the store"));
+        let st = AppState {
+            shared: Arc::default(),
+            db,
+            max_range: Duration::from_secs(3600),
+            server: Arc::default(),
+            history_reads: Arc::new(tokio::sync::Semaphore::new(HISTORY_READS)),
+        };
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(16)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let answered = rt.block_on(async {
+            let reads = (0..8).map(|i| {
+                let (st, running, most) = (st.clone(), running.clone(), most.clone());
+                tokio::spawn(async move {
+                    read_store(&st, move |_| {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(100));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Ok(i)
+                    })
+                    .await
+                    .map_err(|e| e.1)
+                })
+            });
+            let mut out = Vec::new();
+            for r in reads.collect::<Vec<_>>() {
+                out.push(r.await.expect("task"));
+            }
+            out
+        });
+        let answered: Vec<usize> = answered.into_iter().map(|r| r.expect("read")).collect();
+        assert_eq!(
+            answered,
+            (0..8).collect::<Vec<_>>(),
+            "every client answered"
+        );
+        assert_eq!(most.load(Ordering::SeqCst), HISTORY_READS, "reads at once");
+    }
+}
