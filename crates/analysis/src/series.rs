@@ -247,23 +247,53 @@ pub struct Series {
 /// The series of `samples` that `filter` selects, in key order; a series has a point for each
 /// sample that yields it.
 pub fn series(samples: &[Sample], filter: &Filter) -> Vec<Series> {
-    let mut order: Vec<&Sample> = samples.iter().collect();
-    order.sort_by_key(|s| s.taken_at_unix_ms);
-    let mut by_key: BTreeMap<SeriesKey, Vec<(u64, f64)>> = BTreeMap::new();
-    for s in order {
+    let mut b = SeriesBuilder::new(filter.clone());
+    for s in samples {
+        b.push(s);
+    }
+    b.finish()
+}
+
+/// [`series`] built one sample at a time, in any order: a long history read from the store
+/// is folded into the points it yields, never held as whole samples (a sample with its process
+/// table is ~100 times its selected points).
+#[derive(Debug, Default)]
+pub struct SeriesBuilder {
+    filter: Filter,
+    by_key: BTreeMap<SeriesKey, Vec<(u64, f64)>>,
+}
+
+impl SeriesBuilder {
+    pub fn new(filter: Filter) -> SeriesBuilder {
+        SeriesBuilder {
+            filter,
+            by_key: BTreeMap::new(),
+        }
+    }
+
+    pub fn push(&mut self, s: &Sample) {
         for p in points(s) {
-            if filter.matches(&p.key) {
-                by_key
+            if self.filter.matches(&p.key) {
+                self.by_key
                     .entry(p.key)
                     .or_default()
                     .push((s.taken_at_unix_ms, p.value));
             }
         }
     }
-    by_key
-        .into_iter()
-        .map(|(key, points)| Series { key, points })
-        .collect()
+
+    /// The series, in key order, each oldest first.
+    pub fn finish(self) -> Vec<Series> {
+        self.by_key
+            .into_iter()
+            .map(|(key, mut points)| {
+                // Stable: two samples of one moment keep the order they were pushed in.
+                points.sort_by_key(|(t, _)| *t);
+                points.shrink_to_fit();
+                Series { key, points }
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

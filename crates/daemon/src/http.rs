@@ -183,8 +183,34 @@ fn since_now(q: &RangeQuery, default: Duration, max: Duration) -> Result<u64, Ap
 }
 
 /// Reads `[since, now]` from the store on a blocking thread.
-async fn history(st: &AppState, since: u64) -> Result<Vec<Sample>, ApiError> {
-    read_store(st, move |s| s.range(since, u64::MAX)).await
+/// The series `filter` selects since `since`, folded one sample at a time as the store
+/// decodes them (a range's whole samples are never held: a day of them is ~100 times its
+/// series), then `answer` made of them and the sample count, serialized on the same blocking
+/// thread: a read holds its series and its JSON, and at most HISTORY_READS run at once.
+async fn history_json(
+    st: &AppState,
+    since: u64,
+    filter: series::Filter,
+    answer: impl FnOnce(usize, Vec<series::Series>) -> serde_json::Result<Vec<u8>> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let body = read_store(st, move |s| {
+        let mut b = series::SeriesBuilder::new(filter);
+        let n = s.range_each(
+            since,
+            u64::MAX,
+            |x: &Sample| x.taken_at_unix_ms,
+            |x| b.push(&x),
+        )?;
+        Ok(answer(n, b.finish()))
+    })
+    .await?
+    .map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the answer: {e}"),
+        )
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Runs `read` on the history, opened read-only on a blocking thread: a store that cannot be
@@ -209,12 +235,16 @@ async fn read_store<T: Send + 'static>(
         })?;
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        Store::open_read_only(&db)
+        let out = Store::open_read_only(&db)
             .and_then(|s| read(&s))
             .map_err(|e| {
                 let e = crate::report::chain(&e);
                 ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("history: {e}"))
-            })
+            });
+        // A read decodes megabytes in small pieces: the allocator would keep them in its free
+        // lists after the answer is gone; give them back now.
+        crate::process::release_free_memory();
+        out
     })
     .await
     .map_err(|e| {
@@ -230,13 +260,15 @@ async fn series_api(
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, ApiError> {
     let since = since_now(&q, Duration::from_secs(6 * 3600), st.max_range)?;
-    let samples = history(&st, since).await?;
-    let filter = series_filter(&q);
-    Ok(Json(serde_json::json!({
-        "samples": samples.len(),
-        "series": series::series(&samples, &filter),
-    }))
-    .into_response())
+    history_json(&st, since, series_filter(&q), |n, series| {
+        #[derive(serde::Serialize)]
+        struct Answer {
+            samples: usize,
+            series: Vec<series::Series>,
+        }
+        serde_json::to_vec(&Answer { samples: n, series })
+    })
+    .await
 }
 
 async fn leaks_api(
@@ -244,12 +276,16 @@ async fn leaks_api(
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, ApiError> {
     let since = since_now(&q, Duration::from_secs(24 * 3600), st.max_range)?;
-    let samples = history(&st, since).await?;
-    Ok(Json(serde_json::json!({
-        "samples": samples.len(),
-        "leaks": leaks::find(&samples, &leaks::LeakConfig::default()),
-    }))
-    .into_response())
+    history_json(&st, since, leaks::filter(), |n, series| {
+        #[derive(serde::Serialize)]
+        struct Answer {
+            samples: usize,
+            leaks: Vec<leaks::Leak>,
+        }
+        let leaks = leaks::find_in(series, &leaks::LeakConfig::default());
+        serde_json::to_vec(&Answer { samples: n, leaks })
+    })
+    .await
 }
 
 async fn health(State(st): State<AppState>) -> Response {

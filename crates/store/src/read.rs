@@ -152,11 +152,46 @@ impl Store {
         until_unix_ms: u64,
         at: impl Fn(&T) -> u64,
     ) -> Result<Vec<T>, Error> {
+        let mut out: Vec<(Tier, T)> = Vec::new();
+        self.range_tiers(since_unix_ms, until_unix_ms, &at, |tier, s| {
+            out.push((tier, s))
+        })?;
+        out.sort_by_key(|(tier, s)| (at(s), *tier));
+        Ok(out.into_iter().map(|(_, s)| s).collect())
+    }
+
+    /// The samples of [`Store::range_as`] handed to `each` one at a time, as they are decoded,
+    /// **not in time order** (recent rows, then blocks tier by tier): a reader that folds them
+    /// (series, sums) holds what it keeps, never the whole range decoded. Returns how many.
+    pub fn range_each<T: DeserializeOwned>(
+        &self,
+        since_unix_ms: u64,
+        until_unix_ms: u64,
+        at: impl Fn(&T) -> u64,
+        mut each: impl FnMut(T),
+    ) -> Result<usize, Error> {
+        let mut n = 0;
+        self.range_tiers(since_unix_ms, until_unix_ms, &at, |_, s| {
+            n += 1;
+            each(s)
+        })?;
+        Ok(n)
+    }
+
+    /// Every sample in the range at the finest tier that holds it, with its tier: a coarser
+    /// sample whose time a finer tier covers is left out. Finer tiers are read first (recent
+    /// rows, then blocks ordered by tier), so what covers a sample is known when it is read.
+    fn range_tiers<T: DeserializeOwned>(
+        &self,
+        since_unix_ms: u64,
+        until_unix_ms: u64,
+        at: &impl Fn(&T) -> u64,
+        mut each: impl FnMut(Tier, T),
+    ) -> Result<(), Error> {
         const DOING: &str = "read a time range";
         let (since, until) = (ms_to_sql(since_unix_ms), ms_to_sql(until_unix_ms));
         // Windows each tier covers, to hide coarser samples under finer ones.
         let mut cover: [Vec<(i64, i64)>; 3] = Default::default();
-        let mut out: Vec<(Tier, T)> = Vec::new();
 
         let full_win = Tier::Full.block_window_ms() as i64;
         let mut stmt = self
@@ -172,7 +207,7 @@ impl Store {
             let (ts, fmt, data) = row.map_err(sql(&self.path, DOING))?;
             let start = ts.div_euclid(full_win) * full_win;
             cover[0].push((start, start + full_win));
-            out.push((Tier::Full, self.decode_sample(DOING, ts, fmt, &data)?));
+            each(Tier::Full, self.decode_sample(DOING, ts, fmt, &data)?);
         }
 
         let mut stmt = self
@@ -194,29 +229,30 @@ impl Store {
                 ))
             })
             .map_err(sql(&self.path, DOING))?;
+        // The finer tiers' windows are sorted (for `covers`) once, when the first block of a
+        // coarser tier is reached.
+        let mut sorted_below = 0;
         for block in blocks {
             let (id, tier, start, end, fmt, data) = block.map_err(sql(&self.path, DOING))?;
             let Some(tier) = Tier::from_i64(tier) else {
                 continue; // a tier a newer build added: its finer tiers are read instead
             };
-            cover[tier as usize].push((start, end));
+            let t = tier as usize;
+            while sorted_below < t {
+                cover[sorted_below].sort_unstable();
+                cover[sorted_below].dedup();
+                sorted_below += 1;
+            }
+            cover[t].push((start, end));
             for s in self.decode_samples(DOING, id, fmt, &data)? {
-                if (since_unix_ms..=until_unix_ms).contains(&at(&s)) {
-                    out.push((tier, s));
+                let ts = at(&s);
+                let hidden = cover[..t].iter().any(|c| covers(c, ms_to_sql(ts)));
+                if (since_unix_ms..=until_unix_ms).contains(&ts) && !hidden {
+                    each(tier, s);
                 }
             }
         }
-
-        for c in &mut cover {
-            c.sort_unstable();
-            c.dedup();
-        }
-        out.retain(|(tier, s)| {
-            let ts = ms_to_sql(at(s));
-            !cover[..*tier as usize].iter().any(|c| covers(c, ts))
-        });
-        out.sort_by_key(|(tier, s)| (at(s), *tier));
-        Ok(out.into_iter().map(|(_, s)| s).collect())
+        Ok(())
     }
 
     /// File size, and rows, samples and extent of each tier.

@@ -290,3 +290,34 @@ fn range_as_decodes_a_readers_view_of_the_same_samples() {
         assert_eq!(v.host.meminfo.get("MemFree"), Some(free(s)));
     }
 }
+
+/// The streaming read hands over the same samples as the collected one (every tier, the finer
+/// hiding the coarser), one at a time.
+#[test]
+fn range_each_streams_the_samples_range_returns() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut store = Store::open(&dir.path().join("h.db")).expect("open");
+    let last = six_hours(&mut store);
+    store
+        .maintain(last + 10_000, &short_retention())
+        .expect("maintain");
+    store.append(&small(last + 20_000, 7)).expect("append");
+    let whole = store.range(T0 + HOUR, u64::MAX).expect("range");
+    let mut streamed: Vec<(u64, u64)> = Vec::new();
+    let n = store
+        .range_each(
+            T0 + HOUR,
+            u64::MAX,
+            |s: &memwarden_model::Sample| s.taken_at_unix_ms,
+            |s| streamed.push((s.taken_at_unix_ms, free(&s))),
+        )
+        .expect("range_each");
+    streamed.sort_unstable();
+    let expected: Vec<(u64, u64)> = whole
+        .iter()
+        .map(|s| (s.taken_at_unix_ms, free(s)))
+        .collect();
+    assert_eq!(n, whole.len());
+    assert!(n > 300, "{n}");
+    assert_eq!(streamed, expected);
+}

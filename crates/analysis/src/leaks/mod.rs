@@ -133,7 +133,13 @@ const KERNEL_FIELDS: &[&str] = &[
 /// Every growing series in `samples`, most worrying first: steady growers before steps, then by
 /// slope weighted by how well the line fits.
 pub fn find(samples: &[Sample], cfg: &LeakConfig) -> Vec<Leak> {
-    let filter = Filter {
+    find_in(series::series(samples, &filter()), cfg)
+}
+
+/// The series [`find`] judges (feed a [`series::SeriesBuilder`] with it to fold a long history
+/// read one sample at a time, then call [`find_in`]).
+pub fn filter() -> Filter {
+    Filter {
         fields: [
             "meminfo.",
             "host.black_hole",
@@ -147,8 +153,11 @@ pub fn find(samples: &[Sample], cfg: &LeakConfig) -> Vec<Leak> {
         .map(String::from)
         .to_vec(),
         vm: None,
-    };
-    let all = series::series(samples, &filter);
+    }
+}
+
+/// [`find`] on series already built with [`filter`].
+pub fn find_in(all: Vec<series::Series>, cfg: &LeakConfig) -> Vec<Leak> {
     let mut leaks: Vec<Leak> = candidates(&all)
         .filter_map(|(kind, s)| judge(kind, s, cfg))
         .collect();

@@ -26,14 +26,41 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
     memwarden_daemon::serve(cfg, path)
 }
 
-fn read(db: &DbArgs, default_since: Duration) -> Result<Vec<Sample>> {
+/// What a history command read: how many samples, their first and last times, and the series
+/// `filter` selects (folded one sample at a time: a week of whole samples would take GiBs).
+struct Read {
+    samples: usize,
+    first_ms: Option<u64>,
+    last_ms: Option<u64>,
+    series: Vec<series::Series>,
+}
+
+fn read(db: &DbArgs, default_since: Duration, filter: series::Filter) -> Result<Read> {
     let since = db.since.unwrap_or(default_since);
     let from = now_unix_ms().saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
     let store = Store::open_read_only(&db.db)
         .with_context(|| format!("opening the history {}", db.db.display()))?;
-    store
-        .range(from, u64::MAX)
-        .with_context(|| format!("reading the history {}", db.db.display()))
+    let mut b = series::SeriesBuilder::new(filter);
+    let (mut first_ms, mut last_ms) = (None::<u64>, None::<u64>);
+    let samples = store
+        .range_each(
+            from,
+            u64::MAX,
+            |s: &Sample| s.taken_at_unix_ms,
+            |s| {
+                let t = s.taken_at_unix_ms;
+                first_ms = Some(first_ms.map_or(t, |f| f.min(t)));
+                last_ms = Some(last_ms.map_or(t, |l| l.max(t)));
+                b.push(&s);
+            },
+        )
+        .with_context(|| format!("reading the history {}", db.db.display()))?;
+    Ok(Read {
+        samples,
+        first_ms,
+        last_ms,
+        series: b.finish(),
+    })
 }
 
 pub(crate) fn iso(ms: u64) -> String {
@@ -59,12 +86,12 @@ pub(crate) fn iso(ms: u64) -> String {
 }
 
 pub fn history(a: &HistoryArgs) -> Result<()> {
-    let samples = read(&a.db, Duration::from_secs(6 * 3600))?;
     let filter = series::Filter {
         fields: a.field.clone(),
         vm: a.vm.clone(),
     };
-    let all = series::series(&samples, &filter);
+    let read = read(&a.db, Duration::from_secs(6 * 3600), filter)?;
+    let all = read.series;
     if a.json {
         return print_json(&all);
     }
@@ -83,7 +110,7 @@ pub fn history(a: &HistoryArgs) -> Result<()> {
         let _ = writeln!(
             out,
             "{} samples from {}; {} series (pick with --field NAME_OR_PREFIX):",
-            samples.len(),
+            read.samples,
             a.db.db.display(),
             all.len()
         );
@@ -107,29 +134,28 @@ pub fn history(a: &HistoryArgs) -> Result<()> {
         let _ = writeln!(
             out,
             "no series matches {:?} in {} samples",
-            a.field,
-            samples.len()
+            a.field, read.samples
         );
     }
     print(&out)
 }
 
 pub fn leaks(a: &LeaksArgs) -> Result<()> {
-    let samples = read(&a.db, Duration::from_secs(24 * 3600))?;
+    let read = read(&a.db, Duration::from_secs(24 * 3600), leak_finder::filter())?;
     let cfg = leak_finder::LeakConfig {
         min_span_ms: u64::try_from(a.min_span.as_millis()).unwrap_or(u64::MAX),
         ..leak_finder::LeakConfig::default()
     };
-    let found = leak_finder::find(&samples, &cfg);
+    let found = leak_finder::find_in(read.series, &cfg);
     if a.json {
         return print_json(&found);
     }
     let mut out = String::new();
-    let span = match (samples.first(), samples.last()) {
-        (Some(f), Some(l)) => format!("{} to {}", iso(f.taken_at_unix_ms), iso(l.taken_at_unix_ms)),
+    let span = match (read.first_ms, read.last_ms) {
+        (Some(f), Some(l)) => format!("{} to {}", iso(f), iso(l)),
         _ => "nothing recorded".into(),
     };
-    let _ = writeln!(out, "{} samples, {span}", samples.len());
+    let _ = writeln!(out, "{} samples, {span}", read.samples);
     if found.is_empty() {
         out.push_str("nothing grew steadily.\n");
     }
