@@ -38,6 +38,9 @@ pub struct AppState {
     /// History reads in flight at once: each can hold a whole range decoded in memory, so
     /// clients wait their turn instead of multiplying that by the connection cap.
     pub history_reads: Arc<tokio::sync::Semaphore>,
+    /// How long a request waits for a history read to end before it is told to come back
+    /// (half the idle timeout: a client waiting longer would be cut with no answer at all).
+    pub history_wait: Duration,
 }
 
 /// How many history reads run at once (the rest wait for one to end).
@@ -64,7 +67,12 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        let body = Json(serde_json::json!({ "error": self.1 }));
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            // Busy or a store that cannot be read now: both pass.
+            return (self.0, [(header::RETRY_AFTER, "5")], body).into_response();
+        }
+        (self.0, body).into_response()
     }
 }
 
@@ -222,17 +230,25 @@ async fn read_store<T: Send + 'static>(
     let db = st.db.clone();
     // The permit moves into the blocking task: a client that goes away does not free the
     // slot while its read still runs.
-    let permit = st
-        .history_reads
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| {
-            ApiError(
+    let wait = tokio::time::timeout(st.history_wait, st.history_reads.clone().acquire_owned());
+    let permit = match wait.await {
+        Ok(Ok(p)) => p,
+        Ok(Err(_)) => {
+            return Err(ApiError(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "history reader: shutting down".into(),
-            )
-        })?;
+            ))
+        }
+        Err(_) => {
+            return Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "history reader busy: {HISTORY_READS} reads were running for all of {} s; try again",
+                    st.history_wait.as_secs()
+                ),
+            ))
+        }
+    };
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let out = Store::open_read_only(&db)
@@ -373,6 +389,7 @@ mod tests {
             max_range: Duration::from_secs(3600),
             server: Arc::default(),
             history_reads: Arc::new(tokio::sync::Semaphore::new(HISTORY_READS)),
+            history_wait: Duration::from_secs(30),
         };
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
@@ -409,5 +426,45 @@ mod tests {
             "every client answered"
         );
         assert_eq!(most.load(Ordering::SeqCst), HISTORY_READS, "reads at once");
+    }
+
+    /// A request that cannot get a history read within `history_wait` is told so with a 503
+    /// (and Retry-After), instead of waiting until the idle timeout cuts it with no answer.
+    #[test]
+    fn a_request_that_waits_too_long_for_a_history_read_gets_a_503() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("history.db");
+        drop(Store::open(&db).expect("create the store"));
+        let st = AppState {
+            shared: Arc::default(),
+            db,
+            max_range: Duration::from_secs(3600),
+            server: Arc::default(),
+            history_reads: Arc::new(tokio::sync::Semaphore::new(HISTORY_READS)),
+            history_wait: Duration::from_millis(200),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let held = rt.block_on(
+            st.history_reads
+                .clone()
+                .acquire_many_owned(HISTORY_READS as u32),
+        );
+        let err = rt
+            .block_on(read_store(&st, |_| Ok(())))
+            .expect_err("no read slot was free");
+        assert_eq!(err.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(err.1.contains("busy"), "{}", err.1);
+        let r = err.into_response();
+        assert_eq!(
+            r.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"5"[..])
+        );
+        drop(held);
+        rt.block_on(read_store(&st, |_| Ok(())))
+            .map_err(|e| e.1)
+            .expect("a slot is free again");
     }
 }

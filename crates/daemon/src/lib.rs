@@ -107,6 +107,7 @@ pub fn serve(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         max_range: cfg.http.max_range,
         server: http_stats.clone(),
         history_reads: Arc::new(tokio::sync::Semaphore::new(http::HISTORY_READS)),
+        history_wait: cfg.http.idle_timeout / 2,
     };
     let served = rt.block_on(async {
         let (listener, backlog) =
