@@ -149,7 +149,12 @@ pub fn http(
     let mut raw = Vec::new();
     let mut buf = [0u8; 64 * 1024];
     loop {
-        let n = s.read(&mut buf)?;
+        // A signal to this process (a child it ran exiting: SIGCHLD) interrupts the read; the
+        // answer is still coming (the soak counted two scrapes failed for that).
+        let n = match s.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
         raw.extend_from_slice(&buf[..n]);
         if n == 0 || complete(&raw) {
             break;
