@@ -214,6 +214,30 @@ impl Lab {
         })
     }
 
+    /// This lab's guest with OpenZFS: Debian's zfs-dkms built for the guest kernel by
+    /// `lab/build-zfs.sh` (dkms build once per kernel release and ZFS version, cached in
+    /// `<lab dir>/zfs-cache`; minutes the first time, see lab/README.md), and an initramfs that
+    /// adds spl/zfs (`/modules/zfs.order`) and zpool/zfs to this guest's. Under the build lock.
+    pub fn zfs(&self) -> Result<Lab> {
+        let _build = lock::lock(&self.dir.join("build.lock"))?;
+        let name = format!(
+            "{}-zfs",
+            self.guest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        let guest = self.dir.join(name);
+        run(Command::new(self.script("build-zfs.sh"))
+            .arg(&self.guest)
+            .arg(&guest)
+            .env("MEMWARDEN_LAB_DIR", &self.dir))?;
+        Ok(Lab {
+            guest,
+            ..self.clone()
+        })
+    }
+
     /// The lab directory (`$MEMWARDEN_LAB_DIR` or `<repo>/.lab`).
     pub fn dir(&self) -> &Path {
         &self.dir
