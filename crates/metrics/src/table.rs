@@ -134,6 +134,10 @@ pub static METRICS: &[MetricDef] = &[
         "Sum of the sizes of exported DMA-bufs per exporter (system heap pages are in no meminfo field)."),
     def("memwarden_host_dmabuf_buffers", Gauge, "", &["exporter"],
         "Exported DMA-bufs per exporter."),
+    def("memwarden_host_zfs_arc_bytes", Gauge, "bytes", &["field"],
+        "OpenZFS arcstats, bytes, by kstat name: size (what the ARC holds), c (its target), c_min, c_max, data_size, metadata_size, hdr_size, dbuf_size, dnode_size, bonus_size, abd_chunk_waste_size."),
+    def("memwarden_host_zfs_abd_bytes", Gauge, "bytes", &["field"],
+        "OpenZFS abdstats, bytes, by kstat name: scatter_data_size and scatter_chunk_waste (pages in no meminfo field), linear_data_size (kmem caches: Slab or VmallocUsed), struct_size."),
     // VMs: identity and read outcome.
     def("memwarden_vm_info", Info, "", &["domain", "uuid", "backend", "guest_os", "nova_name", "nova_project", "nova_flavor"],
         "One per VM (value 1): its backend, guest OS and OpenStack Nova instance name, project and flavor when known; join on domain."),

@@ -10,6 +10,7 @@ pub mod dmabuf;
 pub mod error;
 pub mod hugepages;
 pub mod ksm;
+pub mod kstat;
 pub mod meminfo;
 pub mod modules;
 pub mod psi;

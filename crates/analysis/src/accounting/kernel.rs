@@ -21,7 +21,7 @@
 //!   leaves them in MemTotal (subtracted, named); without it the driver took them out of
 //!   MemTotal (not subtracted, named in a rule).
 //! - **zram, socket buffers, DMA-buf**: pages no meminfo field counts, or counts in part: see
-//!   [`super::consumers`].
+//!   [`super::consumers`]; the ZFS ARC's scatter buffers: [`super::zfs`].
 
 use memwarden_model::host::HostSample;
 use memwarden_model::units::{format_bytes, KIB};
@@ -105,6 +105,7 @@ pub fn terms(s: &HostSample) -> KernelTerms {
     }
     balloon(s, total, &mut k);
     super::consumers::add(s, total, &mut k);
+    super::zfs::add(s, total, &mut k);
     k.push(
         total,
         "hugetlb pools",

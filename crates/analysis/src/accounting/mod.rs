@@ -6,6 +6,7 @@ pub mod identities;
 pub mod kernel;
 pub mod modules;
 pub mod terms;
+pub mod zfs;
 
 use memwarden_model::host::HostSample;
 use serde::Serialize;

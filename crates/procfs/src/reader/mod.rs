@@ -193,6 +193,12 @@ impl HostReader {
             "a capture that left it out, or a kernel without CONFIG_PROC_FS networking",
         );
         let dmabuf = optional(d, self.read_dmabuf(), "a buffer freed while being read").flatten();
+        let zfs = optional(
+            d,
+            self.read_zfs(),
+            "the zfs module unloaded while being read",
+        )
+        .flatten();
         let scan = self.read_processes(opts, &mut degraded);
         let ksmd = match &ksm {
             Some(_) => {
@@ -230,6 +236,7 @@ impl HostReader {
             zram,
             sockstat,
             dmabuf,
+            zfs,
             process_errors: scan.errors,
             processes_exited: scan.exited,
             warnings: Vec::new(),
