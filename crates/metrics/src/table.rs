@@ -215,6 +215,8 @@ pub static METRICS: &[MetricDef] = &[
         "The QEMU process's pages merged by KSM."),
     def("memwarden_vm_qemu_ksm_profit_bytes", Gauge, "bytes", VM,
         "KSM's profit on the QEMU process (ksm_stat); negative when its metadata costs more."),
+    def("memwarden_vm_kvm_page_tables_bytes", Gauge, "bytes", VM,
+        "KVM's page tables for the guest (EPT/NPT or shadow): sec_pagetables of the VM's memory cgroup (cgroup v2; absent on cgroup v1 hosts). Their sum is part of meminfo SecPageTables."),
     def("memwarden_vm_host_overhead_bytes", Gauge, "bytes", VM,
         "QEMU RSS minus guest used: host memory beyond what the guest uses (its page cache, freed pages still mapped, QEMU itself)."),
     def("memwarden_vm_host_backed_idle_bytes", Gauge, "bytes", VM,

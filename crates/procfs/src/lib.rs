@@ -11,6 +11,7 @@ pub mod error;
 pub mod hugepages;
 pub mod ksm;
 pub mod kstat;
+pub mod memcg;
 pub mod meminfo;
 pub mod modules;
 pub mod psi;

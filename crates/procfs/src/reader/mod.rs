@@ -20,6 +20,7 @@ use memwarden_model::host::{HostSample, Meminfo};
 mod consumers;
 mod io;
 mod kernel_files;
+mod memcg;
 mod process;
 
 use io::{file_name, read_text, subdirs};
