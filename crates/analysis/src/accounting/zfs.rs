@@ -23,7 +23,10 @@
 //! `size` 4.2 → 176.4 MB; abdstats `scatter_data_size` +167.8 MB (1,280 order-5 chunks of 128
 //! KiB); MemFree −172.1 MB, Slab +0.6 MB, VmallocUsed +4.1 MB (the SPL's `spl_cache_grow_work`
 //! areas, 9.1 → 13.2 MB: `zio_buf_comb_131072` slabs holding the copies); so meminfo's
-//! unaccounted rest grew by 167.3 MB, the scatter figure within 0.5 MB. Without abdstats (ZFS
+//! unaccounted rest grew by 167.3 MB, the scatter figure within 0.5 MB. The same read with
+//! `zfs_abd_scatter_enabled=0`: abdstats `linear_data_size` +167.8 MB, `scatter_data_size`
+//! unchanged, VmallocUsed +166.1 MB, X 3.01 → 3.01 MB: with linear ABDs meminfo counts the
+//! ARC, and the row (the scatter figure) is about nothing, as it must be. Without abdstats (ZFS
 //! before 0.7: no ABDs, every buffer from a kmem cache) nothing is outside meminfo for sure:
 //! `data_size + metadata_size` is shown inside X, at most, and not subtracted.
 
