@@ -93,3 +93,47 @@ fn a_bad_memory_stat_is_named_and_a_gone_process_is_an_error() {
         .expect_err("no such pid");
     assert!(e.is_not_found(), "{e}");
 }
+
+#[test]
+fn the_hosts_vm_cgroups_are_found_without_the_hypervisor() {
+    let h = HostReader::at_root(fixture());
+    let cgs = h.read_vm_cgroups().expect("reads").expect("one VM cgroup");
+    assert_eq!(cgs.len(), 1);
+    assert_eq!(
+        cgs[0].path,
+        "/machine.slice/machine-qemu\\x2d1\\x2dmwlab\\x2dvm.scope"
+    );
+    assert_eq!(cgs[0].sec_pagetables_bytes, Some(0));
+    // libvirt without systemd on a hybrid host: directories in the v2 tree, no memory.stat.
+    let t = tempfile::tempdir().expect("tempdir");
+    write(
+        t.path(),
+        "sys/fs/cgroup/unified/machine/web.libvirt-qemu/cgroup.procs",
+        "9\n",
+    );
+    write(
+        t.path(),
+        "sys/fs/cgroup/memory/machine/web.libvirt-qemu/memory.stat",
+        "cache 0\n",
+    );
+    assert_eq!(
+        HostReader::at_root(t.path())
+            .read_vm_cgroups()
+            .expect("reads"),
+        None
+    );
+    // Pure v2 without systemd: found under machine/.
+    write(
+        t.path(),
+        "sys/fs/cgroup/machine/db.libvirt-qemu/memory.stat",
+        "anon 4096\nsec_pagetables 8192\n",
+    );
+    let cgs = HostReader::at_root(t.path())
+        .read_vm_cgroups()
+        .expect("reads")
+        .expect("one");
+    assert_eq!(
+        (cgs[0].path.as_str(), cgs[0].sec_pagetables_bytes),
+        ("/machine/db.libvirt-qemu", Some(8192))
+    );
+}

@@ -75,7 +75,6 @@ pub fn terms(s: &HostSample) -> KernelTerms {
     }
     for key in [
         "PageTables",
-        "SecPageTables",
         "KernelStack",
         "ShadowCallStack",
         "HardwareCorrupted",
@@ -88,6 +87,7 @@ pub fn terms(s: &HostSample) -> KernelTerms {
         }
         k.push(total, key, mi(key), &format!("meminfo {key}"));
     }
+    super::kvm::add(s, total, &mut k);
     percpu(s, total, &mut k);
     if let Some(z) = &s.zoneinfo {
         let pcp = z.pcp_free_pages().saturating_mul(ps);

@@ -4,6 +4,7 @@ pub mod consumers;
 pub mod decompositions;
 pub mod identities;
 pub mod kernel;
+pub mod kvm;
 pub mod modules;
 pub mod terms;
 pub mod zfs;

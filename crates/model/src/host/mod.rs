@@ -76,6 +76,10 @@ pub struct HostSample {
     /// kstats could not be read: `degraded` says why).
     #[serde(default)]
     pub zfs: Option<ZfsArc>,
+    /// The libvirt domains' memory cgroups found under the cgroup2 mount (`machine.slice`,
+    /// `machine`): each VM's KVM page tables. `None` without any (no VMs, or cgroup v1).
+    #[serde(default)]
+    pub vm_cgroups: Option<Vec<crate::vm::VmCgroupMem>>,
     /// Processes that could not be read, or only in part, with why. Processes that exited
     /// while being read are only counted, in `processes_exited`.
     #[serde(default)]

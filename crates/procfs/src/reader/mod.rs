@@ -200,6 +200,8 @@ impl HostReader {
             "the zfs module unloaded while being read",
         )
         .flatten();
+        let vm_cgroups =
+            optional(d, self.read_vm_cgroups(), "a VM stopped while being read").flatten();
         let scan = self.read_processes(opts, &mut degraded);
         let ksmd = match &ksm {
             Some(_) => {
@@ -238,6 +240,7 @@ impl HostReader {
             sockstat,
             dmabuf,
             zfs,
+            vm_cgroups,
             process_errors: scan.errors,
             processes_exited: scan.exited,
             warnings: Vec::new(),
