@@ -20,6 +20,9 @@
 //!   `lab/build-guest.sh` into `$MEMWARDEN_LAB_DIR` or `<repo>/.lab` when the guest is
 //!   missing or older than the lab scripts, under a file lock (parallel tests wait).
 //!   [`Lab::with_kernel`] picks the Debian 6.12 kernel instead of 6.1.
+//! * [`Lab::zfs`] builds OpenZFS (Debian's zfs-dkms) for the guest kernel once (`lab/build-zfs.sh`,
+//!   ~5 min, cached) and gives a lab whose guests carry spl/zfs and zpool/zfs;
+//!   [`GuestOpts::data_mib`] adds a raw disk for a pool.
 //! * [`Lab::qemu10`] unpacks bookworm-backports' QEMU 10 into the lab dir (`lab/fetch-qemu.sh`,
 //!   once: 4-5 s, then 0.05 s) for [`GuestOpts::qemu`]; the system's QEMU 7.2 stays the default.
 //! * [`QemuGuest::boot`] / [`Domain::start`] first take one of
