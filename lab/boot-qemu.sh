@@ -12,6 +12,8 @@
 #   PANIC=none         pause: a pvpanic device, QEMU pauses a guest that panics (guest-panicked)
 #   SWAP_MIB=0         >0: add a raw virtio disk RUNDIR/swap.img (serial "swap"); the
 #                      guest mkswaps and swapons it at boot
+#   DATA_MIB=0         >0: add a raw virtio disk RUNDIR/data.img (serial "data"), left alone
+#                      by the guest's init (e.g. a ZFS pool's vdev: `disk data` in the guest)
 #   WAIT=1 WAIT_S=120  wait until the guest prints LAB-READY (fail after WAIT_S)
 #   QEMU=qemu-system-x86_64   the QEMU binary, e.g. the newer one of fetch-qemu.sh:
 #                      QEMU=.lab/qemu-10/qemu-system-x86_64 (default: the system's, 7.2)
@@ -31,7 +33,7 @@ RUN=${1:?usage: boot-qemu.sh RUNDIR GUESTDIR}
 G=${2:?usage: boot-qemu.sh RUNDIR GUESTDIR}
 MEM_MIB=${MEM_MIB:-512}; SMP=${SMP:-1}; ACCEL=${ACCEL:-auto}
 STATS_POLL=${STATS_POLL:-0}; CAPTURE_MIB=${CAPTURE_MIB:-0}; SWAP_MIB=${SWAP_MIB:-0}
-WAIT=${WAIT:-1}; WAIT_S=${WAIT_S:-120}
+WAIT=${WAIT:-1}; WAIT_S=${WAIT_S:-120}; DATA_MIB=${DATA_MIB:-0}
 
 QEMU=${QEMU:-qemu-system-x86_64}
 if [ "$QEMU" = qemu-system-x86_64 ] && ! command -v qemu-system-x86_64 >/dev/null; then
@@ -55,7 +57,7 @@ mkdir -p "$RUN" && RUN=$(cd "$RUN" && pwd)
 if [ -f "$RUN/qemu.pid" ] && kill -0 "$(cat "$RUN/qemu.pid")" 2>/dev/null; then
   echo "boot-qemu: already running in $RUN, pid $(cat "$RUN/qemu.pid")" >&2; exit 1
 fi
-rm -f "$RUN"/{qmp.sock,serial.sock,serial.log,qemu.pid,qemu.stderr,capture.img,swap.img}
+rm -f "$RUN"/{qmp.sock,serial.sock,serial.log,qemu.pid,qemu.stderr,capture.img,swap.img,data.img}
 
 disks=()
 if [ "$CAPTURE_MIB" -gt 0 ]; then
@@ -67,6 +69,12 @@ if [ "$SWAP_MIB" -gt 0 ]; then
   truncate -s "${SWAP_MIB}M" "$RUN/swap.img"
   disks+=(-drive "file=$RUN/swap.img,format=raw,if=none,id=swap,cache=unsafe"
           -device virtio-blk-pci,drive=swap,serial=swap)
+fi
+if [ "$DATA_MIB" -gt 0 ]; then
+  # sparse; cache=unsafe: the guest's flushes need not reach the host's disk
+  truncate -s "${DATA_MIB}M" "$RUN/data.img"
+  disks+=(-drive "file=$RUN/data.img,format=raw,if=none,id=data,cache=unsafe"
+          -device virtio-blk-pci,drive=data,serial=data)
 fi
 
 # PANIC=pause: a pvpanic device, and QEMU pauses the guest when its kernel reports a panic

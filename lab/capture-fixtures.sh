@@ -20,6 +20,11 @@
 #   zram       512 MiB, zram loaded (/modules/zram.order), a 64 MiB zram0 written with
 #              16 MiB of /dev/urandom then 16 MiB of repeated text, synced, page cache dropped
 #              (not in the default STATES: STATES=zram)
+#   zfs        512 MiB + a 512 MiB raw disk, the guest of build-zfs.sh (OpenZFS from zfs-dkms,
+#              built once, minutes: see README.md), pool "tank" on the disk's one partition
+#              (compression off), 160 MiB of /dev/urandom written, the pool exported and
+#              imported (the ARC forgets it), the file read back: the ARC holds it
+#              (not in the default STATES: STATES=zfs SERIES=6.1)
 # The tree comes out through a second raw virtio disk (serial "capture"): the guest
 # tars it there and prints size + md5 on the console; we check both before untarring.
 set -euo pipefail
@@ -56,14 +61,16 @@ for s in $SERIES; do
   esac
   for st in $STATES; do
     name=guest-$s-$st; R=$WORK/run-capture-$s-$st
-    mem=512; append=; swap=0
+    mem=512; append=; swap=0; data=0; GS=$G
     case $st in
       hugepages) append=hugepages=16 ;;
       thp) mem=640 ;;
       swap) swap=512 ;;
+      zfs) data=512; GS=$WORK/guest-$s-zfs
+           MEMWARDEN_LAB_DIR=$WORK "$H/build-zfs.sh" "$G" "$GS" >&2 ;;
     esac
     t0=$(date +%s)
-    pid=$(MEM_MIB=$mem EXTRA_APPEND=$append SWAP_MIB=$swap CAPTURE_MIB=16 "$H/boot-qemu.sh" "$R" "$G" 8>&-)
+    pid=$(MEM_MIB=$mem EXTRA_APPEND=$append SWAP_MIB=$swap DATA_MIB=$data CAPTURE_MIB=16 "$H/boot-qemu.sh" "$R" "$GS" 8>&-)
     log=$R/state.txt; : > "$log"
     c() { echo "\$ $*" >> "$log"; "$C" "$R" --timeout 300 "$@" | tee -a "$log"; }
     case $st in
@@ -80,6 +87,11 @@ for s in $SERIES; do
             c run 'dd if=/dev/urandom of=/dev/zram0 bs=1M count=16 2>&1; yes memwarden-zram-fixture | head -c 16777216 | dd of=/dev/zram0 bs=1M seek=16 2>&1; sync'
             c run 'echo 3 > /proc/sys/vm/drop_caches'
             c run 'cat /sys/block/zram0/mm_stat' ;;
+      zfs) c run 'while read -r m; do insmod /modules/$m.ko || echo "insmod $m failed"; done < /modules/zfs.order'
+           c run 'printf "n\np\n1\n\n\nw\n" | fdisk $(disk data) >/dev/null 2>&1; zpool create -f -o ashift=12 -O compression=off -O atime=off tank $(disk data)1'
+           c run 'dd if=/dev/urandom of=/tank/f bs=1M count=160 2>&1 | tail -1; sync; zpool export tank; zpool import -d $(disk data)1 tank'
+           c run 'cat /tank/f > /dev/null'
+           c run 'grep -E "^(size|c|c_max|data_size|metadata_size|overhead_size) " /proc/spl/kstat/zfs/arcstats; grep -E "^(linear_data_size|scatter_data_size|scatter_chunk_waste) " /proc/spl/kstat/zfs/abdstats' ;;
     esac
     c run "grep -E '^(MemTotal|MemFree|MemAvailable|Shmem|AnonPages|AnonHugePages|HugePages_Total|HugePages_Free|SwapTotal|SwapFree):' /proc/meminfo"
     cap=$("$C" "$R" --timeout 300 capture | grep '^LAB-CAPTURE')
@@ -94,9 +106,10 @@ for s in $SERIES; do
       echo "# $name"
       echo
       echo "- Kernel: $kver (Debian package linux-image-$kver, unpacked by lab/build-guest.sh)."
+      [ -f "$GS/zfs-version" ] && [ "$GS" != "$G" ] && echo "- OpenZFS $(cat "$GS/zfs-version") (Debian zfs-dkms, built for this kernel by lab/build-zfs.sh; zpool/zfs from zfsutils-linux)."
       echo "- Booted: plain QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'), q35, 1 vCPU, -m $mem,"
       echo "  $accel, direct kernel boot, busybox initramfs (lab/guest-init.sh),"
-      echo "  virtio-balloon (stats polling off), append \`console=ttyS0 panic=-1 quiet${append:+ $append}\`$([ "$swap" -gt 0 ] && echo ", a ${swap} MiB virtio swap disk")."
+      echo "  virtio-balloon (stats polling off), append \`console=ttyS0 panic=-1 quiet${append:+ $append}\`$([ "$swap" -gt 0 ] && echo ", a ${swap} MiB virtio swap disk")$([ "$data" -gt 0 ] && echo ", a ${data} MiB raw virtio disk (serial data)")."
       echo "- State: $st (see lab/capture-fixtures.sh). Console session before the capture:"
       echo
       echo '```'

@@ -55,6 +55,9 @@ for b in "$SRC"/sys/kernel/dmabuf/buffers/*; do
   for f in size exporter_name; do copy "sys/kernel/dmabuf/buffers/${b##*/}/$f"; done
 done
 copy sys/kernel/debug/dma_buf/bufinfo
+# OpenZFS (module loaded): the ARC's kstats, and the SPL's own kmem caches (where its linear
+# buffers and headers sit).
+for f in kstat/zfs/arcstats kstat/zfs/abdstats kmem/slab; do copy "proc/spl/$f"; done
 
 for p in "$SRC"/proc/[0-9]*; do
   pid=${p##*/}

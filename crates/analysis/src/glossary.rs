@@ -3,7 +3,7 @@
 //! Five kinds of keys are covered: `/proc/meminfo` fields (including the arch and hugetlb
 //! hooks), the KSM files under `/sys/kernel/mm/ksm/`, the `/proc/PID/smaps_rollup` keys, and
 //! the virtio-balloon statistics as libvirt and QEMU name them; and the consumers no meminfo
-//! field counts (zram, socket buffers, DMA-buf), by the label of their row. The text lives in TOML files
+//! field counts (zram, socket buffers, DMA-buf, the ZFS ARC), by the label of their row. The text lives in TOML files
 //! under `crates/analysis/data/glossary/`, embedded at build time and parsed once.
 //!
 //! A key the glossary does not know gives `None`: callers keep and show such a field, they just
@@ -26,7 +26,8 @@ pub enum Kind {
     Smaps,
     /// virtio-balloon statistics: libvirt `virDomainMemoryStats` tags and QEMU `stat-*` names.
     Balloon,
-    /// Consumers no meminfo field counts (zram, socket buffers, DMA-buf), by their row label.
+    /// Consumers no meminfo field counts (zram, socket buffers, DMA-buf, the ZFS ARC), by their
+    /// row label.
     Consumer,
 }
 

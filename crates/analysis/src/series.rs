@@ -3,7 +3,7 @@
 //!
 //! Names: `meminfo.<Key>` (every meminfo line as printed: bytes, or a count for unit-less
 //! lines such as `HugePages_Total`), `host.black_hole`, `host.lru.<part>` (the LRU
-//! decomposition's parts), `host.zram`, `host.socket_buffers`, `host.dmabuf` (consumers no
+//! decomposition's parts), `host.zram`, `host.socket_buffers`, `host.dmabuf`, `host.zfs_arc` (consumers no
 //! meminfo field counts, raw sizes), `host.ksm_saved`, `host.ksm_merging`, `host.ksmd_cpu_seconds` (ksmd's CPU time since
 //! boot, a counter), `psi.some.avg10`,
 //! `psi.full.avg10` (percent), `vm.*{vm=NAME}` and `process.rss`/`process.pss{process=NAME}`.
@@ -118,7 +118,8 @@ pub fn points(sample: &Sample) -> Vec<Point> {
 }
 
 /// `host.zram` (Σ mem_used_total), `host.socket_buffers` (charged, bytes), `host.dmabuf`
-/// (Σ sizes): the raw size of each consumer, whether the accounting subtracts it or not.
+/// (Σ sizes), `host.zfs_arc` (arcstats size): the raw size of each consumer, whether the
+/// accounting subtracts it or not.
 fn consumer_points(host: &memwarden_model::host::HostSample, out: &mut BTreeMap<SeriesKey, f64>) {
     if let Some(devs) = &host.zram {
         let b: u64 = devs
@@ -132,6 +133,9 @@ fn consumer_points(host: &memwarden_model::host::HostSample, out: &mut BTreeMap<
     }
     if let Some(d) = &host.dmabuf {
         out.insert(SeriesKey::host("host.dmabuf"), d.total_bytes() as f64);
+    }
+    if let Some(size) = host.zfs.as_ref().and_then(|z| z.arc("size")) {
+        out.insert(SeriesKey::host("host.zfs_arc"), size as f64);
     }
 }
 

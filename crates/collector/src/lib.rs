@@ -234,13 +234,22 @@ impl Collector {
         Ok(sample)
     }
 
-    /// Gives each VM its QEMU process: from the host's table when it was read, else read now.
+    /// Gives each VM its QEMU process (from the host's table when it was read, else read now) and
+    /// its memory cgroup.
     fn join_processes(&self, host: &HostSample, vms: &mut [VmSample], opts: ReadOptions) {
         let by_pid: HashMap<u32, &ProcessMem> = host.processes.iter().map(|p| (p.pid, p)).collect();
         for vm in vms.iter_mut() {
             let Some(pid) = vm.qemu_pid else { continue };
             if vm.read.status == ReadStatus::Gone {
                 continue;
+            }
+            // The VM's memory cgroup (its KVM page tables): absent on cgroup v1 hosts.
+            match self.reader.read_vm_cgroup(pid) {
+                Ok(cg) => vm.cgroup = cg,
+                Err(e) if e.is_gone() => {}
+                Err(e) => vm
+                    .degraded
+                    .push(format!("QEMU process {pid}'s cgroup: {e}")),
             }
             if self.cfg.host {
                 vm.host = by_pid.get(&pid).map(|p| (*p).clone());

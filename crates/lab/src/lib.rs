@@ -20,6 +20,9 @@
 //!   `lab/build-guest.sh` into `$MEMWARDEN_LAB_DIR` or `<repo>/.lab` when the guest is
 //!   missing or older than the lab scripts, under a file lock (parallel tests wait).
 //!   [`Lab::with_kernel`] picks the Debian 6.12 kernel instead of 6.1.
+//! * [`Lab::zfs`] builds OpenZFS (Debian's zfs-dkms) for the guest kernel once (`lab/build-zfs.sh`,
+//!   ~5 min, cached) and gives a lab whose guests carry spl/zfs and zpool/zfs;
+//!   [`GuestOpts::data_mib`] adds a raw disk for a pool.
 //! * [`Lab::qemu10`] unpacks bookworm-backports' QEMU 10 into the lab dir (`lab/fetch-qemu.sh`,
 //!   once: 4-5 s, then 0.05 s) for [`GuestOpts::qemu`]; the system's QEMU 7.2 stays the default.
 //! * [`QemuGuest::boot`] / [`Domain::start`] first take one of
@@ -211,6 +214,30 @@ impl Lab {
         Ok(Qemu {
             binary: dest.join("qemu-system-x86_64"),
             version: out.lines().last().unwrap_or_default().trim().to_string(),
+        })
+    }
+
+    /// This lab's guest with OpenZFS: Debian's zfs-dkms built for the guest kernel by
+    /// `lab/build-zfs.sh` (dkms build once per kernel release and ZFS version, cached in
+    /// `<lab dir>/zfs-cache`; minutes the first time, see lab/README.md), and an initramfs that
+    /// adds spl/zfs (`/modules/zfs.order`) and zpool/zfs to this guest's. Under the build lock.
+    pub fn zfs(&self) -> Result<Lab> {
+        let _build = lock::lock(&self.dir.join("build.lock"))?;
+        let name = format!(
+            "{}-zfs",
+            self.guest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        let guest = self.dir.join(name);
+        run(Command::new(self.script("build-zfs.sh"))
+            .arg(&self.guest)
+            .arg(&guest)
+            .env("MEMWARDEN_LAB_DIR", &self.dir))?;
+        Ok(Lab {
+            guest,
+            ..self.clone()
         })
     }
 

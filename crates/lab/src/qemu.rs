@@ -38,6 +38,9 @@ pub struct GuestOpts {
     pub balloon_opts: String,
     /// Size of the raw "capture" disk for the guest's `capture` command, in MiB (0 = none).
     pub capture_mib: u64,
+    /// Size of a raw disk with serial "data" that the guest leaves alone (`disk data` in a
+    /// `run` line names its device; e.g. a ZFS pool's vdev), in MiB (0 = none).
+    pub data_mib: u64,
     /// A pvpanic device, with QEMU told to pause the guest when it panics (query-status
     /// `guest-panicked`) rather than let `panic=-1` reboot it (default false).
     pub pvpanic: bool,
@@ -60,6 +63,7 @@ impl Default for GuestOpts {
             balloon: true,
             balloon_opts: String::new(),
             capture_mib: 0,
+            data_mib: 0,
             pvpanic: false,
             qemu: None,
             boot_timeout: Duration::from_secs(120),
@@ -142,6 +146,7 @@ impl QemuGuest {
             .env("BALLOON_OPTS", &opts.balloon_opts)
             .env("BALLOON", if opts.balloon { "virtio" } else { "none" })
             .env("CAPTURE_MIB", opts.capture_mib.to_string())
+            .env("DATA_MIB", opts.data_mib.to_string())
             .env("PANIC", if opts.pvpanic { "pause" } else { "none" }))?;
         let pid: u32 = out.trim().parse().map_err(|_| Error::Parse {
             what: "QEMU pid from boot-qemu.sh",

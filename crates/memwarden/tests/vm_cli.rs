@@ -93,6 +93,25 @@ fn vm_commands_against_libvirt() {
     assert!(me["diagnosis"]
         .as_array()
         .is_some_and(|a| a.iter().any(|f| f["kind"] == "polling_off")));
+    // Its memory cgroup: on a cgroup v2 host with the memory controller (a systemd Debian 12),
+    // the domain's cgroup is read and names KVM's page tables (0 under TCG); on a host whose
+    // memory controller is on cgroup v1 (this sandbox: libvirt's
+    // /sys/fs/cgroup/memory/machine/<domain>.libvirt-qemu), there is nothing to read.
+    let v2_memory = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+        .is_ok_and(|c| c.split_whitespace().any(|w| w == "memory"));
+    if v2_memory {
+        let path = me["cgroup"]["path"].as_str().unwrap_or_default();
+        assert!(
+            std::path::Path::new("/sys/fs/cgroup")
+                .join(path.trim_start_matches('/'))
+                .join("memory.stat")
+                .is_file(),
+            "{me}"
+        );
+        assert!(me["cgroup"]["sec_pagetables_bytes"].is_u64(), "{me}");
+    } else {
+        assert!(me["cgroup"].is_null(), "{me}");
+    }
     let (ok, table, _) = memwarden(&["vms"]);
     assert!(
         ok && table.contains(name) && table.contains("polling is off"),

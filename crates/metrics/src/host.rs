@@ -123,7 +123,8 @@ fn accounting_series(s: &mut Series, a: &HostAccounting) {
     }
 }
 
-/// zram devices, socket buffers and DMA-bufs, raw; absent series when the host has none.
+/// zram devices, socket buffers, DMA-bufs and the ZFS ARC, raw; absent series when the host has
+/// none.
 fn consumer_series(s: &mut Series, h: &HostSample) {
     for z in h.zram.iter().flatten() {
         let l = [z.device.as_str()];
@@ -158,7 +159,36 @@ fn consumer_series(s: &mut Series, h: &HostSample) {
         s.add("memwarden_host_dmabuf_bytes", &l, e.bytes);
         s.add("memwarden_host_dmabuf_buffers", &l, e.buffers);
     }
+    if let Some(z) = &h.zfs {
+        for f in ZFS_ARC_FIELDS {
+            s.add_opt("memwarden_host_zfs_arc_bytes", &[f], z.arc(f));
+        }
+        for f in ZFS_ABD_FIELDS {
+            s.add_opt("memwarden_host_zfs_abd_bytes", &[f], z.abd(f));
+        }
+    }
 }
+
+/// The arcstats and abdstats entries on /metrics (bytes; the rest are counters of events).
+const ZFS_ARC_FIELDS: &[&str] = &[
+    "size",
+    "c",
+    "c_min",
+    "c_max",
+    "data_size",
+    "metadata_size",
+    "hdr_size",
+    "dbuf_size",
+    "dnode_size",
+    "bonus_size",
+    "abd_chunk_waste_size",
+];
+const ZFS_ABD_FIELDS: &[&str] = &[
+    "scatter_data_size",
+    "scatter_chunk_waste",
+    "linear_data_size",
+    "struct_size",
+];
 
 fn ksm_series(s: &mut Series, h: &HostSample, r: &KsmReport) {
     if let Some(k) = &h.ksm {

@@ -192,13 +192,15 @@ fn a_refused_reload_is_0_and_keeps_the_last_success_time() {
 
 #[test]
 fn consumers_are_gauges_and_absent_when_the_host_has_none() {
-    use memwarden_model::host::{DmaBufSource, DmaBufs, Sockstat, SockstatEntry, ZramMmStat};
+    use memwarden_model::host::{
+        DmaBufSource, DmaBufs, KstatEntry, Sockstat, SockstatEntry, ZfsArc, ZramMmStat,
+    };
     let text = render(
         &View::of(Sample::default()),
         &DaemonHealth::default(),
         Format::Prometheus,
     );
-    for family in ["zram", "socket_buffers", "dmabuf"] {
+    for family in ["zram", "socket_buffers", "dmabuf", "zfs"] {
         assert!(
             !text.contains(&format!("memwarden_host_{family}")),
             "{family} written for a host without it"
@@ -224,6 +226,14 @@ fn consumers_are_gauges_and_absent_when_the_host_has_none() {
         [("system", 8192)],
         false,
     ));
+    let kstat = |name: &str, value| KstatEntry {
+        name: name.into(),
+        value,
+    };
+    sample.host.zfs = Some(ZfsArc {
+        arcstats: vec![kstat("size", 140 << 20), kstat("hits", 7)],
+        abdstats: Some(vec![kstat("scatter_data_size", 128 << 20)]),
+    });
     let text = render(
         &View::of(sample.clone()),
         &DaemonHealth::default(),
@@ -234,8 +244,12 @@ fn consumers_are_gauges_and_absent_when_the_host_has_none() {
         "memwarden_host_socket_buffers_bytes{protocol=\"TCP\"} 12288\n",
         "memwarden_host_dmabuf_bytes{exporter=\"system\"} 8192\n",
         "memwarden_host_dmabuf_buffers{exporter=\"system\"} 1\n",
+        "memwarden_host_zfs_arc_bytes{field=\"size\"} 146800640\n",
+        "memwarden_host_zfs_abd_bytes{field=\"scatter_data_size\"} 134217728\n",
     ] {
         assert!(text.contains(line), "{line} missing");
     }
     assert!(text.contains("# TYPE memwarden_host_zram_mem_used_bytes gauge\n"));
+    assert!(text.contains("# TYPE memwarden_host_zfs_arc_bytes gauge\n"));
+    assert!(!text.contains("hits"), "event counters are not bytes");
 }

@@ -60,6 +60,11 @@ pub(crate) fn write(s: &mut Series, r: &VmReport) {
     );
     balloon(s, vm, &l);
     derived(s, &r.figures, &l);
+    s.add_opt(
+        "memwarden_vm_kvm_page_tables_bytes",
+        &l,
+        vm.cgroup.as_ref().and_then(|c| c.sec_pagetables_bytes),
+    );
 }
 
 fn balloon(s: &mut Series, vm: &VmSample, l: &[&str; 2]) {

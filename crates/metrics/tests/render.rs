@@ -26,10 +26,20 @@ fn sample() -> Sample {
     s
 }
 
-/// Consumers the captured host lacks (no zram in use, no DMA-buf, no sockstat in the capture),
-/// with handwritten figures, so that their families are rendered too.
+/// Consumers the captured host lacks (no zram in use, no DMA-buf, no sockstat in the capture,
+/// no ZFS), with handwritten figures, so that their families are rendered too.
 fn add_consumers(s: &mut Sample) {
-    use memwarden_model::host::{DmaBufSource, DmaBufs, Sockstat, SockstatEntry, ZramMmStat};
+    use memwarden_model::host::{
+        DmaBufSource, DmaBufs, KstatEntry, Sockstat, SockstatEntry, ZfsArc, ZramMmStat,
+    };
+    let kstat = |name: &str, value| KstatEntry {
+        name: name.into(),
+        value,
+    };
+    s.host.zfs = Some(ZfsArc {
+        arcstats: vec![kstat("size", 176 << 20), kstat("c", 202 << 20)],
+        abdstats: Some(vec![kstat("scatter_data_size", 160 << 20)]),
+    });
     s.host.zram = Some(vec![ZramMmStat {
         device: "zram0".into(),
         orig_data_bytes: 64 << 20,

@@ -230,6 +230,27 @@ pub struct VmConfig {
     pub nova: Option<NovaInstance>,
 }
 
+/// A VM's memory cgroup v2 `memory.stat`, the entries memwarden uses (bytes, as printed).
+/// Hierarchical: the cgroup libvirt makes for the domain holds its emulator and vCPU threads'
+/// cgroups below it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmCgroupMem {
+    /// The cgroup's path below the cgroup2 mount, e.g.
+    /// `/machine.slice/machine-qemu\x2d1\x2dweb.scope`.
+    pub path: String,
+    /// `sec_pagetables`: KVM's page tables for this guest (EPT/NPT or shadow), allocated by its
+    /// vCPU threads; absent before the kernel that added meminfo `SecPageTables`.
+    #[serde(default)]
+    pub sec_pagetables_bytes: Option<u64>,
+    /// `pagetables`: the QEMU process's own page tables.
+    #[serde(default)]
+    pub pagetables_bytes: Option<u64>,
+    /// `kernel`: every kernel allocation charged to the cgroup (page tables of both kinds,
+    /// stacks, slab, ...).
+    #[serde(default)]
+    pub kernel_bytes: Option<u64>,
+}
+
 /// One VM in one sample.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmSample {
@@ -271,6 +292,10 @@ pub struct VmSample {
     /// The host's view of the QEMU process (RSS, PSS, swap, hugetlb, KSM); `None` if unreadable.
     #[serde(default)]
     pub host: Option<ProcessMem>,
+    /// The VM's memory cgroup (cgroup v2), where its QEMU process is in one with the memory
+    /// controller; `None` on cgroup v1 hosts, or when it could not be read (`degraded`).
+    #[serde(default)]
+    pub cgroup: Option<VmCgroupMem>,
     /// Non-fatal problems while reading this VM, one line each.
     #[serde(default)]
     pub degraded: Vec<String>,

@@ -10,6 +10,8 @@ pub mod dmabuf;
 pub mod error;
 pub mod hugepages;
 pub mod ksm;
+pub mod kstat;
+pub mod memcg;
 pub mod meminfo;
 pub mod modules;
 pub mod psi;

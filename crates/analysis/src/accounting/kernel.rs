@@ -21,7 +21,7 @@
 //!   leaves them in MemTotal (subtracted, named); without it the driver took them out of
 //!   MemTotal (not subtracted, named in a rule).
 //! - **zram, socket buffers, DMA-buf**: pages no meminfo field counts, or counts in part: see
-//!   [`super::consumers`].
+//!   [`super::consumers`]; the ZFS ARC's scatter buffers: [`super::zfs`].
 
 use memwarden_model::host::HostSample;
 use memwarden_model::units::{format_bytes, KIB};
@@ -75,7 +75,6 @@ pub fn terms(s: &HostSample) -> KernelTerms {
     }
     for key in [
         "PageTables",
-        "SecPageTables",
         "KernelStack",
         "ShadowCallStack",
         "HardwareCorrupted",
@@ -88,6 +87,7 @@ pub fn terms(s: &HostSample) -> KernelTerms {
         }
         k.push(total, key, mi(key), &format!("meminfo {key}"));
     }
+    super::kvm::add(s, total, &mut k);
     percpu(s, total, &mut k);
     if let Some(z) = &s.zoneinfo {
         let pcp = z.pcp_free_pages().saturating_mul(ps);
@@ -105,6 +105,7 @@ pub fn terms(s: &HostSample) -> KernelTerms {
     }
     balloon(s, total, &mut k);
     super::consumers::add(s, total, &mut k);
+    super::zfs::add(s, total, &mut k);
     k.push(
         total,
         "hugetlb pools",

@@ -4,8 +4,10 @@ pub mod consumers;
 pub mod decompositions;
 pub mod identities;
 pub mod kernel;
+pub mod kvm;
 pub mod modules;
 pub mod terms;
+pub mod zfs;
 
 use memwarden_model::host::HostSample;
 use serde::Serialize;

@@ -390,7 +390,8 @@ fn version_parse() {
 #[test]
 fn every_consumer_row_has_an_entry() {
     use crate::accounting::consumers::{DMABUF, SOCKET_BUFFERS, ZRAM};
-    for label in [ZRAM, SOCKET_BUFFERS, DMABUF] {
+    use crate::accounting::zfs::ZFS_ARC;
+    for label in [ZRAM, SOCKET_BUFFERS, DMABUF, ZFS_ARC] {
         let e = lookup(Kind::Consumer, label).unwrap_or_else(|| panic!("{label}: no entry"));
         assert!(!e.text(Lang::Zh).is_empty() && !e.text(Lang::En).is_empty());
     }

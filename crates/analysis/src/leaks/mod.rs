@@ -128,6 +128,7 @@ const KERNEL_FIELDS: &[&str] = &[
     "host.zram",
     "host.socket_buffers",
     "host.dmabuf",
+    "host.zfs_arc",
 ];
 
 /// Every growing series in `samples`, most worrying first: steady growers before steps, then by
@@ -146,6 +147,7 @@ pub fn filter() -> Filter {
             "host.zram",
             "host.socket_buffers",
             "host.dmabuf",
+            "host.zfs_arc",
             "process.",
             "vm.guest_used",
             "vm.qemu_rss",

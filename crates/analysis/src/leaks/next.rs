@@ -44,6 +44,11 @@ pub fn look_next(key: &SeriesKey, shape: Shape) -> String {
              /sys/kernel/debug/dma_buf/bufinfo, and the processes with dmabuf fds \
              (ls -l /proc/*/fd | grep dmabuf)"
         }
+        "host.zfs_arc" => {
+            "the ARC grows toward its target c (at most c_max, half of RAM by default on OpenZFS 2.1) and \
+             gives memory back only under pressure: arc_summary (or arcstats size, c, c_max); \
+             cap it with the zfs_arc_max module parameter if the VMs need the room"
+        }
         "meminfo.Shmem" => {
             "tmpfs and shared memory: df -t tmpfs (/dev/shm, /run), ipcs -m: files or segments \
              nobody deletes"

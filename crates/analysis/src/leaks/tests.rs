@@ -321,3 +321,33 @@ fn consumers_outside_meminfo_are_ranked_by_their_growth() {
         leaks[0].look_next
     );
 }
+
+#[test]
+fn a_growing_zfs_arc_is_ranked_with_its_next_step() {
+    use memwarden_model::host::{KstatEntry, ZfsArc};
+    let mut rng = Rng::new(17);
+    let samples: Vec<Sample> = (0..720u64)
+        .map(|i| {
+            let h = i as f64 / 360.0;
+            let mut s = sample(i, &[("MemTotal", 4096.0 * MIB)], vec![], vec![]);
+            let size = (512.0 * MIB + 100.0 * MIB * h + 0.5 * MIB * rng.normal()) as i64;
+            s.host.zfs = Some(ZfsArc {
+                arcstats: vec![KstatEntry {
+                    name: "size".into(),
+                    value: size,
+                }],
+                abdstats: None,
+            });
+            s
+        })
+        .collect();
+    let leaks = find(&samples, &LeakConfig::default());
+    let got: Vec<String> = leaks.iter().map(|l| l.what.to_string()).collect();
+    assert_eq!(got, ["host.zfs_arc"]);
+    assert_eq!(leaks[0].kind, LeakKind::Kernel);
+    assert!(
+        leaks[0].look_next.contains("zfs_arc_max"),
+        "{}",
+        leaks[0].look_next
+    );
+}

@@ -109,12 +109,13 @@ fn vm_table(view: &View) -> comfy_table::Table {
             "USABLE",
             "HOST RSS",
             "HOST IDLE",
+            "KVM PT",
             "KSM SHARED",
             "FPR/DOO",
             "AGE",
             "DIAGNOSIS",
         ],
-        &[2, 3, 4, 5, 6, 7, 8, 9, 10],
+        &[2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
     );
     let b = |v: Option<u64>| v.map(format_bytes).unwrap_or_else(|| "-".into());
     for r in view.vms() {
@@ -131,6 +132,8 @@ fn vm_table(view: &View) -> comfy_table::Table {
             b(f.guest_usable_bytes),
             b(f.host_rss_bytes),
             b(f.host_backed_idle_bytes),
+            // KVM's page tables for the guest (its cgroup's sec_pagetables; cgroup v2 only).
+            b(vm.cgroup.as_ref().and_then(|c| c.sec_pagetables_bytes)),
             b(f.ksm_merged_bytes),
             render::vm::levers(vm),
             f.stats_age_s

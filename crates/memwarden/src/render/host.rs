@@ -280,7 +280,7 @@ fn kernel_features(s: &HostSample) -> String {
     out
 }
 
-/// zram devices, sockets and DMA-bufs as read, one line each where present.
+/// zram devices, sockets, DMA-bufs and the ZFS ARC as read, one line each where present.
 fn consumers(s: &HostSample) -> String {
     let mut out = String::new();
     for z in s.zram.iter().flatten() {
@@ -345,6 +345,28 @@ fn consumers(s: &HostSample) -> String {
                 String::new()
             } else {
                 format!("; by exporter: {}", by.join(", "))
+            }
+        );
+    }
+    if let Some(z) = &s.zfs {
+        let b = |v: Option<u64>| v.map_or("-".into(), format_bytes);
+        let _ = writeln!(
+            out,
+            "ZFS ARC: {} (target c {}, c_min {}, c_max {}; data {}, metadata {}){}",
+            b(z.arc("size")),
+            b(z.arc("c")),
+            b(z.arc("c_min")),
+            b(z.arc("c_max")),
+            b(z.arc("data_size")),
+            b(z.arc("metadata_size")),
+            match &z.abdstats {
+                Some(_) => format!(
+                    "; ABDs: scatter {} + chunk waste {} (page allocator), linear {} (kmem caches)",
+                    b(z.abd("scatter_data_size")),
+                    b(z.abd("scatter_chunk_waste")),
+                    b(z.abd("linear_data_size"))
+                ),
+                None => "; no abdstats".into(),
             }
         );
     }

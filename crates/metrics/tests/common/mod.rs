@@ -123,6 +123,15 @@ pub fn vm(i: usize) -> VmSample {
         }),
         ..VmSample::default()
     };
+    if i.is_multiple_of(2) {
+        // On a cgroup v2 host, the VM's cgroup (fixtures/cgroup-v2-6.1-vm's layout).
+        vm.cgroup = Some(memwarden_model::vm::VmCgroupMem {
+            path: format!("/machine.slice/machine-qemu\\x2d{i}\\x2dinstance.scope"),
+            sec_pagetables_bytes: Some(1 << 20),
+            pagetables_bytes: Some(28672),
+            kernel_bytes: Some(2 << 20),
+        });
+    }
     if i % 2 == 1 {
         vm.extra_stats = ExtraStats::Read;
         if let Some(p) = vm.host.as_mut() {

@@ -8,12 +8,14 @@ mod consumers;
 mod kernel_mm;
 mod meminfo;
 mod process;
+mod zfs;
 mod zoneinfo;
 
 pub use consumers::*;
 pub use kernel_mm::*;
 pub use meminfo::*;
 pub use process::*;
+pub use zfs::*;
 pub use zoneinfo::*;
 
 use serde::{Deserialize, Serialize};
@@ -70,6 +72,14 @@ pub struct HostSample {
     /// exist (most servers), or they could not be read (`degraded`).
     #[serde(default)]
     pub dmabuf: Option<DmaBufs>,
+    /// OpenZFS's ARC (arcstats and abdstats); `None` when the zfs module is not loaded (or its
+    /// kstats could not be read: `degraded` says why).
+    #[serde(default)]
+    pub zfs: Option<ZfsArc>,
+    /// The libvirt domains' memory cgroups found under the cgroup2 mount (`machine.slice`,
+    /// `machine`): each VM's KVM page tables. `None` without any (no VMs, or cgroup v1).
+    #[serde(default)]
+    pub vm_cgroups: Option<Vec<crate::vm::VmCgroupMem>>,
     /// Processes that could not be read, or only in part, with why. Processes that exited
     /// while being read are only counted, in `processes_exited`.
     #[serde(default)]

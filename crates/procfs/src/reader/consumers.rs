@@ -1,13 +1,14 @@
-//! The reads of the consumers no meminfo field counts: zram devices, socket buffers, DMA-bufs.
+//! The reads of the consumers no meminfo field counts: zram devices, socket buffers, DMA-bufs,
+//! the ZFS ARC.
 //! Same rules as the rest of the reader: regular files only, every read capped.
 
 use std::fs;
 
-use memwarden_model::host::{DmaBufSource, DmaBufs, Sockstat, ZramMmStat};
+use memwarden_model::host::{DmaBufSource, DmaBufs, Sockstat, ZfsArc, ZramMmStat};
 
 use super::{caps, file_name, read_text, subdirs, HostReader};
 use crate::error::{Error, Result};
-use crate::{dmabuf, sockstat, zram};
+use crate::{dmabuf, kstat, sockstat, zram};
 
 /// The most DMA-bufs read from sysfs (two small files each) or bufinfo; the figures of a host
 /// with more are a lower bound (`DmaBufs::truncated`). Android phones hold a few thousand.
@@ -82,6 +83,30 @@ impl HostReader {
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// OpenZFS's /proc/spl/kstat/zfs/arcstats and abdstats. `Ok(None)` when there is no
+    /// arcstats (the zfs module is not loaded); abdstats alone missing (ZFS before 0.7) leaves
+    /// `abdstats` `None`.
+    pub fn read_zfs(&self) -> Result<Option<ZfsArc>> {
+        let dir = self.proc_root.join("spl/kstat/zfs");
+        let read = |name: &str| -> Result<Option<Vec<_>>> {
+            let path = dir.join(name);
+            match read_text(&path, caps::SMALL) {
+                Ok(t) => kstat::parse(&format!("/proc/spl/kstat/zfs/{name}"), &t)
+                    .map(Some)
+                    .map_err(|e| e.at(&path)),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        let Some(arcstats) = read("arcstats")? else {
+            return Ok(None);
+        };
+        Ok(Some(ZfsArc {
+            arcstats,
+            abdstats: read("abdstats")?,
+        }))
     }
 
     fn read_dmabuf_sysfs(&self, bufs: &[std::path::PathBuf]) -> Result<DmaBufs> {

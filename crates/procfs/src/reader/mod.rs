@@ -20,6 +20,7 @@ use memwarden_model::host::{HostSample, Meminfo};
 mod consumers;
 mod io;
 mod kernel_files;
+mod memcg;
 mod process;
 
 use io::{file_name, read_text, subdirs};
@@ -193,6 +194,14 @@ impl HostReader {
             "a capture that left it out, or a kernel without CONFIG_PROC_FS networking",
         );
         let dmabuf = optional(d, self.read_dmabuf(), "a buffer freed while being read").flatten();
+        let zfs = optional(
+            d,
+            self.read_zfs(),
+            "the zfs module unloaded while being read",
+        )
+        .flatten();
+        let vm_cgroups =
+            optional(d, self.read_vm_cgroups(), "a VM stopped while being read").flatten();
         let scan = self.read_processes(opts, &mut degraded);
         let ksmd = match &ksm {
             Some(_) => {
@@ -230,6 +239,8 @@ impl HostReader {
             zram,
             sockstat,
             dmabuf,
+            zfs,
+            vm_cgroups,
             process_errors: scan.errors,
             processes_exited: scan.exited,
             warnings: Vec::new(),
