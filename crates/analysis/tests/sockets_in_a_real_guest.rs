@@ -18,50 +18,30 @@
 //!
 //! The lab's guests are shared: run these one at a time (`--test-threads=1`) on small machines.
 
+mod guest_common;
+
 use memwarden_analysis::accounting::{consumers, decompositions};
 use memwarden_lab::{GuestOpts, Lab, QemuGuest};
-use memwarden_model::host::{HostSample, VirtioBalloonSysfs};
+use memwarden_model::host::HostSample;
 use memwarden_model::units::MIB;
+
+use guest_common::{base_sample, cat, run, x};
 
 const TOL: i128 = 4 * MIB as i128;
 /// Connections, each with a receiver that never reads.
 const PAIRS: u32 = 8;
 
-fn cat(g: &QemuGuest, path: &str) -> String {
-    g.console(&format!("run cat {path}"))
-        .unwrap_or_else(|e| panic!("guest {path}: {e}"))
-}
-
-fn run(g: &QemuGuest, line: &str) -> String {
-    g.console(&format!("run {line}"))
-        .unwrap_or_else(|e| panic!("guest `{line}`: {e}"))
-}
-
 /// The guest's sample as the reader would take it (without processes), and its sockstat text.
 fn sample(g: &QemuGuest) -> (HostSample, String) {
     let sockstat = cat(g, "/proc/net/sockstat");
-    let zone = memwarden_procfs::parse_zoneinfo(&cat(g, "/proc/zoneinfo")).expect("zoneinfo");
-    let meminfo = memwarden_procfs::parse_meminfo(&cat(g, "/proc/meminfo")).expect("meminfo");
-    let vmstat = memwarden_procfs::parse_vmstat(&cat(g, "/proc/vmstat")).expect("vmstat");
-    let vmalloc =
-        memwarden_procfs::parse_vmallocinfo(&cat(g, "/proc/vmallocinfo")).expect("vmallocinfo");
-    let features = cat(g, "/sys/bus/virtio/drivers/virtio_balloon/virtio*/features");
     let entries =
         memwarden_procfs::sockstat::parse("/proc/net/sockstat", &sockstat).expect("sockstat");
     let s = HostSample {
-        meminfo,
-        vmstat: Some(vmstat),
-        vmalloc: Some(vmalloc),
-        zoneinfo: Some(zone),
-        page_size_bytes: Some(4096),
-        virtio_balloon: Some(VirtioBalloonSysfs {
-            features: features.trim().to_string(),
-        }),
         sockstat: Some(memwarden_model::host::Sockstat {
             entries,
             ipv6: false,
         }),
-        ..Default::default()
+        ..base_sample(g)
     };
     (s, sockstat)
 }
@@ -131,7 +111,6 @@ fn unread_tcp_data_is_inside_x_as_sockstat_charges_it_6_1() {
         .iter()
         .find(|p| p.label == consumers::SOCKET_BUFFERS)
         .map(|p| i128::from(p.bytes));
-    let x = |s: &HostSample| decompositions::by_lru(s).unaccounted_bytes.expect("X");
     let (x0, x1) = (x(&before), x(&after));
     eprintln!(
         "sockets {}: sockstat {:?}; TCP mem {charged} bytes; X before {x0}, after {x1} \

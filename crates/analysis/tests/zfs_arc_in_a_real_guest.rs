@@ -12,24 +12,22 @@
 //! scripts/test.sh` runs them after the rest. The
 //! captured tree `fixtures/guest-6.1-zfs` is checked on every run (`accounting_on_real_trees.rs`).
 
+mod guest_common;
+
 use std::time::Duration;
 
 use memwarden_analysis::accounting::{decompositions, zfs};
 use memwarden_lab::{GuestOpts, Lab, QemuGuest};
-use memwarden_model::host::{HostSample, VirtioBalloonSysfs, ZfsArc};
+use memwarden_model::host::{HostSample, ZfsArc};
 use memwarden_model::units::MIB;
+
+use guest_common::{base_sample, cat, run_for, x};
 
 const TOL: i128 = 4 * MIB as i128;
 const LONG: Duration = Duration::from_secs(600);
 
-fn cat(g: &QemuGuest, path: &str) -> String {
-    g.console(&format!("run cat {path}"))
-        .unwrap_or_else(|e| panic!("guest {path}: {e}"))
-}
-
 fn run(g: &QemuGuest, line: &str) -> String {
-    g.console_timeout(&format!("run {line}"), LONG)
-        .unwrap_or_else(|e| panic!("guest `{line}`: {e}"))
+    run_for(g, line, LONG)
 }
 
 /// A kstat entry read from the text, independently of the parser.
@@ -46,35 +44,17 @@ fn kstat(text: &str, name: &str) -> u64 {
 fn sample(g: &QemuGuest) -> (HostSample, String, String) {
     let arc = cat(g, "/proc/spl/kstat/zfs/arcstats");
     let abd = cat(g, "/proc/spl/kstat/zfs/abdstats");
-    let zone = memwarden_procfs::parse_zoneinfo(&cat(g, "/proc/zoneinfo")).expect("zoneinfo");
-    let meminfo = memwarden_procfs::parse_meminfo(&cat(g, "/proc/meminfo")).expect("meminfo");
-    let vmstat = memwarden_procfs::parse_vmstat(&cat(g, "/proc/vmstat")).expect("vmstat");
-    let vmalloc =
-        memwarden_procfs::parse_vmallocinfo(&cat(g, "/proc/vmallocinfo")).expect("vmallocinfo");
-    let features = cat(g, "/sys/bus/virtio/drivers/virtio_balloon/virtio*/features");
     let parse = |name: &str, t: &str| {
         memwarden_procfs::kstat::parse(name, t).unwrap_or_else(|e| panic!("guest {name}: {e}"))
     };
     let s = HostSample {
-        meminfo,
-        vmstat: Some(vmstat),
-        vmalloc: Some(vmalloc),
-        zoneinfo: Some(zone),
-        page_size_bytes: Some(4096),
-        virtio_balloon: Some(VirtioBalloonSysfs {
-            features: features.trim().to_string(),
-        }),
         zfs: Some(ZfsArc {
             arcstats: parse("arcstats", &arc),
             abdstats: Some(parse("abdstats", &abd)),
         }),
-        ..Default::default()
+        ..base_sample(g)
     };
     (s, arc, abd)
-}
-
-fn x(s: &HostSample) -> i128 {
-    decompositions::by_lru(s).unaccounted_bytes.expect("X")
 }
 
 fn without_zfs(s: &HostSample) -> HostSample {

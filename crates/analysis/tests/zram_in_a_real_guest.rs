@@ -8,51 +8,27 @@
 //!
 //! The lab's guests are shared: run these one at a time (`--test-threads=1`) on small machines.
 
+mod guest_common;
+
 use std::time::Duration;
 
 use memwarden_analysis::accounting::{consumers, decompositions};
 use memwarden_lab::{GuestOpts, Kernel, Lab, QemuGuest};
-use memwarden_model::host::{HostSample, VirtioBalloonSysfs};
+use memwarden_model::host::HostSample;
 use memwarden_model::units::MIB;
+
+use guest_common::{base_sample, cat, run, x};
 
 const TOL: i128 = 4 * MIB as i128;
 
-fn cat(g: &QemuGuest, path: &str) -> String {
-    g.console(&format!("run cat {path}"))
-        .unwrap_or_else(|e| panic!("guest {path}: {e}"))
-}
-
-fn run(g: &QemuGuest, line: &str) -> String {
-    g.console(&format!("run {line}"))
-        .unwrap_or_else(|e| panic!("guest `{line}`: {e}"))
-}
-
 /// The guest's sample as the reader would take it (without processes), zram as given.
 fn sample(g: &QemuGuest, zram_mm_stat: Option<&str>) -> HostSample {
-    let zone = memwarden_procfs::parse_zoneinfo(&cat(g, "/proc/zoneinfo")).expect("zoneinfo");
-    let meminfo = memwarden_procfs::parse_meminfo(&cat(g, "/proc/meminfo")).expect("meminfo");
-    let vmstat = memwarden_procfs::parse_vmstat(&cat(g, "/proc/vmstat")).expect("vmstat");
-    let vmalloc =
-        memwarden_procfs::parse_vmallocinfo(&cat(g, "/proc/vmallocinfo")).expect("vmallocinfo");
-    let features = cat(g, "/sys/bus/virtio/drivers/virtio_balloon/virtio*/features");
     HostSample {
-        meminfo,
-        vmstat: Some(vmstat),
-        vmalloc: Some(vmalloc),
-        zoneinfo: Some(zone),
-        page_size_bytes: Some(4096),
-        virtio_balloon: Some(VirtioBalloonSysfs {
-            features: features.trim().to_string(),
-        }),
         zram: zram_mm_stat.map(|t| {
             vec![memwarden_procfs::zram::parse("zram0", t).expect("guest mm_stat parses")]
         }),
-        ..Default::default()
+        ..base_sample(g)
     }
-}
-
-fn x(s: &HostSample) -> i128 {
-    decompositions::by_lru(s).unaccounted_bytes.expect("X")
 }
 
 #[test]

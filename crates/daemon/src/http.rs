@@ -376,10 +376,8 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Eight clients ask for history at once: never more than HISTORY_READS (2) decode at the same
-    /// time, and every one is answered in its turn (none refused, none lost).
-    #[test]
-    fn history_reads_run_at_most_history_reads_at_a_time_and_the_rest_wait() {
+    /// The API's state over an empty store of its own (kept while the TempDir lives).
+    fn state(history_wait: Duration) -> (tempfile::TempDir, AppState) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("history.db");
         drop(Store::open(&db).expect("create the store"));
@@ -389,8 +387,16 @@ mod tests {
             max_range: Duration::from_secs(3600),
             server: Arc::default(),
             history_reads: Arc::new(tokio::sync::Semaphore::new(HISTORY_READS)),
-            history_wait: Duration::from_secs(30),
+            history_wait,
         };
+        (dir, st)
+    }
+
+    /// Eight clients ask for history at once: never more than HISTORY_READS (2) decode at the same
+    /// time, and every one is answered in its turn (none refused, none lost).
+    #[test]
+    fn history_reads_run_at_most_history_reads_at_a_time_and_the_rest_wait() {
+        let (_dir, st) = state(Duration::from_secs(30));
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -432,17 +438,7 @@ mod tests {
     /// (and Retry-After), instead of waiting until the idle timeout cuts it with no answer.
     #[test]
     fn a_request_that_waits_too_long_for_a_history_read_gets_a_503() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("history.db");
-        drop(Store::open(&db).expect("create the store"));
-        let st = AppState {
-            shared: Arc::default(),
-            db,
-            max_range: Duration::from_secs(3600),
-            server: Arc::default(),
-            history_reads: Arc::new(tokio::sync::Semaphore::new(HISTORY_READS)),
-            history_wait: Duration::from_millis(200),
-        };
+        let (_dir, st) = state(Duration::from_millis(200));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
